@@ -1,0 +1,22 @@
+"""doit tasks for the image stack builder. Each task calls into the ``scripts`` package.
+
+Run from a stack folder, or point at one: ``doit -f <this repo>/dodo.py -d <stack folder> build``.
+"""
+from scripts import tasks
+
+DOIT_CONFIG = {
+    "default_tasks": ["build"],
+    "verbosity": 2,
+    "backend": "json",
+    "dep_file": ".doit.json",
+}
+
+
+def task_build():
+    """Build, test, then push the changed images and their descendants, parents first."""
+    return {"actions": [(tasks.build,)], "params": tasks.BUILD_PARAMS, "uptodate": [False], "verbosity": 2}
+
+
+def task_tree():
+    """Print the stack as a tree, marking what would be built and why."""
+    return {"actions": [(tasks.tree,)], "params": tasks.SELECTION_PARAMS, "uptodate": [False], "verbosity": 2}

@@ -1,0 +1,1 @@
+"""Image stack builder: spec -> tree -> plan -> build/test/push -> report."""

@@ -1,0 +1,152 @@
+"""Make sure the images the stack's roots build FROM are in the engine.
+
+Pull them; where no registry can be reached, seed Debian images from Debian's archive with
+mmdebstrap under the name the Dockerfile uses. When the network intercepts TLS (the host
+trusts an authority that the public bundle does not), the seeded image trusts it too:
+an opt-in of the set-up, never something a stack's Dockerfiles must carry.
+
+Usage: python -m scripts.baseimages --stack DIR
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import docker
+
+from . import engine
+from .errors import StackError
+from .spec import load_spec
+
+LOGGER = logging.getLogger(__name__)
+
+HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+DEBIAN_RE = re.compile(r"^(?:docker\.io/)?(?:library/)?debian:(?P<suite>[a-z]+)(?P<slim>-slim)?$")
+MIRROR = "http://deb.debian.org/debian"
+
+
+def base_images(dockerfile: Path) -> list[str]:
+    """Images a Dockerfile builds FROM, with ARG defaults applied; ones that need a build arg are left out."""
+    args: dict[str, str] = {}
+    found: list[str] = []
+    stages: set[str] = set()
+    for raw in dockerfile.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        arg = re.match(r"(?i)^ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?$", line)
+        if arg and arg.group(2) is not None:
+            args[arg.group(1)] = arg.group(2).strip().strip('"\'')
+        source = re.match(r"(?i)^FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", line)
+        if not source:
+            continue
+        name = re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: args.get(m.group(1), "\0"), source.group(1))
+        if source.group(2):
+            stages.add(source.group(2).lower())
+        if "\0" not in name and name != "scratch" and name.lower() not in stages:
+            found.append(name)
+    return found
+
+
+def network_intercepts_tls() -> bool:
+    """True when PyPI's certificate verifies only with the host's bundle, not the public one."""
+    setting = os.environ.get("STACK_TRUST_HOST_CA")
+    if setting in ("0", "1"):
+        return setting == "1"
+    import certifi
+    import requests
+
+    try:
+        requests.head("https://pypi.org/simple/", timeout=10, verify=certifi.where())
+        return False
+    except requests.exceptions.SSLError:
+        pass
+    except requests.exceptions.RequestException:
+        return False
+    try:
+        requests.head("https://pypi.org/simple/", timeout=10, verify=str(HOST_BUNDLE))
+        return True
+    except requests.exceptions.RequestException:
+        return False
+
+
+def ensure(stack_dir: Path) -> list[str]:
+    """Make every root's base image present; return the ones seeded or pulled."""
+    spec = load_spec(stack_dir)
+    client = engine.connect()
+    wanted = sorted({name for root in spec.roots for name in base_images(spec.images[root].dockerfile)})
+    done = []
+    for name in wanted:
+        try:
+            client.images.get(name)
+            LOGGER.info("base image %s is present", name)
+            continue
+        except docker.errors.ImageNotFound:
+            pass
+        if _pull(client, name):
+            done.append(name)
+            continue
+        match = DEBIAN_RE.match(name)
+        if not match:
+            raise StackError(f"base image {name} is not in the engine and cannot be pulled; load it "
+                             "(docker load / docker import) under that name, then run the set-up again")
+        seed_debian(client, name, suite=match.group("suite"), trust_host_ca=network_intercepts_tls())
+        done.append(name)
+    return done
+
+
+def _pull(client: docker.DockerClient, name: str) -> bool:
+    repository, _, tag = name.rpartition(":") if ":" in name.split("/")[-1] else (name, "", "latest")
+    try:
+        client.api.pull(repository, tag=tag)
+    except engine.ENGINE_FAILURES as exc:
+        LOGGER.info("cannot pull %s (%s)", name, str(exc).splitlines()[0][:160])
+        return False
+    LOGGER.info("pulled %s", name)
+    return True
+
+
+def seed_debian(client: docker.DockerClient, name: str, *, suite: str, trust_host_ca: bool) -> None:
+    """Build a minimal Debian root filesystem with mmdebstrap and import it as ``name``."""
+    LOGGER.info("seeding %s from Debian's archive with mmdebstrap%s", name,
+                " (trusting the host's certificate authority)" if trust_host_ca else "")
+    command = ["mmdebstrap", "--quiet", "--variant=minbase", "--include=ca-certificates"]
+    changes = ["LABEL org.opencontainers.image.description=seeded-with-mmdebstrap"]
+    if trust_host_ca:
+        # Fixed hook text; "$1" is the root filesystem mmdebstrap passes to the hook.
+        command += [f'--customize-hook=cp {HOST_BUNDLE} "$1/usr/local/share/ca-certificates/host-ca.crt"',
+                    '--customize-hook=chroot "$1" update-ca-certificates']
+        changes += ["ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
+                    "ENV REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt"]
+    with tempfile.TemporaryDirectory(prefix="seed-") as tmp:
+        tarball = Path(tmp) / "rootfs.tar"
+        try:
+            subprocess.run([*command, suite, str(tarball), MIRROR], check=True, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise StackError("mmdebstrap is not installed: apt-get install mmdebstrap (setup.sh does)") from None
+        except subprocess.CalledProcessError as exc:
+            raise StackError(f"mmdebstrap failed (exit {exc.returncode}) seeding {name}") from None
+        repository, _, tag = name.rpartition(":")
+        client.api.import_image_from_file(str(tarball), repository=repository, tag=tag, changes=changes)
+    LOGGER.info("seeded %s", name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", type=Path, default=Path.cwd(), help="the stack folder")
+    options = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[base images] %(message)s")
+    try:
+        ensure(options.stack.resolve())
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Build one image on the engine, streaming Docker's output to a log file.
+
+An error anywhere in Docker's stream is a failure, never a silent success.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterable, Mapping
+
+import docker
+
+from .engine import ENGINE_FAILURES
+
+LOGGER = logging.getLogger(__name__)
+
+
+class StepFailed(Exception):
+    """A build, test or push step failed for one image; the message is its reason."""
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    context: Path
+    dockerfile: Path
+    build_args: Mapping[str, str]
+    labels: Mapping[str, str]
+    platform: str | None = None
+
+
+def build_image(api: docker.APIClient, request: BuildRequest, log: IO[str]) -> str:
+    """Build and return the image ID. Raises ``StepFailed`` with Docker's error."""
+    try:
+        dockerfile = request.dockerfile.relative_to(request.context).as_posix()
+    except ValueError:
+        dockerfile = str(request.dockerfile)  # the SDK adds a Dockerfile outside the context itself
+    try:
+        stream = api.build(path=str(request.context), dockerfile=dockerfile, buildargs=dict(request.build_args),
+                           labels=dict(request.labels), rm=True, forcerm=True, pull=False, decode=True,
+                           platform=request.platform)
+        return _follow(stream, log)
+    except docker.errors.APIError as exc:
+        raise StepFailed(f"build refused by the engine: {exc.explanation or exc}") from None
+    except ENGINE_FAILURES as exc:
+        raise StepFailed(f"engine failed during the build: {type(exc).__name__}: {exc}") from None
+
+
+def _follow(stream: Iterable[Mapping[str, Any]], log: IO[str]) -> str:
+    image_id: str | None = None
+    last_lines: list[str] = []
+    for chunk in stream:
+        if "error" in chunk or "errorDetail" in chunk:
+            message = chunk.get("error") or (chunk.get("errorDetail") or {}).get("message") or "unknown error"
+            log.write(f"ERROR: {message}\n")
+            log.flush()
+            tail = "".join(last_lines[-3:]).strip()
+            raise StepFailed(f"build failed: {message.strip()}" + (f" (after: {tail[-300:]})" if tail else ""))
+        text = chunk.get("stream") or chunk.get("status")
+        if text:
+            log.write(text if text.endswith("\n") else text + "\n")
+            last_lines = (last_lines + [text])[-5:]
+        aux = chunk.get("aux")
+        if isinstance(aux, dict) and aux.get("ID"):
+            image_id = str(aux["ID"])
+    log.flush()
+    if image_id is None:
+        raise StepFailed("build ended without an image ID in Docker's stream")
+    return image_id

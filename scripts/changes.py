@@ -1,0 +1,222 @@
+"""What to build: changed files since a base commit, mapped to images, plus descendants."""
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
+from typing import Any, Mapping
+
+import git
+
+from . import yamlsource
+from .errors import GitError, StackError
+from .spec import Spec
+from .tree import StackTree
+
+LOGGER = logging.getLogger(__name__)
+
+SHARED_TESTS = "images/tests_common"
+DEFAULT_BRANCHES = ("main", "origin/main", "master", "origin/master")
+FULL_REBUILD = "full rebuild"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The images to build, each with the reason it is built, in breadth-first order."""
+
+    reasons: Mapping[str, str]
+    base: str | None = None  # the commit compared against, when there was one
+    base_source: str = ""  # how the base was chosen, for the log and the report
+    changed_files: tuple[str, ...] = field(default=())
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.reasons)
+
+
+def select(spec: Spec, tree: StackTree, *, base_ref: str | None = None, build_all: bool = False,
+           images: tuple[str, ...] = (), env: Mapping[str, str] | None = None) -> Selection:
+    """Decide what to build. ``images`` and ``build_all`` force; otherwise git decides."""
+    env = os.environ if env is None else env
+    if images:
+        unknown = [name for name in images if name not in spec.images]
+        if unknown:
+            hints = [difflib.get_close_matches(name, list(spec.images), n=1) for name in unknown]
+            tips = ", ".join(f"'{n}'" + (f" (did you mean '{h[0]}'?)" if h else "") for n, h in zip(unknown, hints))
+            raise StackError(f"--image names no image in {spec.path.name}: {tips}; images are: "
+                             f"{', '.join(spec.images)}")
+        wanted = set(images)
+        return Selection({n: "forced (--image)" for n in tree.breadth_first() if n in wanted},
+                         base_source="--image")
+    if build_all:
+        return Selection({n: "forced (--all)" for n in tree.breadth_first()}, base_source="--all")
+
+    repo = open_repo(spec.stack_dir)
+    if not repo.head.is_valid():
+        return Selection({n: "forced (no commits yet)" for n in tree.breadth_first()}, base_source="no commits")
+    head = repo.head.commit
+    if FULL_REBUILD in str(head.message).lower():
+        return Selection({n: "forced (\"full rebuild\" in commit message)" for n in tree.breadth_first()},
+                         base_source="commit message")
+
+    base, source = resolve_base(repo, base_ref, env)
+    files = changed_files(repo, base, spec.stack_dir)
+    direct = map_files(spec, files, base=base, repo=repo)
+    reasons: dict[str, str] = {}
+    for name in tree.breadth_first():
+        if name in direct:
+            reasons[name] = direct[name]
+        elif spec.images[name].parent in reasons:
+            changed_ancestor = next(a for a in reversed(spec.ancestors(name)) if a in direct)
+            reasons[name] = f"descendant of {changed_ancestor}"
+    return Selection(reasons, base=base.hexsha if base else None, base_source=source,
+                     changed_files=tuple(files))
+
+
+def open_repo(stack_dir: Path) -> git.Repo:
+    try:
+        return git.Repo(stack_dir, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise GitError(f"{stack_dir} is not in a git repository, so changes cannot be detected: "
+                       "run `git init` and commit, or choose images with --all or --image NAME") from None
+
+
+def resolve_base(repo: git.Repo, base_ref: str | None, env: Mapping[str, str]) -> tuple[git.Commit | None, str]:
+    """The commit to compare HEAD with, and a note saying how it was chosen."""
+    if base_ref:
+        return _commit(repo, base_ref, "--base-ref"), f"--base-ref {base_ref}"
+    if env.get("GITHUB_ACTIONS") == "true":
+        found = _github_base(repo, env)
+        if found is not None:
+            return found
+    for branch in DEFAULT_BRANCHES:
+        try:
+            other = repo.commit(branch)
+        except (git.BadName, ValueError):
+            continue
+        bases = repo.merge_base(other, repo.head.commit)
+        if bases:
+            return bases[0], f"merge-base with {branch}"
+    LOGGER.warning("no main or master branch: comparing with HEAD (uncommitted changes only)")
+    return repo.head.commit, "HEAD (no main branch)"
+
+
+def _github_base(repo: git.Repo, env: Mapping[str, str]) -> tuple[git.Commit | None, str] | None:
+    event = env.get("GITHUB_EVENT_NAME", "")
+    if event.startswith("pull_request") and env.get("GITHUB_BASE_REF"):
+        for ref in (f"origin/{env['GITHUB_BASE_REF']}", env["GITHUB_BASE_REF"]):
+            try:
+                other = repo.commit(ref)
+            except (git.BadName, ValueError):
+                continue
+            bases = repo.merge_base(other, repo.head.commit)
+            if bases:
+                return bases[0], f"pull request base {ref}"
+        raise GitError(f"the pull request's base branch '{env['GITHUB_BASE_REF']}' is not in this clone: "
+                       "check out with fetch-depth: 0")
+    if event == "push" and env.get("GITHUB_EVENT_PATH"):
+        try:
+            payload: dict[str, Any] = json.loads(Path(env["GITHUB_EVENT_PATH"]).read_text())
+        except (OSError, ValueError):
+            return None
+        before = str(payload.get("before") or "")
+        if before and set(before) != {"0"}:
+            return _commit(repo, before, "the push's previous commit"), f"push's previous commit {before[:12]}"
+    return None
+
+
+def _commit(repo: git.Repo, ref: str, what: str) -> git.Commit:
+    try:
+        return repo.commit(ref)
+    except (git.BadName, ValueError):
+        raise GitError(f"{what} '{ref}' is not a commit in this repository: fetch it "
+                       "(git fetch origin; in CI use fetch-depth: 0) or name an existing commit") from None
+
+
+def changed_files(repo: git.Repo, base: git.Commit | None, stack_dir: Path) -> list[str]:
+    """Paths relative to the stack folder changed between ``base`` and the working tree.
+
+    Comparing with the working tree covers the commits since ``base`` and uncommitted
+    (staged, unstaged and untracked) changes alike.
+    """
+    top = Path(repo.working_tree_dir or ".").resolve()
+    paths: set[str] = set()
+    if base is not None:
+        for diff in base.diff(None):
+            paths.update(p for p in (diff.a_path, diff.b_path) if p)
+    paths.update(repo.untracked_files)
+    stack = stack_dir.resolve()
+    out = []
+    for path in paths:
+        try:
+            out.append((top / path).relative_to(stack).as_posix())
+        except ValueError:
+            continue  # outside this stack
+    return sorted(out)
+
+
+def map_files(spec: Spec, files: list[str], *, base: git.Commit | None, repo: git.Repo) -> dict[str, str]:
+    """Changed files -> {image: reason} for the images they touch directly."""
+    hits: dict[str, list[str]] = {}
+    everything: str | None = None
+    spec_rel = spec.path.relative_to(spec.stack_dir).as_posix()
+    for path in files:
+        if _ignored(path, spec.change_ignore):
+            continue
+        if path == spec_rel:
+            all_reason, entries = _spec_changes(spec, base, repo)
+            everything = everything or all_reason
+            for name in entries:
+                hits.setdefault(name, []).append(f"{spec_rel} entry")
+            continue
+        if path == SHARED_TESTS or path.startswith(SHARED_TESTS + "/"):
+            everything = everything or f"shared tests changed ({path})"
+            continue
+        for image in spec.images.values():
+            folder = image.context.relative_to(spec.stack_dir).as_posix()
+            dockerfile = image.dockerfile.relative_to(spec.stack_dir).as_posix() \
+                if image.dockerfile.is_relative_to(spec.stack_dir) else None
+            inside = path.startswith(folder + "/")
+            if not inside and path != dockerfile:
+                continue
+            if inside and _ignored(path[len(folder) + 1:], image.change_ignore):
+                continue
+            hits.setdefault(image.name, []).append(path)
+    if everything:
+        return {name: f"changed: {everything}" for name in spec.images}
+    return {name: "changed: " + _summarise(paths) for name, paths in hits.items()}
+
+
+def _ignored(path: str, globs: tuple[str, ...]) -> bool:
+    posix = PurePosixPath(path)
+    return any(fnmatchcase(path, g) or fnmatchcase(posix.name, g) for g in globs)
+
+
+def _summarise(paths: list[str]) -> str:
+    return paths[0] + (f" (+{len(paths) - 1} more)" if len(paths) > 1 else "")
+
+
+def _spec_changes(spec: Spec, base: git.Commit | None, repo: git.Repo) -> tuple[str | None, list[str]]:
+    """(reason to rebuild all, or None; images whose entries changed) for a changed spec file."""
+    rel = spec.path.relative_to(spec.stack_dir).as_posix()
+    old: dict[str, Any] | None = None
+    if base is not None:
+        top = Path(repo.working_tree_dir or ".").resolve()
+        repo_path = (spec.path.resolve()).relative_to(top).as_posix()
+        try:
+            blob = base.tree / repo_path
+            loaded = yamlsource.load(blob.data_stream.read().decode("utf-8")).data
+            old = loaded if isinstance(loaded, dict) else None
+        except (KeyError, UnicodeDecodeError, yamlsource.YamlSyntaxError):
+            old = None
+    if old is None:
+        return f"{rel} is new or was unreadable at the base", []
+    for key in ("tag", "all_info_cmds"):
+        if old.get(key) != spec.raw.get(key):
+            return f"{rel} {key} changed", []
+    old_images = old.get("images") if isinstance(old.get("images"), dict) else {}
+    return None, [name for name, raw in spec.raw["images"].items() if old_images.get(name) != raw]

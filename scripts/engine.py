@@ -1,0 +1,31 @@
+"""The Docker engine connection, with a clear message when there is none."""
+from __future__ import annotations
+
+import logging
+import os
+
+import docker
+import requests
+
+from .errors import EngineError
+
+LOGGER = logging.getLogger(__name__)
+
+# Failures of the engine itself (not of a build step): the engine went away or refused.
+ENGINE_FAILURES: tuple[type[BaseException], ...] = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+def connect(*, pool_size: int = 10, timeout: int = 600) -> docker.DockerClient:
+    """A client for the engine at DOCKER_HOST (default: the local socket), checked with a ping."""
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = docker.from_env(timeout=timeout, max_pool_size=pool_size)
+        client.ping()
+    except ENGINE_FAILURES as exc:
+        raise EngineError(
+            f"no Docker engine answers at {where} ({type(exc).__name__}). Start one: `bash setup.sh env` "
+            "installs and starts dockerd on Debian, or run `dockerd &` as root; or point DOCKER_HOST at a "
+            "running engine"
+        ) from None
+    LOGGER.debug("connected to the Docker engine at %s", where)
+    return client

@@ -1,0 +1,31 @@
+"""Errors a user can cause, with messages written for them.
+
+Anything that is not a ``StackError`` is our bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class StackError(Exception):
+    """A mistake or an unmet precondition the user can fix; the message says how."""
+
+
+class SpecError(StackError):
+    """``spec.yml`` is invalid. Holds every problem found, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        count = len(problems)
+        head = "spec is invalid (1 problem):" if count == 1 else f"spec is invalid ({count} problems):"
+        super().__init__("\n".join([head, *("  " + p for p in problems)]))
+
+
+class EngineError(StackError):
+    """The Docker engine cannot be reached or refused a request."""
+
+
+class RegistryError(StackError):
+    """A registry answered with a definitive error."""
+
+
+class GitError(StackError):
+    """The stack is not in a usable git repository, or a ref does not exist."""

@@ -1,0 +1,102 @@
+"""Run an image's tests with pytest against the just-built image, and read the JUnit results."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .build import StepFailed
+from .credentials import without_secrets
+from .spec import Spec
+
+LOGGER = logging.getLogger(__name__)
+
+COMMON = Path("images/tests_common")
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+TEST_TIMEOUT_S = 3600
+
+
+@dataclass
+class TestOutcome:
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    junit: str | None = None
+    failures: list[str] = field(default_factory=list)
+
+    def as_report(self) -> dict[str, object]:
+        return {"passed": self.passed, "failed": self.failed, "skipped": self.skipped, "junit": self.junit,
+                "failures": self.failures}
+
+
+def test_dirs(spec: Spec, name: str) -> list[Path]:
+    """tests_common, then each ancestor's test/ (root first), then the image's own test/."""
+    chain = [*reversed(spec.ancestors(name)), name]
+    dirs = [spec.stack_dir / COMMON] + [spec.images[n].context / "test" for n in chain]
+    if spec.images[name].integration_tests:
+        dirs.append(spec.images[name].context / "integration_tests")
+    return [d for d in dirs if d.is_dir()]
+
+
+def run_tests(spec: Spec, name: str, image: str, *, junit: Path, log: Path) -> TestOutcome:
+    """Run the tests; raise ``StepFailed`` naming the failing tests when any fail."""
+    dirs = test_dirs(spec, name)
+    junit.parent.mkdir(parents=True, exist_ok=True)
+    if not dirs:
+        LOGGER.warning("%s: no tests found (images/tests_common, test/ folders): nothing was checked", name)
+        return TestOutcome()
+    env = without_secrets(os.environ)
+    env["STACK_IMAGE"] = image
+    env["STACK_IMAGE_NAME"] = name
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    command = [sys.executable, "-m", "pytest", *map(str, dirs), f"--junitxml={junit}", "-p", "scripts.pytest_plugin",
+               "-p", "no:cacheprovider", "--import-mode=importlib", "-c", os.devnull,
+               f"--rootdir={spec.stack_dir}", "-q", "-o", f"junit_suite_name={name}"]
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"$ pytest {' '.join(str(d.relative_to(spec.stack_dir)) for d in dirs)}\n")
+        out.flush()
+        try:
+            proc = subprocess.run(command, cwd=spec.stack_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=TEST_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired:
+            raise StepFailed(f"tests did not finish within {TEST_TIMEOUT_S} s") from None
+    outcome = read_junit(junit)
+    if proc.returncode == 5 and outcome.passed == 0:
+        LOGGER.warning("%s: pytest collected no tests in %s", name, ", ".join(map(str, dirs)))
+        return outcome
+    if proc.returncode != 0 or outcome.failed:
+        names = ", ".join(outcome.failures[:5]) or f"pytest exited {proc.returncode}; see {log}"
+        more = f" (+{len(outcome.failures) - 5} more)" if len(outcome.failures) > 5 else ""
+        raise TestsFailed(outcome, f"tests failed: {names}{more}")
+    return outcome
+
+
+class TestsFailed(StepFailed):
+    """Tests ran and some failed; carries the counts for the report."""
+
+    def __init__(self, outcome: TestOutcome, message: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+def read_junit(path: Path) -> TestOutcome:
+    """Counts and failing test ids from a JUnit XML file (an unreadable file counts as no results)."""
+    outcome = TestOutcome(junit=str(path))
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return outcome
+    for case in root.iter("testcase"):
+        test_id = f"{case.get('classname', '')}::{case.get('name', '')}".strip(":")
+        if case.find("failure") is not None or case.find("error") is not None:
+            outcome.failed += 1
+            outcome.failures.append(test_id)
+        elif case.find("skipped") is not None:
+            outcome.skipped += 1
+        else:
+            outcome.passed += 1
+    return outcome

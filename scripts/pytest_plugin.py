@@ -1,0 +1,71 @@
+"""Shared fixtures for image tests: loaded with ``-p scripts.pytest_plugin`` by the builder.
+
+The image under test is named by the STACK_IMAGE environment variable.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Iterator
+
+import docker
+import pytest
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def image_ref() -> str:
+    ref = os.environ.get("STACK_IMAGE")
+    if not ref:
+        raise pytest.UsageError("STACK_IMAGE is not set: image tests are run by `doit build`")
+    return ref
+
+
+class TrackedContainers:
+    """Starts containers of the image under test and always removes them."""
+
+    def __init__(self, client: docker.DockerClient, image: str) -> None:
+        self.client = client
+        self.image = image
+        self.started: list[Any] = []
+
+    def run(self, command: str | list[str], **kwargs: Any) -> tuple[int, str]:
+        """Run ``command`` to completion; return (exit code, combined output)."""
+        timeout = kwargs.pop("timeout", 300)
+        container = self.start(command, **kwargs)
+        result = container.wait(timeout=timeout)
+        output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+        return int(result["StatusCode"]), output
+
+    def start(self, command: str | list[str] | None = None, **kwargs: Any) -> Any:
+        container = self.client.containers.run(self.image, command, detach=True, **kwargs)
+        self.started.append(container)
+        return container
+
+    def remove_all(self) -> None:
+        for container in self.started:
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+
+
+@pytest.fixture
+def container(docker_client: docker.DockerClient, image_ref: str) -> Iterator[TrackedContainers]:
+    tracked = TrackedContainers(docker_client, image_ref)
+    yield tracked
+    tracked.remove_all()
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port free on the host right now (the kernel picks it, so parallel workers do not clash)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,205 @@
+"""An OCI distribution (v2) registry client: manifests by tag or digest, Basic and Bearer auth.
+
+Only transient failures (connection errors, 429, 5xx) are retried, with exponential
+backoff; a 401, a 404 or a digest mismatch is definitive.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import requests
+
+from .credentials import Credentials
+from .errors import RegistryError
+
+LOGGER = logging.getLogger(__name__)
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+ACCEPT = ", ".join(MANIFEST_TYPES)
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+DEFAULT_REGISTRY = "127.0.0.1:5000"
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses, with or without a port."""
+    name = host[1:host.index("]")] if host.startswith("[") else host.partition(":")[0]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Manifest:
+    body: bytes
+    media_type: str
+    digest: str
+
+
+class RegistryClient:
+    """Talks to one registry host. Plain HTTP on loopback (as dockerd does), HTTPS elsewhere."""
+
+    def __init__(self, host: str, credentials: Credentials | None = None, *, retries: int = 5,
+                 backoff: float = 0.5, timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.host = host
+        self.credentials = credentials
+        insecure = os.environ.get("STACK_REGISTRY_INSECURE") == "1" or is_loopback(host)
+        scheme = "https" if os.environ.get("STACK_REGISTRY_TLS") == "1" else ("http" if insecure else "https")
+        self.base = f"{scheme}://{host}"
+        self.session = requests.Session()
+        ca = os.environ.get("STACK_REGISTRY_CA")
+        if ca:
+            self.session.verify = ca
+        self.retries = retries
+        self.backoff = backoff
+        self.timeout = timeout
+        self.sleep = sleep
+        self._auth: dict[str, str] = {}  # scope -> Authorization header value
+        self.stats = {"requests": 0, "retries": 0}
+
+    # -- manifests -------------------------------------------------------------------------------
+
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """Digest of ``repository:reference``, or None when the registry does not have it."""
+        response = self._request("HEAD", repository, f"/manifests/{reference}", accept_missing=True)
+        if response.status_code == 404:
+            return None
+        digest = response.headers.get("Docker-Content-Digest")
+        if not digest:
+            # Some registries omit the header on HEAD; GET always lets us compute it.
+            manifest = self.get_manifest(repository, reference)
+            return manifest.digest if manifest else None
+        return digest
+
+    def get_manifest(self, repository: str, reference: str) -> Manifest | None:
+        response = self._request("GET", repository, f"/manifests/{reference}", accept_missing=True)
+        if response.status_code == 404:
+            return None
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        digest = response.headers.get("Docker-Content-Digest") or _sha256(response.content)
+        return Manifest(response.content, media_type, digest)
+
+    def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
+        response = self._request("PUT", repository, f"/manifests/{reference}", data=body,
+                                 headers={"Content-Type": media_type})
+        return response.headers.get("Docker-Content-Digest") or _sha256(body)
+
+    def ping(self) -> None:
+        """Raise ``RegistryError`` unless the registry answers its API root."""
+        self._request("GET", None, "/")
+
+    # -- transport -------------------------------------------------------------------------------
+
+    def _url(self, repository: str | None, path: str) -> str:
+        return f"{self.base}/v2/{repository}{path}" if repository else f"{self.base}/v2{path}"
+
+    def _request(self, method: str, repository: str | None, path: str, *, accept_missing: bool = False,
+                 data: bytes | None = None, headers: dict[str, str] | None = None) -> requests.Response:
+        url = self._url(repository, path)
+        scope = f"repository:{repository}:pull,push" if repository else ""
+        sent_headers = {"Accept": ACCEPT, **(headers or {})}
+        attempt = 0
+        authed_once = False
+        while True:
+            attempt += 1
+            if scope in self._auth:
+                sent_headers["Authorization"] = self._auth[scope]
+            self.stats["requests"] += 1
+            try:
+                response = self.session.request(method, url, data=data, headers=sent_headers, timeout=self.timeout)
+            except requests.exceptions.RequestException as exc:
+                if attempt > self.retries:
+                    raise RegistryError(f"registry {self.host} is unreachable after {attempt} attempts "
+                                        f"({type(exc).__name__}): is it running? {method} {url}") from None
+                self._wait(attempt, f"{type(exc).__name__} on {method} {url}")
+                continue
+            if response.status_code == 401 and not authed_once:
+                authed_once = True
+                self._authenticate(response, scope)
+                continue
+            if response.status_code in TRANSIENT_STATUS:
+                if attempt > self.retries:
+                    raise RegistryError(f"registry {self.host} kept failing: HTTP {response.status_code} "
+                                        f"on {method} {url} after {attempt} attempts")
+                self._wait(attempt, f"HTTP {response.status_code} on {method} {url}")
+                continue
+            if response.status_code == 404 and accept_missing:
+                return response
+            if response.status_code >= 400:
+                raise RegistryError(_describe(response, method, url, self.host))
+            return response
+
+    def _wait(self, attempt: int, what: str) -> None:
+        delay = self.backoff * (2 ** (attempt - 1))
+        self.stats["retries"] += 1
+        LOGGER.warning("registry: %s; retry %d in %.1fs", what, attempt, delay)
+        self.sleep(delay)
+
+    def _authenticate(self, response: requests.Response, scope: str) -> None:
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if self.credentials is None and not challenge.lower().startswith("bearer"):
+            raise RegistryError(f"registry {self.host} requires login: set STACK_REGISTRY_USER and "
+                                "STACK_REGISTRY_PASSWORD, or `docker login` so ~/.docker/config.json has it")
+        kind, _, params = challenge.partition(" ")
+        if kind.lower() == "basic":
+            if self.credentials is None:
+                raise RegistryError(f"registry {self.host} requires login")
+            self.session.auth = (self.credentials.username, self.credentials.password)
+            self._auth.pop(scope, None)
+            return
+        if kind.lower() != "bearer":
+            raise RegistryError(f"registry {self.host} asks for unsupported auth '{kind}'")
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
+        realm = fields.get("realm")
+        if not realm:
+            raise RegistryError(f"registry {self.host} sent a Bearer challenge without a realm")
+        query = {"service": fields.get("service", "")}
+        query["scope"] = fields.get("scope") or scope
+        auth = (self.credentials.username, self.credentials.password) if self.credentials else None
+        try:
+            token_response = requests.get(realm, params=query, auth=auth, timeout=self.timeout,
+                                          verify=self.session.verify)
+        except requests.exceptions.RequestException as exc:
+            raise RegistryError(f"token service of {self.host} unreachable ({type(exc).__name__})") from None
+        if token_response.status_code != 200:
+            raise RegistryError(f"token service of {self.host} refused the credentials "
+                                f"(HTTP {token_response.status_code})")
+        try:
+            body = token_response.json()
+        except ValueError:
+            raise RegistryError(f"token service of {self.host} sent no JSON") from None
+        token = body.get("token") or body.get("access_token")
+        if not token:
+            raise RegistryError(f"token service of {self.host} sent no token")
+        self._auth[scope] = f"Bearer {token}"
+
+
+def _sha256(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def _describe(response: requests.Response, method: str, url: str, host: str) -> str:
+    code = ""
+    try:
+        errors = response.json().get("errors") or []
+        if errors:
+            code = f" {errors[0].get('code', '')}: {errors[0].get('message', '')}"
+    except ValueError:
+        pass
+    if response.status_code in (401, 403):
+        return f"registry {host} denied {method} {url} (HTTP {response.status_code}{code}): check the credentials"
+    return f"registry {host} answered HTTP {response.status_code}{code} to {method} {url}"

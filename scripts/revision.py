@@ -1,0 +1,66 @@
+"""Where the build comes from: commit, branch and the tags they give."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import git
+
+from .references import check_tag, sanitize_branch
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Revision:
+    commit: str  # full sha, or "unknown" outside git
+    branch: str
+    dirty: bool
+    source_url: str | None
+
+    def tags(self, prefix: str) -> tuple[str, str | None]:
+        """(``<prefix>-<branch>``, immutable per-commit tag or None when it would not be honest)."""
+        moving = sanitize_branch(self.branch, prefix=prefix)
+        if self.commit == "unknown" or self.dirty:
+            return moving, None
+        return moving, check_tag(f"{prefix}-git-{self.commit[:12]}")
+
+
+def read_revision(stack_dir: Path, env: Mapping[str, str] | None = None) -> Revision:
+    """Commit and branch of the stack; CI variables win over the checkout (CI checks out detached)."""
+    env = os.environ if env is None else env
+    try:
+        repo = git.Repo(stack_dir, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return Revision("unknown", env.get("STACK_BRANCH") or "local", dirty=True, source_url=None)
+    commit = repo.head.commit.hexsha if repo.head.is_valid() else "unknown"
+    branch = env.get("STACK_BRANCH") or env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME") or ""
+    if not branch:
+        try:
+            branch = repo.active_branch.name
+        except TypeError:  # detached HEAD
+            branch = "detached"
+    # Only uncommitted changes to what is built count: the wiki and artifacts a build writes do not.
+    inputs = [str(stack_dir / "images"), str(stack_dir / "spec.yml")]
+    dirty = bool(repo.git.status("--porcelain", "--", *inputs)) if commit != "unknown" else True
+    return Revision(commit, branch, dirty, _source_url(repo, env))
+
+
+def _source_url(repo: git.Repo, env: Mapping[str, str]) -> str | None:
+    if env.get("GITHUB_SERVER_URL") and env.get("GITHUB_REPOSITORY"):
+        return f"{env['GITHUB_SERVER_URL']}/{env['GITHUB_REPOSITORY']}"
+    try:
+        url = repo.remotes.origin.url
+    except (AttributeError, IndexError):
+        return None
+    if url.startswith("git@") and ":" in url:
+        host, _, path = url[4:].partition(":")
+        url = f"https://{host}/{path}"
+    # Never let credentials embedded in a remote URL reach a label.
+    if "@" in url.split("://", 1)[-1].split("/", 1)[0]:
+        scheme, _, rest = url.partition("://")
+        url = f"{scheme}://{rest.split('@', 1)[1]}"
+    return url.removesuffix(".git")

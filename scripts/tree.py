@@ -1,0 +1,57 @@
+"""The stack as an anytree forest: order, descendants and a printable picture."""
+from __future__ import annotations
+
+from typing import Iterator, Mapping
+
+from anytree import LevelOrderGroupIter, Node, PreOrderIter, RenderTree
+
+from .spec import Spec
+
+STACK = "(stack)"
+
+
+class StackTree:
+    """All images under one invisible root, so several roots are one tree."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.top = Node(STACK)
+        self.nodes: dict[str, Node] = {}
+        # The spec is validated (no cycles, known parents), so parents come first in a level walk.
+        pending = list(spec.images)
+        while pending:
+            for name in list(pending):
+                parent = spec.images[name].parent
+                if parent is None or parent in self.nodes:
+                    self.nodes[name] = Node(name, parent=self.nodes[parent] if parent else self.top)
+                    pending.remove(name)
+
+    def levels(self) -> list[list[str]]:
+        """Images level by level, roots first (breadth-first)."""
+        groups = [[node.name for node in group] for group in LevelOrderGroupIter(self.top)]
+        return [g for g in groups[1:] if g]
+
+    def breadth_first(self) -> list[str]:
+        return [name for level in self.levels() for name in level]
+
+    def descendants(self, name: str) -> list[str]:
+        return [node.name for node in PreOrderIter(self.nodes[name]) if node.name != name]
+
+    def depth_first(self) -> Iterator[str]:
+        for node in PreOrderIter(self.top):
+            if node is not self.top:
+                yield node.name
+
+    def render(self, marks: Mapping[str, str] | None = None) -> str:
+        """The tree as text; ``marks`` adds a note after an image's name."""
+        marks = marks or {}
+        width = max((len(pre) + len(node.name) for pre, _, node in RenderTree(self.top)), default=0)
+        lines = []
+        for pre, _, node in RenderTree(self.top):
+            if node is self.top:
+                continue
+            # The invisible root adds one level of indentation; drop it.
+            label = f"{pre[4:]}{node.name}"
+            mark = marks.get(node.name, "")
+            lines.append(f"{label:<{width}}  {mark}".rstrip())
+        return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""Read YAML while keeping the line of every key, and refusing duplicate keys.
+
+PyYAML silently keeps the last of two equal keys; a spec that says an image twice
+must be an error, and every error must name its line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class Located:
+    """A parsed document plus the 1-based line of each key path."""
+
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+    duplicates: list[tuple[Path_, int]] = field(default_factory=list)
+
+    def line_of(self, path: Path_) -> int | None:
+        """Line of ``path``, or of its nearest ancestor that has one."""
+        for cut in range(len(path), -1, -1):
+            line = self.lines.get(tuple(path[:cut]))
+            if line is not None:
+                return line
+        return None
+
+
+class YamlSyntaxError(Exception):
+    def __init__(self, line: int | None, message: str) -> None:
+        self.line = line
+        super().__init__(message)
+
+
+def load(text: str) -> Located:
+    """Parse one YAML document, recording key lines and duplicate keys."""
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else None
+            raise YamlSyntaxError(line, f"{exc.problem or exc.context}") from None
+        except yaml.YAMLError as exc:
+            raise YamlSyntaxError(None, str(exc)) from None
+        located = Located(data=None)
+        if node is not None:
+            located.lines[()] = node.start_mark.line + 1
+            located.data = _walk(loader, node, (), located)
+        return located
+    finally:
+        loader.dispose()
+
+
+def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, out: Located) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolves '<<' merge keys as SafeLoader would
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            # Keys are kept as text so the document stays JSON-like for schema checks.
+            key = str(loader.construct_object(key_node, deep=True))
+            child = (*path, key)
+            if key in result:
+                out.duplicates.append((child, key_node.start_mark.line + 1))
+            out.lines.setdefault(child, key_node.start_mark.line + 1)
+            result[key] = _walk(loader, value_node, child, out)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            out.lines.setdefault(child, item.start_mark.line + 1)
+            items.append(_walk(loader, item, child, out))
+        return items
+    return loader.construct_object(node, deep=True)

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Set up a Debian machine for the stack builder, idempotently.
+#
+#   bash setup.sh          set up, then `doit build` the bundled stack into the local registry
+#   bash setup.sh test     set up, run the whole test suite, then stop what this run started
+#   bash setup.sh env      set up only (engine, registry, base images, Python environment)
+#   bash setup.sh stop     stop the engine and registry that an earlier `setup.sh` started
+#
+# Only processes this script started (their pids are in .stack-run/) are ever stopped.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here"
+run_dir="$here/.stack-run"
+venv="$here/.venv"
+registry_addr="127.0.0.1:5000"
+registry_data="${STACK_REGISTRY_DATA:-/var/lib/stack-registry}"
+started=()
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=0
+ensure_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing Debian packages: ${missing[*]}"
+  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_python_env() {
+  if [ ! -x "$venv/bin/python" ]; then
+    say "creating the Python environment in .venv"
+    python3 -m venv "$venv"
+  fi
+  # Reinstall only when the dependency list changed.
+  local stamp="$venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    say "installing Python dependencies"
+    "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$venv/bin/python" -m pip install -q -e ".[test]"
+    rm -f "$venv"/.installed-*
+    touch "$stamp"
+  fi
+}
+
+engine_answers() {
+  if [ -n "${DOCKER_HOST:-}" ]; then
+    "$venv/bin/python" -c 'import docker,sys; docker.from_env().ping()' >/dev/null 2>&1
+  else
+    curl -sf --max-time 3 --unix-socket /var/run/docker.sock http://localhost/_ping >/dev/null 2>&1
+  fi
+}
+
+ensure_engine() {
+  if engine_answers; then say "using the running Docker engine"; return 0; fi
+  [ -n "${DOCKER_HOST:-}" ] && die "DOCKER_HOST=$DOCKER_HOST is set but no engine answers there"
+  ensure_packages docker.io
+  mkdir -p "$run_dir"
+  say "starting dockerd (log: .stack-run/dockerd.log)"
+  setsid dockerd --host unix:///var/run/docker.sock >"$run_dir/dockerd.log" 2>&1 < /dev/null &
+  echo $! >"$run_dir/dockerd.pid"
+  started+=(dockerd)
+  for _ in $(seq 1 60); do engine_answers && return 0; sleep 0.5; done
+  die "dockerd did not answer within 30 s; see .stack-run/dockerd.log"
+}
+
+registry_answers() {
+  curl -s --max-time 3 -o /dev/null "http://$registry_addr/v2/"
+}
+
+ensure_registry() {
+  if registry_answers; then say "using the registry already at $registry_addr"; return 0; fi
+  ensure_packages docker-registry
+  mkdir -p "$run_dir" "$registry_data"
+  cat >"$run_dir/registry.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $registry_data
+  delete:
+    enabled: true
+http:
+  addr: $registry_addr
+EOF
+  say "starting the local registry at $registry_addr (data: $registry_data)"
+  setsid docker-registry serve "$run_dir/registry.yml" >"$run_dir/registry.log" 2>&1 < /dev/null &
+  echo $! >"$run_dir/registry.pid"
+  started+=(registry)
+  for _ in $(seq 1 40); do registry_answers && return 0; sleep 0.25; done
+  die "the registry did not answer within 10 s; see .stack-run/registry.log"
+}
+
+# Stop a process only if its pid file is ours and the pid still runs the program we started.
+stop_one() {
+  local name="$1" program="$2" pidfile="$run_dir/$1.pid"
+  [ -f "$pidfile" ] || return 0
+  local pid; pid="$(cat "$pidfile")"
+  if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "$program"; then
+    say "stopping $name (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do [ -e "/proc/$pid" ] || break; sleep 0.25; done
+    [ -e "/proc/$pid" ] && kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+stop_started() {
+  for name in "${started[@]}"; do
+    case "$name" in
+      registry) stop_one registry docker-registry ;;
+      dockerd) stop_one dockerd dockerd ;;
+    esac
+  done
+}
+
+setup_all() {
+  command -v apt-get >/dev/null || die "this set-up is for Debian (apt-get not found)"
+  ensure_packages git curl ca-certificates python3-venv mmdebstrap busybox-static
+  ensure_python_env
+  ensure_engine
+  ensure_registry
+  say "making sure base images are present"
+  "$venv/bin/python" -m scripts.baseimages --stack "$here"
+}
+
+cmd="${1:-build}"
+case "$cmd" in
+  build)
+    setup_all
+    say "running: doit build (registry $registry_addr)"
+    "$venv/bin/doit" build
+    say "done. The engine and registry keep running; stop them with: bash setup.sh stop"
+    ;;
+  test)
+    trap stop_started EXIT
+    setup_all
+    say "running the test suite"
+    "$venv/bin/python" -m pytest tests
+    ;;
+  env)
+    setup_all
+    ;;
+  stop)
+    started=(registry dockerd)
+    stop_started
+    ;;
+  *)
+    die "unknown command '$cmd': use build, test, env or stop"
+    ;;
+esac
