@@ -13,6 +13,8 @@ import argparse
 import logging
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -27,6 +29,7 @@ from .spec import load_spec
 LOGGER = logging.getLogger(__name__)
 
 HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+MOZILLA_ROOTS = Path("/usr/share/ca-certificates/mozilla")
 DEBIAN_RE = re.compile(r"^(?:docker\.io/)?(?:library/)?debian:(?P<suite>[a-z]+)(?P<slim>-slim)?$")
 MIRROR = "http://deb.debian.org/debian"
 
@@ -52,25 +55,31 @@ def base_images(dockerfile: Path) -> list[str]:
     return found
 
 
-def network_intercepts_tls() -> bool:
-    """True when PyPI's certificate verifies only with the host's bundle, not the public one."""
+def network_intercepts_tls(host: str = "pypi.org") -> bool:
+    """True when ``host``'s certificate verifies with the host's bundle but not with the public roots.
+
+    The public roots are Debian's copy of Mozilla's set (certifi may have been patched locally).
+    STACK_TRUST_HOST_CA=1 or 0 overrides the check.
+    """
     setting = os.environ.get("STACK_TRUST_HOST_CA")
     if setting in ("0", "1"):
         return setting == "1"
-    import certifi
-    import requests
+    public = sorted(MOZILLA_ROOTS.glob("*.crt"))
+    if not public or not HOST_BUNDLE.is_file():
+        return False
+    public_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    public_ctx.load_verify_locations(cadata="".join(p.read_text() for p in public))
+    host_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    host_ctx.load_verify_locations(cafile=str(HOST_BUNDLE))
+    return not _verifies(public_ctx, host) and _verifies(host_ctx, host)
 
+
+def _verifies(context: ssl.SSLContext, host: str) -> bool:
     try:
-        requests.head("https://pypi.org/simple/", timeout=10, verify=certifi.where())
-        return False
-    except requests.exceptions.SSLError:
-        pass
-    except requests.exceptions.RequestException:
-        return False
-    try:
-        requests.head("https://pypi.org/simple/", timeout=10, verify=str(HOST_BUNDLE))
-        return True
-    except requests.exceptions.RequestException:
+        with socket.create_connection((host, 443), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname=host):
+                return True
+    except (OSError, ssl.SSLError):
         return False
 
 

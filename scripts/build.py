@@ -5,6 +5,7 @@ An error anywhere in Docker's stream is a failure, never a silent success.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterable, Mapping
@@ -46,6 +47,29 @@ def build_image(api: docker.APIClient, request: BuildRequest, log: IO[str]) -> s
         raise StepFailed(f"engine failed during the build: {type(exc).__name__}: {exc}") from None
 
 
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+COMMAND_RE = re.compile(r"The command '(.*)' returned a non-zero code: (\d+)", re.S)
+
+
+def _short(message: str) -> str:
+    """Docker's 'The command ... returned a non-zero code' with the command cut to a readable length."""
+    message = ANSI_RE.sub("", message).strip()
+    found = COMMAND_RE.search(message)
+    if found:
+        command = " ".join(found.group(1).split())
+        command = command if len(command) <= 80 else command[:77] + "..."
+        return f"`{command}` exited {found.group(2)}"
+    return message
+
+
+def _context(lines: list[str]) -> str:
+    """The last lines that say 'error', else the last line: usually what went wrong."""
+    errors = [line for line in lines if "error" in line.lower()]
+    chosen = errors[-2:] or lines[-1:]
+    text = " | ".join(chosen)
+    return f": {text[:300]}" if text else ""
+
+
 def _follow(stream: Iterable[Mapping[str, Any]], log: IO[str]) -> str:
     image_id: str | None = None
     last_lines: list[str] = []
@@ -54,12 +78,12 @@ def _follow(stream: Iterable[Mapping[str, Any]], log: IO[str]) -> str:
             message = chunk.get("error") or (chunk.get("errorDetail") or {}).get("message") or "unknown error"
             log.write(f"ERROR: {message}\n")
             log.flush()
-            tail = "".join(last_lines[-3:]).strip()
-            raise StepFailed(f"build failed: {message.strip()}" + (f" (after: {tail[-300:]})" if tail else ""))
+            raise StepFailed(f"build failed: {_short(message)}" + _context(last_lines))
         text = chunk.get("stream") or chunk.get("status")
         if text:
             log.write(text if text.endswith("\n") else text + "\n")
-            last_lines = (last_lines + [text])[-5:]
+            lines = [ANSI_RE.sub("", t).strip() for t in text.splitlines()]
+            last_lines = (last_lines + [t for t in lines if t and not t.startswith("Removing intermediate")])[-8:]
         aux = chunk.get("aux")
         if isinstance(aux, dict) and aux.get("ID"):
             image_id = str(aux["ID"])

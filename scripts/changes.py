@@ -218,5 +218,7 @@ def _spec_changes(spec: Spec, base: git.Commit | None, repo: git.Repo) -> tuple[
     for key in ("tag", "all_info_cmds"):
         if old.get(key) != spec.raw.get(key):
             return f"{rel} {key} changed", []
-    old_images = old.get("images") if isinstance(old.get("images"), dict) else {}
+    old_images = old.get("images")
+    if not isinstance(old_images, dict):
+        old_images = {}
     return None, [name for name, raw in spec.raw["images"].items() if old_images.get(name) != raw]

@@ -197,7 +197,7 @@ def _check_schema(data: dict[str, Any], problems: _Problems) -> None:
                     problems.add((*where, key), f"unknown key '{key}'{tip}")
         elif kind == "type":
             wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-            names = " or ".join(_TYPE_NAMES.get(w, w) for w in wanted)
+            names = " or ".join(_TYPE_NAMES.get(str(w), str(w)) for w in wanted)
             problems.add(where, f"must be {names}, not {_json_type(error.instance)} ({error.instance!r})")
         elif kind == "required":
             missing = [k for k in error.validator_value if k not in error.instance]

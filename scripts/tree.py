@@ -16,15 +16,10 @@ class StackTree:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.top = Node(STACK)
-        self.nodes: dict[str, Node] = {}
-        # The spec is validated (no cycles, known parents), so parents come first in a level walk.
-        pending = list(spec.images)
-        while pending:
-            for name in list(pending):
-                parent = spec.images[name].parent
-                if parent is None or parent in self.nodes:
-                    self.nodes[name] = Node(name, parent=self.nodes[parent] if parent else self.top)
-                    pending.remove(name)
+        # Attaching in spec order keeps siblings in the order the spec declares them.
+        self.nodes: dict[str, Node] = {name: Node(name) for name in spec.images}
+        for name, image in spec.images.items():
+            self.nodes[name].parent = self.nodes[image.parent] if image.parent else self.top
 
     def levels(self) -> list[list[str]]:
         """Images level by level, roots first (breadth-first)."""

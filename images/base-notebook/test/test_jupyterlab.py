@@ -8,6 +8,7 @@ def test_jupyterlab_answers(container, free_port):
     server = container.start(
         ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--IdentityProvider.token=testtoken"],
         ports={"8888/tcp": ("127.0.0.1", free_port)},
+        entrypoint=["tini", "--"],  # descendants may set their own entrypoint (a model image does)
     )
     deadline = time.monotonic() + 60
     last = None

@@ -1,0 +1,50 @@
+"""Shared fixtures: the real Docker engine, a real registry of the tests' own, and temporary stacks.
+
+Nothing here mocks Docker, the registry or git.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import docker
+import pytest
+
+from stacks import DODO, REPO, Stack, ensure_test_base, registry_digest, running_registry, small_stack  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except Exception as exc:  # the suite needs a real engine: say so plainly
+        pytest.fail(f"no Docker engine answers ({exc}); run `bash setup.sh env` first", pytrace=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("docker-registry") or shutil.which("registry")
+    if binary is None:
+        pytest.fail("docker-registry is not installed; run `bash setup.sh env` first", pytrace=False)
+    with running_registry(binary, tmp_path_factory.mktemp("registry")) as host:
+        yield host
+
+
+@pytest.fixture(scope="session")
+def test_base(engine: docker.DockerClient) -> str:
+    try:
+        return ensure_test_base(engine)
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path):
+    def factory(name: str = "stack", registry: str | None = None) -> Stack:
+        return Stack(tmp_path / name, registry)
+
+    return factory

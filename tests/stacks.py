@@ -1,0 +1,173 @@
+"""Helpers shared by the tests and the benchmarks: a real registry process, a tiny base image,
+and stacks in temporary git repositories built with this repo's dodo.py.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import docker
+import git
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+DODO = REPO / "dodo.py"
+TEST_BASE = "stack-test/busybox:1"
+BUSYBOX = Path("/bin/busybox")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_registry(binary: str, folder: Path) -> Iterator[str]:
+    """A real distribution registry on a free loopback port, with its own storage."""
+    port = free_port()
+    config = folder / "config.yml"
+    config.write_text(textwrap.dedent(f"""\
+        version: 0.1
+        log: {{level: error}}
+        storage:
+          filesystem: {{rootdirectory: {folder / 'data'}}}
+          delete: {{enabled: true}}
+        http: {{addr: 127.0.0.1:{port}}}
+        """))
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    host = f"127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                requests.get(f"http://{host}/v2/", timeout=1)
+                break
+            except requests.exceptions.ConnectionError:
+                time.sleep(0.1)
+        yield host
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def ensure_test_base(engine: docker.DockerClient) -> str:
+    """A 2 MB busybox image made locally (no registry can be pulled from here)."""
+    try:
+        engine.images.get(TEST_BASE)
+        return TEST_BASE
+    except docker.errors.ImageNotFound:
+        pass
+    if not BUSYBOX.is_file():
+        raise RuntimeError("/bin/busybox is missing: apt-get install busybox-static (setup.sh does)")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(BUSYBOX, arcname="bin/busybox")
+        for applet in ("sh", "echo", "cat", "sleep", "uname", "ls", "id", "test", "false", "true", "mkdir", "env"):
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+        tmp = tarfile.TarInfo("tmp")
+        tmp.type, tmp.mode = tarfile.DIRTYPE, 0o1777
+        tar.addfile(tmp)
+    repository, _, tag = TEST_BASE.rpartition(":")
+    engine.api.import_image_from_data(buffer.getvalue(), repository=repository, tag=tag)
+    return TEST_BASE
+
+
+def registry_digest(host: str, repository: str, tag: str) -> str | None:
+    response = requests.head(f"http://{host}/v2/{repository}/manifests/{tag}", timeout=10, headers={
+        "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"})
+    return response.headers.get("Docker-Content-Digest") if response.status_code == 200 else None
+
+
+class Stack:
+    """A stack folder in its own git repository, built with this repo's dodo.py."""
+
+    def __init__(self, root: Path, registry: str | None) -> None:
+        self.root = root
+        self.registry = registry
+        self.repo = git.Repo.init(root, initial_branch="main")
+        with self.repo.config_writer() as config:
+            config.set_value("user", "name", "Test")
+            config.set_value("user", "email", "test@example.invalid")
+
+    def write(self, path: str, text: str) -> Path:
+        target = self.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text))
+        return target
+
+    def commit(self, message: str = "change") -> str:
+        self.repo.git.add(A=True)
+        self.repo.index.commit(message)
+        return self.repo.head.commit.hexsha
+
+    def doit(self, *args: str, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+        run_env = dict(os.environ)
+        run_env.pop("GITHUB_ACTIONS", None)
+        if self.registry:
+            run_env["STACK_REGISTRY"] = self.registry
+        run_env.update(env or {})
+        return subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), "-d", str(self.root), *args],
+                              capture_output=True, text=True, env=run_env, timeout=timeout, check=False)
+
+    def report(self) -> dict[str, Any]:
+        return dict(json.loads((self.root / "artifacts" / "build-report.json").read_text()))
+
+    def lines(self, name: str) -> list[str]:
+        return (self.root / "artifacts" / name).read_text().split()
+
+
+def small_stack(stack: Stack, base: str, *, namespace: str) -> None:
+    """root -> (left -> leaf, right): two branches, each image with a real test."""
+    stack.write("spec.yml", f"""\
+        images:
+          root:
+            image_name: ghcr.io/{namespace}/root
+            info_cmds: [OS]
+          left:
+            image_name: ghcr.io/{namespace}/left
+            depend_on: root
+          leaf:
+            image_name: ghcr.io/{namespace}/leaf
+            depend_on: left
+          right:
+            image_name: ghcr.io/{namespace}/right
+            depend_on: root
+        tag:
+          prefix: "2024.1"
+        all_info_cmds:
+          OS:
+            description: Kernel
+            command: uname -a
+        """)
+    stack.write(".gitignore", "artifacts/\n.doit.json*\n")
+    stack.write("images/root/Dockerfile", f"FROM {base}\nRUN echo root > /root.txt\n")
+    for name in ("left", "leaf", "right"):
+        stack.write(f"images/{name}/Dockerfile",
+                    f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {name} > /{name}.txt\n")
+    stack.write("images/tests_common/test_shell.py", """\
+        def test_shell_runs(container):
+            code, output = container.run(["sh", "-c", "echo hello"])
+            assert code == 0 and output.strip() == "hello"
+        """)
+    for name, inherited in (("root", ["root"]), ("left", ["root", "left"]), ("leaf", ["root", "left", "leaf"]),
+                            ("right", ["root", "right"])):
+        checks = " && ".join(f"test -f /{n}.txt" for n in inherited)
+        stack.write(f"images/{name}/test/test_{name}.py", f"""\
+            def test_{name}_has_its_files(container):
+                code, output = container.run(["sh", "-c", "{checks} && cat /{name}.txt"])
+                assert code == 0, output
+                assert output.strip() == "{name}"
+            """)
+    stack.commit("initial stack")

@@ -1,0 +1,61 @@
+"""Docker's reference grammar, branch names made into tags, registry hosts."""
+from __future__ import annotations
+
+import pytest
+
+from scripts.errors import StackError
+from scripts.references import TAG_RE, check_registry, check_tag, parse_repository, sanitize_branch
+from scripts.registry import is_loopback
+
+
+@pytest.mark.parametrize("branch,tag", [
+    ("main", "2024.1-main"),
+    ("feature/new-image", "2024.1-feature-new-image"),
+    ("dependabot/pip/numpy-2.0", "2024.1-dependabot-pip-numpy-2.0"),
+    ("weird branch!!name", "2024.1-weird-branch-name"),
+    ("-leading.dots.", "2024.1-leading.dots"),
+    ("////", "2024.1-unknown"),
+])
+def test_branch_becomes_valid_tag(branch: str, tag: str) -> None:
+    assert sanitize_branch(branch, prefix="2024.1") == tag
+
+
+def test_long_branches_are_cut_to_128_and_stay_distinct() -> None:
+    a = sanitize_branch("x" * 300 + "a", prefix="2024.1")
+    b = sanitize_branch("x" * 300 + "b", prefix="2024.1")
+    assert len(a) <= 128 and len(b) <= 128
+    assert a != b
+    assert TAG_RE.match(a) and TAG_RE.match(b)
+
+
+@pytest.mark.parametrize("bad", ["", "-x", ".x", "a" * 129, "a:b", "a/b", "a b"])
+def test_invalid_tags_are_refused(bad: str) -> None:
+    with pytest.raises(StackError, match="not a valid Docker tag"):
+        check_tag(bad)
+
+
+def test_repository_host_is_split_like_docker() -> None:
+    assert parse_repository("ghcr.io/org/img").host == "ghcr.io"
+    assert parse_repository("localhost/img").host == "localhost"
+    assert parse_repository("127.0.0.1:5000/a/b").host == "127.0.0.1:5000"
+    assert parse_repository("org/img").host is None
+    assert str(parse_repository("org/img").on("127.0.0.1:5000")) == "127.0.0.1:5000/org/img"
+
+
+@pytest.mark.parametrize("bad", ["Org/img", "org/img:tag", "org//img", "org/img@sha256:00", "-x/y"])
+def test_invalid_repositories_are_refused(bad: str) -> None:
+    with pytest.raises(StackError):
+        parse_repository(bad)
+
+
+def test_registry_values() -> None:
+    assert check_registry("ghcr.io") == "ghcr.io"
+    assert check_registry("127.0.0.1:5000") == "127.0.0.1:5000"
+    for bad in ("https://ghcr.io", "ghcr.io/org", "a b", ""):
+        with pytest.raises(StackError, match="HOST"):
+            check_registry(bad)
+
+
+def test_loopback_detection() -> None:
+    assert is_loopback("127.0.0.1:5000") and is_loopback("localhost:5000") and is_loopback("[::1]:5000")
+    assert not is_loopback("ghcr.io") and not is_loopback("10.0.0.1:5000")
