@@ -1,0 +1,38 @@
+"""The bundled stack (base notebook -> data science -> ML and a model) builds, passes its tests and is pushed.
+
+It is built from a copy in its own git repository, with this repo's dodo.py, into the tests' registry.
+"""
+from __future__ import annotations
+
+import shutil
+
+import docker
+import pytest
+
+from stacks import REPO, Stack, registry_digest
+
+pytestmark = pytest.mark.integration
+
+
+def test_bundled_stack_builds_tests_and_pushes(tmp_path, registry: str, engine: docker.DockerClient) -> None:
+    try:
+        engine.images.get("debian:bookworm-slim")
+    except docker.errors.ImageNotFound:
+        pytest.fail("debian:bookworm-slim is missing: `bash setup.sh env` seeds it", pytrace=False)
+    stack = Stack(tmp_path / "bundled", registry)
+    shutil.copytree(REPO / "images", stack.root / "images")
+    shutil.copy(REPO / "spec.yml", stack.root / "spec.yml")
+    stack.write(".gitignore", "artifacts/\n.doit.json*\n")
+    stack.commit("bundled stack")
+
+    result = stack.doit("build", "--all", "--workers", "2", timeout=1800)
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    images = stack.report()["images"]
+    assert list(images) == ["base-notebook", "datascience-notebook", "ml-notebook", "iris-model"]
+    for name, image in images.items():
+        assert image["status"] == "built", (name, image["reason"])
+        assert image["tests"]["passed"] >= 4 and image["tests"]["failed"] == 0
+        assert registry_digest(registry, f"example-university/{name}", "2026.4-main") == image["digest"]
+    # The model image's own tests and every ancestor's ran against it.
+    assert images["iris-model"]["tests"]["passed"] == images["datascience-notebook"]["tests"]["passed"] + 2
+    assert images["iris-model"]["parent"].endswith("@" + images["datascience-notebook"]["digest"])
