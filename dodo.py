@@ -20,3 +20,13 @@ def task_build():
 def task_tree():
     """Print the stack as a tree, marking what would be built and why."""
     return {"actions": [(tasks.tree,)], "params": tasks.SELECTION_PARAMS, "uptodate": [False], "verbosity": 2}
+
+
+def task_manifest():
+    """Write the manifest record and wiki page of an image already in the registry."""
+    return {"actions": [(tasks.manifest,)], "params": tasks.MANIFEST_PARAMS, "uptodate": [False], "verbosity": 2}
+
+
+def task_wiki():
+    """Re-render the wiki's Home and Stable_Tag pages, fold old pages over the cap, check every link."""
+    return {"actions": [(tasks.wiki,)], "uptodate": [False], "verbosity": 2}

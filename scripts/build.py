@@ -18,7 +18,14 @@ LOGGER = logging.getLogger(__name__)
 
 
 class StepFailed(Exception):
-    """A build, test or push step failed for one image; the message is its reason."""
+    """A build, test, check or push step failed for one image; the message is its reason.
+
+    ``report`` holds fields for the image's entry in the build report (test counts, check results).
+    """
+
+    def __init__(self, message: str, **report: Any) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass(frozen=True)

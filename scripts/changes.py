@@ -1,7 +1,6 @@
 """What to build: changed files since a base commit, mapped to images, plus descendants."""
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import os
@@ -13,7 +12,7 @@ from typing import Any, Mapping
 import git
 
 from . import yamlsource
-from .errors import GitError, StackError
+from .errors import GitError
 from .spec import Spec
 from .tree import StackTree
 
@@ -43,12 +42,7 @@ def select(spec: Spec, tree: StackTree, *, base_ref: str | None = None, build_al
     """Decide what to build. ``images`` and ``build_all`` force; otherwise git decides."""
     env = os.environ if env is None else env
     if images:
-        unknown = [name for name in images if name not in spec.images]
-        if unknown:
-            hints = [difflib.get_close_matches(name, list(spec.images), n=1) for name in unknown]
-            tips = ", ".join(f"'{n}'" + (f" (did you mean '{h[0]}'?)" if h else "") for n, h in zip(unknown, hints))
-            raise StackError(f"--image names no image in {spec.path.name}: {tips}; images are: "
-                             f"{', '.join(spec.images)}")
+        spec.require(images)
         wanted = set(images)
         return Selection({n: "forced (--image)" for n in tree.breadth_first() if n in wanted},
                          base_source="--image")

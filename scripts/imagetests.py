@@ -79,8 +79,7 @@ class TestsFailed(StepFailed):
     """Tests ran and some failed; carries the counts for the report."""
 
     def __init__(self, outcome: TestOutcome, message: str) -> None:
-        super().__init__(message)
-        self.outcome = outcome
+        super().__init__(message, tests=outcome.as_report())
 
 
 def read_junit(path: Path) -> TestOutcome:

@@ -30,6 +30,8 @@ class ImageResult:
     tags: list[str] = field(default_factory=list)
     tests: dict[str, Any] = field(default_factory=lambda: {"passed": 0, "failed": 0, "junit": None})
     log: str | None = None
+    model: dict[str, Any] | None = None
+    manifest: str | None = None
 
 
 @dataclass

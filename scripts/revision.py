@@ -21,6 +21,11 @@ class Revision:
     dirty: bool
     source_url: str | None
 
+    def commit_url(self) -> str | None:
+        if self.source_url and self.commit != "unknown":
+            return f"{self.source_url}/commit/{self.commit}"
+        return None
+
     def tags(self, prefix: str) -> tuple[str, str | None]:
         """(``<prefix>-<branch>``, immutable per-commit tag or None when it would not be honest)."""
         moving = sanitize_branch(self.branch, prefix=prefix)

@@ -6,17 +6,18 @@ its descendants; every other branch still finishes.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import docker
 
-from . import imagetests
+from . import imagetests, manifests, modelcheck
 from .build import BuildRequest, StepFailed, build_image
 from .credentials import Credentials
 from .engine import ENGINE_FAILURES
@@ -25,8 +26,9 @@ from .references import Repository
 from .registry import RegistryClient
 from .report import BUILT, FAILED, PENDING, SKIPPED, UNCHANGED, BuildReport, ImageResult
 from .revision import Revision
-from .spec import ImageSpec, Spec
+from .spec import ImageSpec, ModelSpec, Spec
 from .tree import StackTree
+from .wiki import Wiki
 
 LOGGER = logging.getLogger(__name__)
 
@@ -51,7 +53,8 @@ class Parent:
 class StackBuild:
     def __init__(self, spec: Spec, tree: StackTree, *, reasons: dict[str, str], revision: Revision,
                  options: BuildOptions, artifacts: Path, client: docker.DockerClient,
-                 registry: RegistryClient, credentials: Credentials | None, report: BuildReport) -> None:
+                 registry: RegistryClient, credentials: Credentials | None, report: BuildReport,
+                 wiki: Wiki | None = None) -> None:
         self.spec = spec
         self.tree = tree
         self.reasons = reasons
@@ -64,6 +67,8 @@ class StackBuild:
         self.report = report
         self.tag, self.commit_tag = revision.tags(spec.tag_prefix)
         self.parents: dict[str, Parent] = {}
+        self.wiki = wiki
+        self._wiki_lock = threading.Lock()
 
     def repository(self, name: str) -> Repository:
         return self.spec.images[name].repository.on(self.options.registry)
@@ -155,10 +160,8 @@ class StackBuild:
             with log_path.open("a", encoding="utf-8") as log:
                 result = self._build_test_push(name, log, log_path)
         except StepFailed as exc:
-            outcome = getattr(exc, "outcome", None)
-            changes = {"tests": outcome.as_report()} if outcome is not None else {}
             self.report.update(name, self.artifacts, status=FAILED, reason=str(exc), log=str(log_path),
-                               duration_s=round(time.monotonic() - started, 2), **changes)
+                               duration_s=round(time.monotonic() - started, 2), **exc.report)
             LOGGER.error("%s: FAILED: %s (log: %s)", name, exc, log_path)
             return False
         except Exception as exc:  # our bug: record it, keep the other branches going, keep the traceback
@@ -187,9 +190,12 @@ class StackBuild:
             build_args["BASE_IMAGE"] = parent.ref
             build_args["BASE_TAG"] = parent.tag
         log.write(f"== build {repo}:{self.tag}" + (f" FROM {parent.ref}" if parent else "") + "\n")
+        labels = self._labels()
+        if parent is not None:
+            labels["org.opencontainers.image.base.name"] = parent.ref
         image_id = build_image(self.client.api, BuildRequest(
             context=image.context, dockerfile=image.dockerfile, build_args=build_args,
-            labels=self._labels(), platform=None), log)
+            labels=labels, platform=None), log)
         self._tag_locally(image, image_id, tags)
 
         log.write(f"== test {image_id}\n")
@@ -199,8 +205,16 @@ class StackBuild:
 
         result = ImageResult(BUILT, self.reasons[name], ref=f"{repo}:{self.tag}", image_id=image_id,
                              parent=parent.ref if parent else None, tags=tags, tests=outcome.as_report())
+        if image.model is not None:
+            log.write("== model checks\n")
+            try:
+                result.model = self._check_model(name, image.model, image_id)
+            except StepFailed as exc:
+                exc.report.setdefault("tests", result.tests)
+                raise
         if not self.options.push:
             self.parents_for_children(name, Parent(image_id, self.tag, "built in this run (not pushed)"))
+            self._manifest(image, result, log)
             return result
         log.write(f"== push {repo} {' '.join(tags)}\n")
         digest = None
@@ -211,8 +225,65 @@ class StackBuild:
                 raise StepFailed(f"tags of one image pushed with different digests ({digest} vs {pushed})")
             self._verify(repo, tag, pushed)
         result.digest = digest
+        if result.model is not None:
+            # Gates bind check results to the exact digest that was pushed.
+            result.model["digest"] = digest
         self.parents_for_children(name, Parent(f"{repo}@{digest}", self.tag, "built in this run"))
+        self._manifest(image, result, log)
         return result
+
+    def _manifest(self, image: ImageSpec, result: ImageResult, log: IO[str]) -> None:
+        """Record what is inside the image. The image is already published: a failure here is a warning."""
+        tag = self.commit_tag or self.tag
+        facts = manifests.BuildFacts(image=image.name, tag=tag, ref=result.ref or "", digest=result.digest,
+                                     commit=self.revision.commit, branch=self.revision.branch,
+                                     commit_url=self.revision.commit_url(), parent=result.parent,
+                                     platforms=image.platforms)
+        commands = {key: self.spec.all_info_cmds[key] for key in image.info_cmds}
+        try:
+            record = manifests.collect(self.client, result.image_id or "", facts, commands)
+        except StepFailed as exc:
+            log.write(f"WARNING: {exc}\n")
+            LOGGER.warning("%s: %s", image.name, exc)
+            return
+        manifests.save(record, [self.artifacts / "manifests"])
+        if self.wiki is not None:
+            with self._wiki_lock:
+                result.manifest = self.wiki.add_manifest(record)
+        else:
+            result.manifest = manifests.record_name(record)
+
+    def _check_model(self, name: str, model_spec: ModelSpec, image_id: str) -> dict[str, Any]:
+        """Functional check on the examples, then drift against the current stable; raise if either fails."""
+        functional = modelcheck.functional_check(self.client, image_id, model_spec)
+        failed = [f"functional.{check}" for check, ok in functional["checks"].items() if not ok]
+        if failed:
+            drift: dict[str, Any] = {"status": "not run: the functional check failed", "passed": False}
+        else:
+            drift = modelcheck.drift_check(self.client, image_id, self._stable_baseline(name), model_spec)
+            if not drift["passed"]:
+                failed.append(f"drift (disagreement {drift.get('observed_rate')} > allowed "
+                              f"{drift.get('max_disagreement')} vs {drift.get('baseline_tag')})")
+        model = {"image_id": image_id, "functional": functional, "drift": drift}
+        if failed:
+            raise modelcheck.ModelCheckFailed("model checks failed: " + ", ".join(failed), model)
+        return model
+
+    def _stable_baseline(self, name: str) -> tuple[str, str, str] | None:
+        """The image's current stable as (reference by digest, digest, tag), pulled into the engine."""
+        repo = self.repository(name)
+        for tag in (f"{self.spec.tag_prefix}-stable", "stable"):
+            try:
+                digest = self.registry.manifest_digest(repo.path, tag)
+            except RegistryError as exc:
+                raise StepFailed(f"cannot look up the stable baseline for the drift check: {exc}") from None
+            if digest:
+                try:
+                    self.client.api.pull(str(repo), tag=digest)
+                except ENGINE_FAILURES as exc:
+                    raise StepFailed(f"cannot pull the stable baseline {repo}@{digest}: {exc}") from None
+                return f"{repo}@{digest}", digest, tag
+        return None
 
     def _parent_of(self, image: ImageSpec) -> Parent | None:
         if image.parent is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -35,6 +36,33 @@ class InfoCmd:
 
 
 @dataclass(frozen=True)
+class DriftSettings:
+    """How a model image is compared with its current stable (Hoeffding bound, union over reuses)."""
+
+    epsilon: float = 0.05
+    delta: float = 0.01
+    reuses: int = 1
+    tolerance: float = 0.1
+    max_disagreement: float = 0.05
+
+    def sample_size(self) -> int:
+        """n = ceil(ln(H/delta) / (2 epsilon^2)): the rate is within epsilon with confidence 1-delta."""
+        return math.ceil(math.log(self.reuses / self.delta) / (2 * self.epsilon ** 2))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model image: it turns an input CSV into an output CSV with declared columns."""
+
+    columns: tuple[tuple[str, str], ...]
+    examples: Path  # images/<name>/examples
+    command: tuple[str, ...] = ("{input}", "{output}")  # arguments to the image's entrypoint
+    fixed: bool = True
+    tolerance: float = 0.1
+    drift: DriftSettings = DriftSettings()
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     """One image of the stack, as declared."""
 
@@ -52,7 +80,7 @@ class ImageSpec:
     require_all_platforms: bool = True
     gpu: bool = False
     change_ignore: tuple[str, ...] = ()
-    model: Mapping[str, Any] | None = field(default=None, compare=False)
+    model: ModelSpec | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -68,6 +96,15 @@ class Spec:
     all_info_cmds: Mapping[str, InfoCmd]
     change_ignore: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def require(self, names: Iterable[str], *, option: str = "--image") -> None:
+        """Raise ``StackError`` naming each unknown image, with a did-you-mean."""
+        unknown = [name for name in names if name not in self.images]
+        if unknown:
+            tips = ", ".join(f"'{n}'" + (f" (did you mean '{h[0]}'?)" if (h := difflib.get_close_matches(
+                n, list(self.images), n=1)) else "") for n in unknown)
+            raise StackError(f"{option} names no image in {self.path.name}: {tips}; images are: "
+                             f"{', '.join(self.images)}")
 
     def children(self, name: str) -> list[str]:
         return [i.name for i in self.images.values() if i.parent == name]
@@ -294,7 +331,7 @@ def _build(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: _Prob
             require_all_platforms=bool(raw.get("require_all_platforms", True)),
             gpu=bool(raw.get("gpu", False)),
             change_ignore=tuple(raw.get("change_ignore") or ()),
-            model=raw.get("model"),
+            model=_model(raw.get("model"), context, where, problems, check_files),
             raw=raw,
         )
 
@@ -312,6 +349,29 @@ def _build(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: _Prob
         change_ignore=tuple(data.get("change_ignore") or ()),
         raw=data,
     )
+
+
+def _model(raw: Mapping[str, Any] | None, context: Path, where: tuple[str, ...], problems: _Problems,
+           check_files: bool) -> ModelSpec | None:
+    if raw is None:
+        return None
+    model = ModelSpec(
+        columns=tuple((str(k), str(v)) for k, v in raw["columns"].items()),
+        examples=context / "examples",
+        command=tuple(raw.get("command") or ("{input}", "{output}")),
+        fixed=bool(raw.get("fixed", True)),
+        tolerance=float(raw.get("tolerance", 0.1)),
+        drift=DriftSettings(**(raw.get("drift") or {})),
+    )
+    if not any("{input}" in part for part in model.command) or not any("{output}" in part for part in model.command):
+        problems.add((*where, "model", "command"), "must contain {input} and {output}")
+    needed = ["input.csv"] + (["output.csv"] if model.fixed else [])
+    for name in needed if check_files else []:
+        if not (model.examples / name).is_file():
+            why = " (the reference output of a fixed model)" if name == "output.csv" else ""
+            problems.add((*where, "model"), f"missing {context.name}/examples/{name}{why}: add it next to the "
+                                            "Dockerfile")
+    return model
 
 
 def _tag_prefix(value: Any, problems: _Problems) -> str | None:

@@ -13,15 +13,17 @@ from typing import Any, Callable
 
 from doit.exceptions import TaskFailed
 
-from . import changes, engine, lock, report
+from . import changes, engine, lock, manifests, report
+from .build import StepFailed
 from .credentials import RedactingFilter, find_credentials, secret_values
 from .errors import StackError
-from .references import check_registry
+from .references import check_registry, check_tag
 from .registry import DEFAULT_REGISTRY, RegistryClient
-from .revision import read_revision
+from .revision import Revision, read_revision
 from .runner import BuildOptions, StackBuild, initial_report
 from .spec import Spec, load_spec
 from .tree import StackTree
+from .wiki import Wiki, broken_links
 
 LOGGER = logging.getLogger(__name__)
 
@@ -133,18 +135,97 @@ def build(base_ref: str, all_images: bool, image: list[str], workers: int, regis
                         build_report.tag, host, "" if not no_push else " (no push)")
             client = engine.connect(pool_size=workers + 4)
             credentials = find_credentials(host)
+            pages = None if no_push else Wiki(folder / "wiki")  # the wiki describes published images only
             runner = StackBuild(spec, stack, reasons=reasons, revision=revision,
                                 options=BuildOptions(registry=host, push=not no_push, workers=workers,
                                                      explicit=bool(image)),
                                 artifacts=artifacts, client=client, registry=RegistryClient(host, credentials),
-                                credentials=credentials, report=build_report)
+                                credentials=credentials, report=build_report, wiki=pages)
             runner.resolve_outside_parents()
             result = runner.run()
+            if pages is not None:
+                _record_build(pages, spec, revision, result)
             print(result.table())
             failed = result.failed()
             LOGGER.info("build finished in %.1fs: %d built, %d failed or skipped; report: %s",
                         time.monotonic() - started, sum(1 for r in result.images.values() if r.status == "built"),
                         len(failed), artifacts / "build-report.json")
             return not failed
+
+    return run_task(work)
+
+
+def _record_build(pages: Wiki, spec: Spec, revision: Revision, result: report.BuildReport) -> None:
+    built = [{"name": n, "tag": result.tag, "page": r.manifest} for n, r in result.images.items()
+             if r.status == report.BUILT]
+    if built:
+        pages.record_build({"commit": revision.commit, "commit_url": revision.commit_url(),
+                            "branch": revision.branch, "tag": result.tag, "time": result.started,
+                            "kind": "build", "images": built})
+    pages.render(spec)
+
+
+MANIFEST_PARAMS = [
+    _param("image", "image", "", "the image (a name under images in the spec)"),
+    _param("tag", "tag", "", "the tag of that image in the registry"),
+    REGISTRY_PARAM,
+]
+
+
+def manifest(image: str, tag: str, registry: str) -> bool | TaskFailed:
+    """Collect the manifest of an image already in the registry, and write its record and wiki page."""
+    def work() -> bool:
+        folder = stack_dir()
+        spec = load_spec(folder)
+        if not image or not tag:
+            raise StackError("give both --image NAME and --tag TAG")
+        spec.require([image])
+        check_tag(tag)
+        host = registry_host(registry)
+        repo = spec.images[image].repository.on(host)
+        digest = RegistryClient(host, find_credentials(host)).manifest_digest(repo.path, tag)
+        if digest is None:
+            raise StackError(f"{repo}:{tag} is not in registry {host}: check the tag (doit build pushes "
+                             f"<prefix>-<branch>, e.g. {spec.tag_prefix}-main)")
+        client = engine.connect()
+        try:
+            client.api.pull(str(repo), tag=digest)
+        except engine.ENGINE_FAILURES as exc:
+            raise StackError(f"cannot pull {repo}@{digest}: {exc}") from None
+        ref = f"{repo}@{digest}"
+        labels = client.images.get(ref).labels or {}
+        commit = labels.get("org.opencontainers.image.revision", "unknown")
+        source = labels.get("org.opencontainers.image.source")
+        facts = manifests.BuildFacts(
+            image=image, tag=tag, ref=f"{repo}:{tag}", digest=digest, commit=commit, branch="",
+            commit_url=f"{source}/commit/{commit}" if source and commit != "unknown" else None,
+            parent=labels.get("org.opencontainers.image.base.name"), platforms=spec.images[image].platforms)
+        commands = {key: spec.all_info_cmds[key] for key in spec.images[image].info_cmds}
+        try:
+            record = manifests.collect(client, ref, facts, commands)
+        except StepFailed as exc:
+            raise StackError(str(exc)) from None
+        manifests.save(record, [folder / "artifacts" / "manifests"])
+        pages = Wiki(folder / "wiki")
+        page = pages.add_manifest(record)
+        pages.render(spec)
+        print(f"manifest of {repo}:{tag} ({digest}): wiki/{page}.md, artifacts/manifests/{page}.json")
+        return True
+
+    return run_task(work)
+
+
+def wiki() -> bool | TaskFailed:
+    """Re-render Home.md and Stable_Tag.md, fold old pages over the cap, and check every link."""
+    def work() -> bool:
+        folder = stack_dir()
+        spec = load_spec(folder)
+        pages = Wiki(folder / "wiki")
+        pages.render(spec)
+        broken = broken_links(pages.folder)
+        if broken:
+            raise StackError("the wiki has broken links:\n  " + "\n  ".join(broken))
+        print(f"wiki: {len(pages.pages())} pages in {pages.folder}, all links resolve")
+        return True
 
     return run_task(work)

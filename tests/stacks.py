@@ -22,7 +22,7 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 DODO = REPO / "dodo.py"
-TEST_BASE = "stack-test/busybox:1"
+TEST_BASE = "stack-test/busybox:2"
 BUSYBOX = Path("/bin/busybox")
 
 
@@ -72,7 +72,8 @@ def ensure_test_base(engine: docker.DockerClient) -> str:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(BUSYBOX, arcname="bin/busybox")
-        for applet in ("sh", "echo", "cat", "sleep", "uname", "ls", "id", "test", "false", "true", "mkdir", "env"):
+        for applet in ("sh", "echo", "cat", "sleep", "uname", "ls", "id", "test", "false", "true", "mkdir", "env",
+                       "awk", "sort", "head", "tail", "tr", "printf", "chmod"):
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)

@@ -36,3 +36,12 @@ def test_bundled_stack_builds_tests_and_pushes(tmp_path, registry: str, engine: 
     # The model image's own tests and every ancestor's ran against it.
     assert images["iris-model"]["tests"]["passed"] == images["datascience-notebook"]["tests"]["passed"] + 2
     assert images["iris-model"]["parent"].endswith("@" + images["datascience-notebook"]["digest"])
+    model = images["iris-model"]["model"]
+    assert model["functional"]["passed"] and all(model["functional"]["checks"].values())
+    assert model["drift"]["status"] == "no baseline" and model["drift"]["n"] == 922
+    # Manifests: pip and apt packages of the real images, and one wiki page per image.
+    for name, image in images.items():
+        page = stack.root / "wiki" / f"{image['manifest']}.md"
+        assert page.is_file(), name
+    record = (stack.root / "artifacts" / "manifests" / f"{images['datascience-notebook']['manifest']}.json")
+    assert '"scikit-learn"' in record.read_text() and '"python3"' in record.read_text()

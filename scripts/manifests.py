@@ -1,0 +1,221 @@
+"""What is inside an image: info commands and package lists from one container, kept twice.
+
+The structured record (JSON) is the source of truth; the Markdown page is rendered from it and
+never parsed back.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import docker
+
+from .build import StepFailed
+from .engine import ENGINE_FAILURES
+from .report import write_json
+from .spec import InfoCmd
+
+LOGGER = logging.getLogger(__name__)
+
+FOLD_LINES = 25
+# Package managers asked in the same container as the info commands; absent ones print nothing.
+PACKAGE_QUERIES = {
+    "pip": "command -v python >/dev/null 2>&1 && python -m pip list --format=json 2>/dev/null",
+    "apt": "command -v dpkg-query >/dev/null 2>&1 && dpkg-query -W -f='${Package}\\t${Version}\\n'",
+    "conda": "command -v conda >/dev/null 2>&1 && conda list --json 2>/dev/null",
+}
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """What the builder knows about an image that the image itself does not say."""
+
+    image: str
+    tag: str
+    ref: str
+    digest: str | None
+    commit: str
+    branch: str
+    commit_url: str | None
+    parent: str | None
+    platforms: tuple[str, ...]
+
+
+def collect(client: docker.DockerClient, image_ref: str, facts: BuildFacts,
+            commands: Mapping[str, InfoCmd]) -> dict[str, Any]:
+    """Run every info command and package query in one container; return the record."""
+    marker = f"@@stack-{secrets.token_hex(6)}"
+    parts = []
+    for key, command in [*((k, c.command) for k, c in commands.items()),
+                         *((f"__{m}", q) for m, q in PACKAGE_QUERIES.items())]:
+        parts.append(f"printf '\\n{marker} begin {key}\\n'; ( {command} ) 2>&1; "
+                     f"printf '\\n{marker} end {key} %s\\n' $?")
+    script = "\n".join(parts)
+    try:
+        output = client.containers.run(image_ref, [script], entrypoint=["/bin/sh", "-c"], remove=True,
+                                       stdout=True, stderr=True, network_disabled=True)
+        image = client.images.get(image_ref)
+        history = client.api.history(image.id)
+    except ENGINE_FAILURES as exc:
+        raise StepFailed(f"manifest of {image_ref} could not be collected: {exc}") from None
+    sections = _split(output.decode("utf-8", "replace"), marker)
+    record: dict[str, Any] = {
+        "image": facts.image, "tag": facts.tag, "ref": facts.ref, "digest": facts.digest, "image_id": image.id,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": facts.commit, "commit_url": facts.commit_url, "branch": facts.branch,
+        "size": int(image.attrs.get("Size") or 0), "parent": facts.parent, "platforms": list(facts.platforms),
+        "architecture": image.attrs.get("Architecture"),
+        "layers": [{"id": layer.get("Id"), "created": layer.get("Created"), "created_by": layer.get("CreatedBy", ""),
+                    "size": layer.get("Size", 0), "tags": layer.get("Tags") or []} for layer in history],
+        "packages": _packages(sections),
+        "commands": {key: {"description": cmd.description, "command": cmd.command,
+                           "exit_code": sections.get(key, ("", -1))[1], "output": sections.get(key, ("", -1))[0]}
+                     for key, cmd in commands.items()},
+    }
+    return record
+
+
+def _split(text: str, marker: str) -> dict[str, tuple[str, int]]:
+    found: dict[str, tuple[str, int]] = {}
+    pattern = re.compile(rf"^{re.escape(marker)} begin (\S+)\n(.*?)\n?^{re.escape(marker)} end \1 (\d+)$", re.S | re.M)
+    for match in pattern.finditer(text):
+        found[match.group(1)] = (match.group(2).strip("\n"), int(match.group(3)))
+    return found
+
+
+def _packages(sections: Mapping[str, tuple[str, int]]) -> dict[str, dict[str, str]]:
+    packages: dict[str, dict[str, str]] = {}
+    pip_text, pip_code = sections.get("__pip", ("", 1))
+    if pip_code == 0:
+        try:
+            packages["pip"] = {p["name"].lower(): p["version"] for p in json.loads(pip_text)}
+        except (ValueError, KeyError, TypeError):
+            LOGGER.warning("pip list output was not JSON; pip packages left out")
+    apt_text, apt_code = sections.get("__apt", ("", 1))
+    if apt_code == 0:
+        packages["apt"] = dict(line.split("\t", 1) for line in apt_text.splitlines() if "\t" in line)
+    conda_text, conda_code = sections.get("__conda", ("", 1))
+    if conda_code == 0:
+        try:
+            packages["conda"] = {p["name"]: p["version"] for p in json.loads(conda_text)}
+        except (ValueError, KeyError, TypeError):
+            LOGGER.warning("conda list output was not JSON; conda packages left out")
+    return packages
+
+
+def record_name(record: Mapping[str, Any]) -> str:
+    """The page and file name of a record: <image>-<tag>."""
+    return f"{record['image']}-{record['tag']}"
+
+
+def save(record: dict[str, Any], folders: list[Path]) -> None:
+    for folder in folders:
+        write_json(folder / f"{record_name(record)}.json", record)
+
+
+def previous_record(record: Mapping[str, Any], folders: list[Path]) -> dict[str, Any] | None:
+    """The newest earlier record of the same image (by creation time), from any of ``folders``."""
+    best: dict[str, Any] | None = None
+    for folder in folders:
+        for path in folder.glob(f"{record['image']}-*.json"):
+            try:
+                other = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if other.get("image") != record["image"] or record_name(other) == record_name(record):
+                continue
+            if other.get("created", "") <= record["created"] and (best is None or other["created"] > best["created"]):
+                best = other
+    return best
+
+
+def package_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(manager, package, before, after) for each package added, removed or changed in version."""
+    if before is None:
+        return []
+    rows = []
+    for manager in sorted(set(before.get("packages", {})) | set(after.get("packages", {}))):
+        old = before.get("packages", {}).get(manager, {})
+        new = after.get("packages", {}).get(manager, {})
+        for name in sorted(set(old) | set(new)):
+            if old.get(name) != new.get(name):
+                rows.append((manager, name, old.get(name, "—"), new.get(name, "—")))
+    return rows
+
+
+def _code(value: str) -> str:
+    return f"`{_cell(value)}`" if value.strip() else "—"
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ").strip()
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text``, so output cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str:
+    """The Markdown page of one manifest."""
+    commit = record["commit"]
+    commit_text = f"[{commit[:12]}]({record['commit_url']})" if record.get("commit_url") else f"`{commit[:12]}`"
+    lines = [f"# {record['image']}:{record['tag']}", "", "## Build", "", "| | |", "| --- | --- |",
+             f"| Built (UTC) | {record['created']} |", f"| Commit | {commit_text} |",
+             f"| Branch | {_cell(record['branch'])} |", f"| Reference | `{record['ref']}` |",
+             f"| Digest | `{record.get('digest') or 'not pushed'}` |", f"| Image ID | `{record['image_id']}` |",
+             f"| Size | {_size(int(record['size']))} |", f"| Parent | `{record.get('parent') or 'none (a root)'}` |",
+             f"| Platforms | {', '.join(record.get('platforms') or [])} |", ""]
+    lines += ["## Changes since the previous build", ""]
+    if previous is None:
+        lines += ["First recorded build of this image.", ""]
+    else:
+        changes = package_changes(previous, record)
+        lines += [f"Compared with `{previous['image']}:{previous['tag']}` built {previous['created']} "
+                  f"from `{str(previous.get('commit', ''))[:12]}`.", ""]
+        if changes:
+            lines += ["| manager | package | before | after |", "| --- | --- | --- | --- |"]
+            lines += [f"| {m} | {_cell(p)} | {_cell(b)} | {_cell(a)} |" for m, p, b, a in changes]
+        else:
+            lines.append("No package was added, removed or changed.")
+        lines.append("")
+    lines += ["## Layers", "", f"{len(record['layers'])} layers, newest first.", "",
+              "| # | created | size | created by |", "| --- | --- | --- | --- |"]
+    for index, layer in enumerate(record["layers"]):
+        created = datetime.fromtimestamp(int(layer.get("created") or 0), timezone.utc).strftime("%Y-%m-%d %H:%M")
+        lines.append(f"| {index} | {created} | {_size(int(layer.get('size') or 0))} | "
+                     f"{_code(str(layer.get('created_by') or '')[:300])} |")
+    lines.append("")
+    for manager, packages in record.get("packages", {}).items():
+        lines += [f"## Packages: {manager}", "", f"{len(packages)} packages.", ""]
+        table = ["| package | version |", "| --- | --- |"] + [f"| {_cell(n)} | {_cell(v)} |" for n, v in
+                                                               sorted(packages.items())]
+        lines += _folded(table, f"Show {len(packages)} {manager} packages") + [""]
+    for key, result in record.get("commands", {}).items():
+        lines += [f"## {result['description']}", "", f"`{_cell(result['command'])}` (exit {result['exit_code']})", ""]
+        fence = _fence(result["output"])
+        body = [f"{fence}text", *result["output"].splitlines(), fence]
+        lines += _folded(body, f"Show {len(result['output'].splitlines())} lines") + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _folded(block: list[str], summary: str) -> list[str]:
+    if len(block) <= FOLD_LINES:
+        return block
+    return ["<details>", f"<summary>{summary}</summary>", "", *block, "", "</details>"]

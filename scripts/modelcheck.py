@@ -1,0 +1,237 @@
+"""Model images: the functional check on the examples, and the drift check against the current stable.
+
+Files go in and out of the container through the engine's archive API, not bind mounts, so
+this works the same on a remote engine (DOCKER_HOST=ssh://...). One container per run: a whole
+sample is one CSV.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import random
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from .build import StepFailed
+from .engine import ENGINE_FAILURES
+from .spec import ModelSpec
+
+LOGGER = logging.getLogger(__name__)
+
+NULLS = {"", "nan", "null", "none", "inf", "-inf", "+inf", "infinity", "-infinity"}
+IO_DIR = "/tmp/stack-model"
+RUN_TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+    @classmethod
+    def parse(cls, text: str) -> "Table":
+        reader = list(csv.reader(io.StringIO(text)))
+        if not reader:
+            return cls([], [])
+        return cls(reader[0], [row for row in reader[1:] if row])
+
+    @classmethod
+    def read(cls, path: Path) -> "Table":
+        return cls.parse(path.read_text(encoding="utf-8"))
+
+    def text(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(self.header)
+        writer.writerows(self.rows)
+        return out.getvalue()
+
+    def column(self, name: str) -> list[str]:
+        index = self.header.index(name)
+        return [row[index] if index < len(row) else "" for row in self.rows]
+
+
+class ModelCheckFailed(StepFailed):
+    def __init__(self, message: str, model: dict[str, Any]) -> None:
+        super().__init__(message, model=model)
+
+
+def run_model(client: docker.DockerClient, image: str, model: ModelSpec, table: Table) -> Table:
+    """Run the image once on ``table``; return its output table."""
+    command = [part.replace("{input}", f"{IO_DIR}/input.csv").replace("{output}", f"{IO_DIR}/output.csv")
+               for part in model.command]
+    try:
+        container = client.containers.create(image, command, network_disabled=True)
+    except ENGINE_FAILURES as exc:
+        raise StepFailed(f"model run could not start: {exc}") from None
+    try:
+        container.put_archive("/", _tar_with_input(table.text()))
+        container.start()
+        status = container.wait(timeout=RUN_TIMEOUT_S)
+        if int(status["StatusCode"]) != 0:
+            logs = container.logs().decode("utf-8", "replace").strip().splitlines()[-5:]
+            raise StepFailed(f"model exited {status['StatusCode']}: {' | '.join(logs)[:400]}")
+        stream, _ = container.get_archive(f"{IO_DIR}/output.csv")
+        return Table.parse(_read_single_file(b"".join(stream)))
+    except docker.errors.NotFound:
+        raise StepFailed(f"model wrote no {IO_DIR}/output.csv") from None
+    except ENGINE_FAILURES as exc:
+        raise StepFailed(f"model run failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        try:
+            container.remove(force=True)
+        except ENGINE_FAILURES:
+            pass
+
+
+def _tar_with_input(text: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for folder in ("tmp", IO_DIR.strip("/")):
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777  # writable by whatever user the image runs as
+            tar.addfile(info)
+        data = text.encode("utf-8")
+        info = tarfile.TarInfo(f"{IO_DIR.strip('/')}/input.csv")
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _read_single_file(archive: bytes) -> str:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        member = next(m for m in tar.getmembers() if m.isfile())
+        handle = tar.extractfile(member)
+        return handle.read().decode("utf-8") if handle else ""
+
+
+def is_null(value: str) -> bool:
+    return value.strip().lower() in NULLS
+
+
+def _number(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def disagreeing_rows(a: Table, b: Table, tolerance: float) -> list[int]:
+    """Rows where any value differs: numbers by more than ``tolerance``, other text at all."""
+    bad = []
+    for index, (left, right) in enumerate(zip(a.rows, b.rows)):
+        if len(left) != len(right):
+            bad.append(index)
+            continue
+        for x, y in zip(left, right):
+            nx, ny = _number(x), _number(y)
+            if nx is not None and ny is not None:
+                if abs(nx - ny) > tolerance:
+                    bad.append(index)
+                    break
+            elif x.strip() != y.strip():
+                bad.append(index)
+                break
+    bad += list(range(min(len(a.rows), len(b.rows)), max(len(a.rows), len(b.rows))))
+    return bad
+
+
+_TYPES = {
+    "float": lambda v: _number(v) is not None,
+    "integer": lambda v: _number(v) is not None and float(v).is_integer(),
+    "boolean": lambda v: v.strip().lower() in {"true", "false", "0", "1"},
+    "string": lambda v: True,
+}
+
+
+def functional_check(client: docker.DockerClient, image: str, model: ModelSpec) -> dict[str, Any]:
+    """Run the examples; every check is a named true/false with details. Raises nothing for a failed check."""
+    source = Table.read(model.examples / "input.csv")
+    declared = [name for name, _ in model.columns]
+    try:
+        out = run_model(client, image, model, source)
+    except StepFailed as exc:
+        return {"passed": False, "checks": {"runs": False}, "details": {"error": str(exc)}}
+    checks: dict[str, bool] = {}
+    details: dict[str, Any] = {"rows": len(source.rows)}
+
+    checks["columns"] = out.header == declared
+    if not checks["columns"]:
+        details["columns"] = {"declared": declared, "got": out.header}
+    checks["row_count"] = len(out.rows) == len(source.rows)
+    if not checks["row_count"]:
+        details["row_count"] = {"input": len(source.rows), "output": len(out.rows)}
+    present = [name for name in declared if name in out.header]
+    all_null = [name for name in present if all(is_null(v) for v in out.column(name))]
+    checks["not_all_null"] = not all_null
+    if all_null:
+        details["all_null_columns"] = all_null
+    wrong_type = [name for name, kind in model.columns if name in out.header
+                  and not all(_TYPES[kind](v) for v in out.column(name) if not is_null(v))]
+    checks["types"] = not wrong_type
+    if wrong_type:
+        details["wrong_type_columns"] = wrong_type
+
+    if model.fixed:
+        reference = Table.read(model.examples / "output.csv")
+        off = disagreeing_rows(out, reference, model.tolerance)
+        checks["matches_reference"] = not off and out.header == reference.header
+        if off:
+            details["rows_off_reference"] = off[:20]
+        again = run_model(client, image, model, source)
+        checks["two_runs_agree"] = not disagreeing_rows(out, again, 1e-9)
+        # Order: the output for reversed input, reversed back, must be the same output.
+        backwards = run_model(client, image, model, Table(source.header, source.rows[::-1]))
+        checks["order_kept"] = not disagreeing_rows(out, Table(backwards.header, backwards.rows[::-1]), 1e-9)
+    return {"passed": all(checks.values()), "checks": checks, "details": details}
+
+
+def sample_pool(model: ModelSpec, n: int, seed: str) -> tuple[Table, bool] | None:
+    """n rows from examples/reference.csv (with replacement only when the pool is smaller than n)."""
+    path = model.examples / "reference.csv"
+    if not path.is_file():
+        return None
+    pool = Table.read(path)
+    rng = random.Random(seed)
+    if len(pool.rows) >= n:
+        return Table(pool.header, rng.sample(pool.rows, n)), False
+    return Table(pool.header, [rng.choice(pool.rows) for _ in range(n)]), True
+
+
+def drift_check(client: docker.DockerClient, candidate: str, baseline: tuple[str, str, str] | None,
+                model: ModelSpec) -> dict[str, Any]:
+    """Compare the candidate with the current stable on n sampled inputs.
+
+    ``baseline`` is (pullable reference, digest, tag) or None when there is no stable yet.
+    """
+    settings = model.drift
+    n = settings.sample_size()
+    result: dict[str, Any] = {"n": n, "epsilon": settings.epsilon, "delta": settings.delta,
+                              "reuses": settings.reuses, "tolerance": settings.tolerance,
+                              "max_disagreement": settings.max_disagreement, "candidate": candidate}
+    if baseline is None:
+        return {**result, "status": "no baseline", "passed": True}
+    ref, digest, tag = baseline
+    result.update(baseline=ref, baseline_digest=digest, baseline_tag=tag)
+    sample = sample_pool(model, n, seed=digest)
+    if sample is None:
+        return {**result, "status": "no reference pool (examples/reference.csv)", "passed": True}
+    table, with_replacement = sample
+    try:
+        ours = run_model(client, candidate, model, table)
+        theirs = run_model(client, ref, model, table)
+    except StepFailed as exc:
+        return {**result, "status": f"a model run failed: {exc}", "passed": False}
+    off = disagreeing_rows(ours, theirs, settings.tolerance)
+    rate = len(off) / n
+    passed = rate <= settings.max_disagreement and ours.header == theirs.header
+    return {**result, "status": "compared", "sampled_with_replacement": with_replacement,
+            "disagreements": len(off), "observed_rate": round(rate, 6),
+            "rate_upper_bound": round(min(1.0, rate + settings.epsilon), 6), "passed": passed}

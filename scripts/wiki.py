@@ -1,0 +1,180 @@
+"""The wiki folder: Home.md (stack diagram and builds), Stable_Tag.md, manifest pages, archives.
+
+Facts live as JSON under ``wiki/_data/``; pages are rendered from them and never parsed back.
+GitHub renders at most 5000 wiki pages, so the oldest manifest pages fold into one archive page
+per image, and every link is pointed at where its page now lives.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import manifests
+from .report import write_json
+from .spec import Spec
+
+LOGGER = logging.getLogger(__name__)
+
+MAX_PAGES = 5000
+LINK_RE = re.compile(r"\[(?:[^\]\\]|\\.)*\]\(([^)\s]+)\)")
+
+
+def _read(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return default
+
+
+class Wiki:
+    def __init__(self, folder: Path, *, max_pages: int | None = None) -> None:
+        self.folder = folder
+        self.data = folder / "_data"
+        self.records = self.data / "manifests"
+        env_cap = os.environ.get("STACK_WIKI_MAX_PAGES")
+        self.max_pages = max_pages or (int(env_cap) if env_cap and env_cap.isdigit() else MAX_PAGES)
+
+    # -- facts ------------------------------------------------------------------------------------
+
+    def builds(self) -> list[dict[str, Any]]:
+        return list(_read(self.data / "builds.json", []))
+
+    def archived(self) -> dict[str, str]:
+        return dict(_read(self.data / "archived.json", {}))
+
+    def stable(self) -> dict[str, Any] | None:
+        value = _read(self.data / "stable.json", None)
+        return dict(value) if value else None
+
+    def set_stable(self, value: Mapping[str, Any]) -> None:
+        write_json(self.data / "stable.json", dict(value))
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def add_manifest(self, record: dict[str, Any], extra_records: list[Path] | None = None) -> str:
+        """Store the record, write its page (with changes since the previous one); return the page name."""
+        folders = [self.records, *(extra_records or [])]
+        previous = manifests.previous_record(record, folders)
+        manifests.save(record, [self.records])
+        name = manifests.record_name(record)
+        (self.folder / f"{name}.md").write_text(manifests.render(record, previous), encoding="utf-8")
+        archived = self.archived()
+        if archived.pop(name, None) is not None:
+            write_json(self.data / "archived.json", archived)
+        return name
+
+    def record_build(self, entry: dict[str, Any]) -> None:
+        """Add a row to the builds table; the same commit and tag again replaces its row."""
+        key = (entry["commit"], entry["tag"])
+        builds = [b for b in self.builds() if (b["commit"], b["tag"]) != key]
+        builds.append(entry)
+        builds.sort(key=lambda b: b["time"], reverse=True)
+        write_json(self.data / "builds.json", builds)
+
+    def link(self, page: str) -> str:
+        return self.archived().get(page, page)
+
+    def render(self, spec: Spec) -> None:
+        """Fold old pages if over the cap, then write Home.md and Stable_Tag.md."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.enforce_cap()
+        (self.folder / "Home.md").write_text(self._home(spec), encoding="utf-8")
+        (self.folder / "Stable_Tag.md").write_text(self._stable_page(), encoding="utf-8")
+
+    def _home(self, spec: Spec) -> str:
+        ids = {name: f"n{i}" for i, name in enumerate(spec.images)}
+        lines = ["# Image stack", "", "## Stack", "", "```mermaid", "graph TD"]
+        for name, image in spec.images.items():
+            lines.append(f'  {ids[name]}["{name}"]')
+            if image.parent:
+                lines.append(f"  {ids[image.parent]} --> {ids[name]}")
+        lines += ["```", "", "Current global stable: [Stable_Tag](Stable_Tag)", "", "## Builds", "",
+                  "Newest first.", ""]
+        builds = self.builds()
+        if not builds:
+            lines.append("No builds recorded yet.")
+        else:
+            lines += ["| built (UTC) | commit | branch | kind | images |", "| --- | --- | --- | --- | --- |"]
+            for build in builds:
+                commit = build["commit"][:12]
+                commit_cell = f"[{commit}]({build['commit_url']})" if build.get("commit_url") else f"`{commit}`"
+                images = "<br>".join(
+                    f"[{i['name']}:{i['tag']}]({self.link(i['page'])})" if i.get("page") else f"{i['name']}:{i['tag']}"
+                    for i in build["images"])
+                lines.append(f"| {build['time']} | {commit_cell} | {build.get('branch', '')} | "
+                             f"{build.get('kind', 'build')} | {images} |")
+        return "\n".join(lines) + "\n"
+
+    def _stable_page(self) -> str:
+        stable = self.stable()
+        lines = ["# Global stable tag", ""]
+        if not stable:
+            return "\n".join(lines + ["No global `stable` tag yet: `doit tag --tag YYYY.Q --global-stable` sets it.",
+                                      ""])
+        lines += [f"`stable` points at the images of **{stable['tag']}**, set {stable['time']} "
+                  f"by {stable.get('by', 'unknown')}.", "", "| image | digest |", "| --- | --- |"]
+        lines += [f"| {name} | `{digest}` |" for name, digest in sorted(stable.get("images", {}).items())]
+        return "\n".join(lines) + "\n"
+
+    # -- the page cap -----------------------------------------------------------------------------
+
+    def pages(self) -> list[Path]:
+        return sorted(self.folder.glob("*.md"))
+
+    def enforce_cap(self) -> list[str]:
+        """Fold the oldest manifest pages into Archive-<image>.md until the page count fits."""
+        pages = {p.stem for p in self.pages()}
+        records = []
+        for path in self.records.glob("*.json"):
+            record = _read(path, None)
+            if record and manifests.record_name(record) in pages:
+                records.append(record)
+        records.sort(key=lambda r: r["created"])
+        folded: list[str] = []
+        archived = self.archived()
+        count = len(pages) + 2 - len({"Home", "Stable_Tag"} & pages)  # Home and Stable_Tag always exist
+        for record in records:
+            if count <= self.max_pages:
+                break
+            name = manifests.record_name(record)
+            archive = f"Archive-{record['image']}"
+            archive_path = self.folder / f"{archive}.md"
+            if not archive_path.exists():
+                archive_path.write_text(f"# Archived manifests: {record['image']}\n\nOldest first.\n",
+                                        encoding="utf-8")
+                count += 1
+            anchor = re.sub(r"[^a-z0-9-]", "-", name.lower())
+            body = (self.folder / f"{name}.md").read_text(encoding="utf-8")
+            demoted = re.sub(r"^(#+) ", lambda m: "#" * min(6, len(m.group(1)) + 1) + " ", body, flags=re.M)
+            with archive_path.open("a", encoding="utf-8") as handle:
+                handle.write(f'\n<a id="{anchor}"></a>\n\n{demoted}')
+            (self.folder / f"{name}.md").unlink()
+            archived[name] = f"{archive}#{anchor}"
+            folded.append(name)
+            count -= 1
+        if folded:
+            write_json(self.data / "archived.json", archived)
+            LOGGER.info("wiki: folded %d old manifest pages into archive pages (cap %d)", len(folded), self.max_pages)
+        return folded
+
+
+def broken_links(folder: Path) -> list[str]:
+    """Relative links in the wiki's pages whose page (or anchor) does not exist."""
+    broken = []
+    pages = {p.stem: p for p in folder.glob("*.md")}
+    for path in pages.values():
+        text = path.read_text(encoding="utf-8")
+        for target in LINK_RE.findall(text):
+            if "://" in target or target.startswith(("mailto:", "#")):
+                continue
+            page, _, anchor = target.partition("#")
+            page = page.removesuffix(".md")
+            if page not in pages:
+                broken.append(f"{path.name}: link to missing page {target}")
+            elif anchor and f'id="{anchor}"' not in pages[page].read_text(encoding="utf-8"):
+                broken.append(f"{path.name}: link to missing anchor {target}")
+    return broken

@@ -1,0 +1,142 @@
+"""The wiki: pages rendered with GitHub's Markdown renderer (cmark-gfm), links that resolve, the page cap."""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import cmarkgfm
+import pytest
+
+from scripts import manifests
+from scripts.spec import parse_spec
+from scripts.wiki import Wiki, broken_links
+
+SPEC = "images:\n  base: {image_name: o/base}\n  child: {image_name: o/child, depend_on: base}\n" \
+       "tag: {prefix: '2024.1'}\n"
+
+
+class Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+        self.ids: set[str] = set()
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        values = dict(attrs)
+        if tag == "a" and values.get("href"):
+            self.hrefs.append(str(values["href"]))
+        if values.get("id"):
+            self.ids.add(str(values["id"]))
+
+
+def rendered(path: Path) -> Links:
+    # GitHub renders wiki pages with cmark-gfm; UNSAFE keeps the raw <a id> and <details> as GitHub does.
+    html = cmarkgfm.github_flavored_markdown_to_html(path.read_text(), options=cmarkgfm.Options.CMARK_OPT_UNSAFE)
+    parser = Links()
+    parser.feed(html)
+    return parser
+
+
+def assert_links_resolve(folder: Path) -> None:
+    for page in folder.glob("*.md"):
+        for href in rendered(page).hrefs:
+            if "://" in href:
+                continue
+            target, _, anchor = href.partition("#")
+            assert (folder / f"{target}.md").is_file(), f"{page.name} links to missing {href}"
+            if anchor:
+                assert anchor in rendered(folder / f"{target}.md").ids, f"{page.name} links to missing {href}"
+    assert broken_links(folder) == []
+
+
+def record(image: str, tag: str, created: str, packages: dict[str, str], commit: str = "c" * 40) -> dict:
+    return {"image": image, "tag": tag, "ref": f"r/{image}:{tag}", "digest": "sha256:" + "1" * 64,
+            "image_id": "sha256:" + "2" * 64, "created": created, "commit": commit,
+            "commit_url": f"https://example.invalid/o/r/commit/{commit}", "branch": "main", "size": 1234567,
+            "parent": None, "platforms": ["linux/amd64"], "architecture": "amd64",
+            "layers": [{"id": "x", "created": 1700000000, "created_by": "RUN echo a | tee b", "size": 10, "tags": []},
+                       {"id": "y", "created": 1700000000, "created_by": "", "size": 0, "tags": []}],
+            "packages": {"pip": packages},
+            "commands": {"PY": {"description": "Python Version", "command": "python --version", "exit_code": 0,
+                                "output": "\n".join(f"line {i}" for i in range(40)) + "\n```\nfenced"}}}
+
+
+@pytest.fixture
+def spec(tmp_path: Path):
+    return parse_spec(SPEC, path=tmp_path / "spec.yml", stack_dir=tmp_path, check_files=False)
+
+
+def test_home_stable_and_manifest_pages_render_as_intended(tmp_path: Path, spec) -> None:
+    wiki = Wiki(tmp_path / "wiki")
+    page = wiki.add_manifest(record("base", "2024.1-git-aaa", "2024-01-01T00:00:00Z", {"numpy": "1.26"}))
+    wiki.record_build({"commit": "c" * 40, "commit_url": "https://example.invalid/o/r/commit/" + "c" * 40,
+                       "branch": "main", "tag": "2024.1-main", "time": "2024-01-01T00:00:00Z", "kind": "build",
+                       "images": [{"name": "base", "tag": "2024.1-main", "page": page}]})
+    wiki.render(spec)
+    home = rendered(wiki.folder / "Home.md")
+    assert "table" in home.tags
+    assert "base-2024.1-git-aaa" in home.hrefs and "Stable_Tag" in home.hrefs
+    html = cmarkgfm.github_flavored_markdown_to_html((wiki.folder / "Home.md").read_text())
+    assert '<pre lang="mermaid">' in html and 'n0 --&gt; n1' in html
+    manifest = cmarkgfm.github_flavored_markdown_to_html((wiki.folder / f"{page}.md").read_text(),
+                                                         options=cmarkgfm.Options.CMARK_OPT_UNSAFE)
+    # The pipe inside a layer command stays in its cell; long output is folded; a fence in output is harmless.
+    assert "<td><code>RUN echo a | tee b</code></td>" in manifest
+    assert "<details>" in manifest and "fenced" in manifest and manifest.count("<table>") >= 3
+    assert "First recorded build" in manifest
+    assert "No global" in (wiki.folder / "Stable_Tag.md").read_text()
+    assert_links_resolve(wiki.folder)
+
+
+def test_same_commit_twice_adds_no_duplicate_row(tmp_path: Path, spec) -> None:
+    wiki = Wiki(tmp_path / "wiki")
+    entry = {"commit": "d" * 40, "commit_url": None, "branch": "main", "tag": "2024.1-main", "kind": "build",
+             "images": [{"name": "base", "tag": "2024.1-main", "page": None}]}
+    wiki.record_build({**entry, "time": "2024-01-01T00:00:00Z"})
+    wiki.record_build({**entry, "time": "2024-01-02T00:00:00Z"})
+    wiki.render(spec)
+    rows = [line for line in (wiki.folder / "Home.md").read_text().splitlines() if "`dddddddddddd`" in line]
+    assert len(rows) == 1 and "2024-01-02" in rows[0]
+
+
+def test_changes_since_previous_build(tmp_path: Path) -> None:
+    wiki = Wiki(tmp_path / "wiki")
+    wiki.add_manifest(record("base", "2024.1-git-aaa", "2024-01-01T00:00:00Z", {"numpy": "1.26", "old": "1"}))
+    page = wiki.add_manifest(record("base", "2024.1-git-bbb", "2024-01-02T00:00:00Z", {"numpy": "2.0", "new": "3"}))
+    text = (wiki.folder / f"{page}.md").read_text()
+    assert "| pip | new | — | 3 |" in text
+    assert "| pip | numpy | 1.26 | 2.0 |" in text
+    assert "| pip | old | 1 | — |" in text
+
+
+def test_page_cap_folds_oldest_into_archives_without_dead_links(tmp_path: Path, spec) -> None:
+    wiki = Wiki(tmp_path / "wiki", max_pages=6)
+    for day in range(1, 9):
+        name = "base" if day % 2 else "child"
+        page = wiki.add_manifest(record(name, f"2024.1-git-{day:03d}", f"2024-01-0{day}T00:00:00Z", {"a": str(day)}))
+        wiki.record_build({"commit": f"{day:040d}", "commit_url": None, "branch": "main", "tag": "2024.1-main",
+                           "time": f"2024-01-0{day}T00:00:00Z", "kind": "build",
+                           "images": [{"name": name, "tag": "2024.1-main", "page": page}]})
+    wiki.render(spec)
+    pages = sorted(p.stem for p in wiki.folder.glob("*.md"))
+    assert len(pages) <= 6, pages
+    assert "Archive-base" in pages and "Archive-child" in pages
+    # The newest pages stay; the oldest were folded, and Home links to their archive anchors.
+    assert "base-2024.1-git-007" in pages and "base-2024.1-git-001" not in pages
+    home = rendered(wiki.folder / "Home.md")
+    assert "Archive-base#base-2024-1-git-001" in home.hrefs
+    assert_links_resolve(wiki.folder)
+
+
+def test_broken_links_are_found(tmp_path: Path) -> None:
+    (tmp_path / "Home.md").write_text("[ok](Home) [gone](Missing) [bad anchor](Home#nowhere) [web](https://x.invalid)")
+    assert broken_links(tmp_path) == ["Home.md: link to missing page Missing",
+                                      "Home.md: link to missing anchor Home#nowhere"]
+
+
+def test_manifest_record_names_and_sizes() -> None:
+    assert manifests.record_name({"image": "a", "tag": "2024.1-main"}) == "a-2024.1-main"
+    assert re.match(r"1\.2 MB", manifests._size(1234567))
