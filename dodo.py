@@ -30,3 +30,13 @@ def task_manifest():
 def task_wiki():
     """Re-render the wiki's Home and Stable_Tag pages, fold old pages over the cap, check every link."""
     return {"actions": [(tasks.wiki,)], "uptodate": [False], "verbosity": 2}
+
+
+def task_tag():
+    """Promote a build registry-side (to YYYY.Q-stable, or the global stable) through the GPU and model gates."""
+    return {"actions": [(tasks.tag,)], "params": tasks.TAG_PARAMS, "uptodate": [False], "verbosity": 2}
+
+
+def task_test_gpu():
+    """Run the GPU tests of the gpu: true images on the engine at DOCKER_HOST and record them per digest."""
+    return {"actions": [(tasks.test_gpu,)], "params": tasks.GPU_PARAMS, "uptodate": [False], "verbosity": 2}

@@ -27,6 +27,7 @@ class TestOutcome:
     skipped: int = 0
     junit: str | None = None
     failures: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
 
     def as_report(self) -> dict[str, object]:
         return {"passed": self.passed, "failed": self.failed, "skipped": self.skipped, "junit": self.junit,
@@ -42,14 +43,16 @@ def test_dirs(spec: Spec, name: str) -> list[Path]:
     return [d for d in dirs if d.is_dir()]
 
 
-def run_tests(spec: Spec, name: str, image: str, *, junit: Path, log: Path) -> TestOutcome:
-    """Run the tests; raise ``StepFailed`` naming the failing tests when any fail."""
-    dirs = test_dirs(spec, name)
+def run_tests(spec: Spec, name: str, image: str, *, junit: Path, log: Path, dirs: list[Path] | None = None,
+              extra_env: dict[str, str] | None = None) -> TestOutcome:
+    """Run the image's tests (or ``dirs``); raise ``TestsFailed`` naming the failing tests when any fail."""
+    dirs = test_dirs(spec, name) if dirs is None else dirs
     junit.parent.mkdir(parents=True, exist_ok=True)
     if not dirs:
         LOGGER.warning("%s: no tests found (images/tests_common, test/ folders): nothing was checked", name)
         return TestOutcome()
     env = without_secrets(os.environ)
+    env.update(extra_env or {})
     env["STACK_IMAGE"] = image
     env["STACK_IMAGE_NAME"] = name
     env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -80,6 +83,7 @@ class TestsFailed(StepFailed):
 
     def __init__(self, outcome: TestOutcome, message: str) -> None:
         super().__init__(message, tests=outcome.as_report())
+        self.outcome = outcome
 
 
 def read_junit(path: Path) -> TestOutcome:
@@ -91,9 +95,13 @@ def read_junit(path: Path) -> TestOutcome:
         return outcome
     for case in root.iter("testcase"):
         test_id = f"{case.get('classname', '')}::{case.get('name', '')}".strip(":")
-        if case.find("failure") is not None or case.find("error") is not None:
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is not None:
             outcome.failed += 1
             outcome.failures.append(test_id)
+            outcome.messages.append(problem.get("message") or (problem.text or "").strip()[:300])
         elif case.find("skipped") is not None:
             outcome.skipped += 1
         else:

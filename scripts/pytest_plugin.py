@@ -27,13 +27,20 @@ def image_ref() -> str:
     return ref
 
 
+NO_GPU_HINTS = ("could not select device driver", "nvidia-container-cli", "unknown or invalid runtime name: nvidia")
+
+
 class TrackedContainers:
-    """Starts containers of the image under test and always removes them."""
+    """Starts containers of the image under test and always removes them.
+
+    With STACK_GPU=1 (set by `doit test_gpu`) every container requests all GPUs, as `--gpus all` does.
+    """
 
     def __init__(self, client: docker.DockerClient, image: str) -> None:
         self.client = client
         self.image = image
         self.started: list[Any] = []
+        self.gpu = os.environ.get("STACK_GPU") == "1"
 
     def run(self, command: str | list[str], **kwargs: Any) -> tuple[int, str]:
         """Run ``command`` to completion; return (exit code, combined output)."""
@@ -44,7 +51,17 @@ class TrackedContainers:
         return int(result["StatusCode"]), output
 
     def start(self, command: str | list[str] | None = None, **kwargs: Any) -> Any:
-        container = self.client.containers.run(self.image, command, detach=True, **kwargs)
+        if self.gpu:
+            kwargs.setdefault("device_requests", [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])])
+        try:
+            container = self.client.containers.run(self.image, command, detach=True, **kwargs)
+        except docker.errors.APIError as exc:
+            if self.gpu and any(hint in str(exc) for hint in NO_GPU_HINTS):
+                where = os.environ.get("DOCKER_HOST") or "the local engine"
+                pytest.fail(f"no GPU available: the Docker engine at {where} cannot give this container a GPU "
+                            f"({exc.explanation or exc}). Run on a GPU host with the NVIDIA container runtime, "
+                            "e.g. DOCKER_HOST=ssh://user@gpu-host", pytrace=False)
+            raise
         self.started.append(container)
         return container
 

@@ -98,6 +98,27 @@ class RegistryClient:
                                  headers={"Content-Type": media_type})
         return response.headers.get("Docker-Content-Digest") or _sha256(body)
 
+    def upload_blob(self, repository: str, data: bytes) -> str:
+        """Upload ``data`` as a blob in one request (monolithic upload); return its digest."""
+        digest = _sha256(data)
+        if self._request("HEAD", repository, f"/blobs/{digest}", accept_missing=True).status_code == 200:
+            return digest
+        started = self._request("POST", repository, "/blobs/uploads/")
+        location = started.headers.get("Location")
+        if not location:
+            raise RegistryError(f"registry {self.host} started an upload without a Location")
+        url = location if "://" in location else f"{self.base}{location}"
+        separator = "&" if "?" in url else "?"
+        self._request("PUT", repository, "", url=f"{url}{separator}digest={digest}", data=data,
+                      headers={"Content-Type": "application/octet-stream"})
+        return digest
+
+    def get_blob(self, repository: str, digest: str) -> bytes:
+        data = self._request("GET", repository, f"/blobs/{digest}").content
+        if _sha256(data) != digest:
+            raise RegistryError(f"blob {digest} from {self.host} does not match its digest")
+        return data
+
     def ping(self) -> None:
         """Raise ``RegistryError`` unless the registry answers its API root."""
         self._request("GET", None, "/")
@@ -108,8 +129,9 @@ class RegistryClient:
         return f"{self.base}/v2/{repository}{path}" if repository else f"{self.base}/v2{path}"
 
     def _request(self, method: str, repository: str | None, path: str, *, accept_missing: bool = False,
-                 data: bytes | None = None, headers: dict[str, str] | None = None) -> requests.Response:
-        url = self._url(repository, path)
+                 data: bytes | None = None, headers: dict[str, str] | None = None,
+                 url: str | None = None) -> requests.Response:
+        url = url or self._url(repository, path)
         scope = f"repository:{repository}:pull,push" if repository else ""
         sent_headers = {"Accept": ACCEPT, **(headers or {})}
         attempt = 0

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import docker
 
-from . import imagetests, manifests, modelcheck
+from . import gates, imagetests, manifests, modelcheck
 from .build import BuildRequest, StepFailed, build_image
 from .credentials import Credentials
 from .engine import ENGINE_FAILURES
@@ -217,10 +217,10 @@ class StackBuild:
             self._manifest(image, result, log)
             return result
         log.write(f"== push {repo} {' '.join(tags)}\n")
-        digest = None
-        for tag in tags:
+        digest = self._push(repo, tags[0], log)
+        self._verify(repo, tags[0], digest)
+        for tag in tags[1:]:
             pushed = self._push(repo, tag, log)
-            digest = digest or pushed
             if pushed != digest:
                 raise StepFailed(f"tags of one image pushed with different digests ({digest} vs {pushed})")
             self._verify(repo, tag, pushed)
@@ -228,6 +228,7 @@ class StackBuild:
         if result.model is not None:
             # Gates bind check results to the exact digest that was pushed.
             result.model["digest"] = digest
+            self._record_model_gate(name, repo, digest, result.model, log)
         self.parents_for_children(name, Parent(f"{repo}@{digest}", self.tag, "built in this run"))
         self._manifest(image, result, log)
         return result
@@ -268,6 +269,22 @@ class StackBuild:
         if failed:
             raise modelcheck.ModelCheckFailed("model checks failed: " + ", ".join(failed), model)
         return model
+
+    def _record_model_gate(self, name: str, repo: Repository, digest: str, model: dict[str, Any],
+                           log: IO[str]) -> None:
+        drift = model["drift"]
+        payload = {"image": name, "passed": bool(model["functional"]["passed"] and drift["passed"]),
+                   "drift_status": drift["status"], "functional": model["functional"]["checks"], "drift": drift,
+                   "summary": f"functional {'passed' if model['functional']['passed'] else 'failed'}, "
+                              f"drift {drift['status']}"}
+        try:
+            gates.write_record(self.registry, repo.path, digest, gates.MODEL, payload)
+            model["recorded"] = True
+        except RegistryError as exc:
+            # The image is published; without the record a promotion will refuse it, and say why.
+            model["recorded"] = False
+            log.write(f"WARNING: model check record not stored: {exc}\n")
+            LOGGER.warning("%s: model check record not stored (promotion will refuse it): %s", name, exc)
 
     def _stable_baseline(self, name: str) -> tuple[str, str, str] | None:
         """The image's current stable as (reference by digest, digest, tag), pulled into the engine."""

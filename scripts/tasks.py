@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from tabulate import tabulate
+
 from doit.exceptions import TaskFailed
 
-from . import changes, engine, lock, manifests, report
+from . import changes, engine, gates, imagetests, lock, manifests, promote, report
 from .build import StepFailed
 from .credentials import RedactingFilter, find_credentials, secret_values
 from .errors import StackError
@@ -229,3 +231,143 @@ def wiki() -> bool | TaskFailed:
         return True
 
     return run_task(work)
+
+
+TAG_PARAMS = [
+    _param("tag", "tag", "", "YYYY.Q-branch: promote it to YYYY.Q-stable; with --global-stable, YYYY.Q: move "
+           "`stable` to that quarter's YYYY.Q-stable"),
+    _param("global_stable", "global-stable", False, "move the global `stable` tag (see --tag)", bool),
+    _param("dry_run", "dry-run", False, "print the plan (digests, targets, gate results) and change nothing", bool),
+    _param("skip_gpu_test", "skip-gpu-test", False, "promote gpu: true images without a passing GPU test record; "
+           "this is written into promotion.json and the wiki", bool),
+    REGISTRY_PARAM,
+]
+
+
+def tag(tag: str, global_stable: bool, dry_run: bool, skip_gpu_test: bool, registry: str) -> bool | TaskFailed:
+    """Promote registry-side, only through the gates; plan first, then move every tag or none."""
+    def work() -> bool:
+        folder = stack_dir()
+        spec = load_spec(folder)
+        promote.parse_tag(tag, global_stable=global_stable)  # a malformed tag stops here, before any request
+        host = registry_host(registry)
+        client = RegistryClient(host, find_credentials(host))
+        artifacts = folder / "artifacts"
+        kind = "global stable" if global_stable else "quarter stable"
+        try:
+            moves = promote.plan(spec, client, host, tag, global_stable=global_stable, skip_gpu_test=skip_gpu_test)
+        except promote.PromotionRefused:
+            if not dry_run:
+                report.write_json(artifacts / "promotion.json", promote.record(
+                    [], tag=tag, host=host, global_stable=global_stable, skip_gpu_test=skip_gpu_test,
+                    outcome="refused"))
+                report.write_lines(artifacts / "IMAGES_TAGGED", [])
+            raise
+        print(promote.table(moves))
+        if dry_run:
+            print(f"\ndry run: the {kind} promotion above passes its gates; nothing was changed")
+            return True
+        outcome = "complete"
+        try:
+            promote.execute(moves, client)
+        except promote.PromotionIncomplete:
+            outcome = "incomplete"
+            raise
+        finally:
+            report.write_json(artifacts / "promotion.json", promote.record(
+                moves, tag=tag, host=host, global_stable=global_stable, skip_gpu_test=skip_gpu_test,
+                outcome=outcome))
+            report.write_lines(artifacts / "IMAGES_TAGGED", [
+                f"{host}/{m.repository}:{m.target_tag}" for m in moves if m.state in (promote.MOVED, promote.ALREADY)])
+        _record_promotion(Wiki(folder / "wiki"), spec, moves, tag=tag, global_stable=global_stable,
+                          skip_gpu_test=skip_gpu_test)
+        print(f"\n{kind}: {sum(m.state == promote.MOVED for m in moves)} tags moved, "
+              f"{sum(m.state == promote.ALREADY for m in moves)} already in place")
+        return True
+
+    return run_task(work)
+
+
+def _record_promotion(pages: Wiki, spec: Spec, moves: list[promote.Move], *, tag: str, global_stable: bool,
+                      skip_gpu_test: bool) -> None:
+    now = promote.record([], tag=tag, host="", global_stable=global_stable, skip_gpu_test=skip_gpu_test,
+                         outcome="")["time"]
+    if global_stable:
+        pages.set_stable({"tag": tag, "time": now, "by": promote.who(), "skip_gpu_test": skip_gpu_test,
+                          "images": {m.image: m.source_digest for m in moves}})
+    else:
+        note = " (GPU test skipped)" if skip_gpu_test else ""
+        # A promotion is identified by what it moved: the same digests promoted again replace the row.
+        pages.record_build({
+            "commit": ",".join(sorted({str(m.source_digest) for m in moves})), "commit_url": None,
+            "label": f"{moves[0].source_tag} → {moves[0].target_tag}" if moves else tag,
+            "branch": moves[0].source_tag if moves else "", "tag": moves[0].target_tag if moves else tag,
+            "time": now, "kind": f"promotion{note}",
+            "images": [{"name": m.image, "tag": m.target_tag, "page": pages.page_for_digest(m.source_digest)}
+                       for m in moves]})
+    pages.render(spec)
+
+
+GPU_PARAMS = [
+    _param("tag", "tag", "", "the tag whose gpu: true images are tested, e.g. 2024.1-main"),
+    _param("image", "image", [], "test only this gpu image (repeat for several)", list),
+    REGISTRY_PARAM,
+]
+
+
+def test_gpu(tag: str, image: list[str], registry: str) -> bool | TaskFailed:
+    """Run the GPU tests of each gpu: true image on the engine at DOCKER_HOST; record the result per digest."""
+    def work() -> bool:
+        folder = stack_dir()
+        spec = load_spec(folder)
+        if not tag:
+            raise StackError("give --tag, e.g. --tag 2024.1-main")
+        check_tag(tag)
+        spec.require(image)
+        names = [n for n, i in spec.images.items() if i.gpu and (not image or n in image)]
+        if not names:
+            raise StackError("no image to test: none has gpu: true" + (" among --image" if image else ""))
+        host = registry_host(registry)
+        client = RegistryClient(host, find_credentials(host))
+        engine_client = engine.connect()
+        results = []
+        for name in names:
+            results.append(_gpu_one(spec, name, tag, host, client, engine_client, folder / "artifacts"))
+        print(tabulate([[r["image"], r["digest"][:19], r["passed"], r["summary"]] for r in results],
+                       headers=["image", "digest", "passed", "result"]))
+        return all(r["passed"] for r in results)
+
+    return run_task(work)
+
+
+def _gpu_one(spec: Spec, name: str, tag: str, host: str, client: RegistryClient, engine_client: Any,
+             artifacts: Path) -> dict[str, Any]:
+    repo = spec.images[name].repository.on(host)
+    tests = spec.images[name].context / "test_gpu"
+    if not tests.is_dir():
+        raise StackError(f"{name} has gpu: true but no GPU tests: add images/{name}/test_gpu/")
+    digest = client.manifest_digest(repo.path, tag)
+    if digest is None:
+        raise StackError(f"{repo}:{tag} is not in registry {host}")
+    try:
+        engine_client.api.pull(str(repo), tag=digest)
+    except engine.ENGINE_FAILURES as exc:
+        raise StackError(f"the engine cannot pull {repo}@{digest}: {exc}") from None
+    LOGGER.info("%s: GPU tests of %s@%s", name, repo, digest[:19])
+    try:
+        outcome = imagetests.run_tests(spec, name, f"{repo}@{digest}", junit=artifacts / "junit" / f"{name}-gpu.xml",
+                                       log=artifacts / "logs" / f"{name}-gpu.log", dirs=[tests],
+                                       extra_env={"STACK_GPU": "1"})
+    except imagetests.TestsFailed as exc:
+        outcome = exc.outcome
+    passed = outcome.failed == 0 and outcome.passed > 0
+    summary = f"{outcome.passed} passed, {outcome.failed} failed"
+    if outcome.messages:
+        summary += ": " + outcome.messages[0][:300]
+    elif outcome.passed == 0:
+        summary += ": no GPU test ran"
+    payload = {"image": name, "passed": passed, "summary": summary, "tests": outcome.as_report(),
+               "engine": os.environ.get("DOCKER_HOST") or "local", "by": promote.who()}
+    stored = gates.write_record(client, repo.path, digest, gates.GPU, payload)
+    report.write_json(artifacts / "gates" / f"{name}-gpu.json", stored)
+    return stored

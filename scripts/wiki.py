@@ -75,6 +75,14 @@ class Wiki:
         builds.sort(key=lambda b: b["time"], reverse=True)
         write_json(self.data / "builds.json", builds)
 
+    def page_for_digest(self, digest: str | None) -> str | None:
+        """The manifest page of the image with this digest, if one was recorded."""
+        for path in sorted(self.records.glob("*.json")):
+            record = _read(path, None)
+            if record and digest and record.get("digest") == digest:
+                return manifests.record_name(record)
+        return None
+
     def link(self, page: str) -> str:
         return self.archived().get(page, page)
 
@@ -102,6 +110,8 @@ class Wiki:
             for build in builds:
                 commit = build["commit"][:12]
                 commit_cell = f"[{commit}]({build['commit_url']})" if build.get("commit_url") else f"`{commit}`"
+                if build.get("label"):
+                    commit_cell = build["label"]
                 images = "<br>".join(
                     f"[{i['name']}:{i['tag']}]({self.link(i['page'])})" if i.get("page") else f"{i['name']}:{i['tag']}"
                     for i in build["images"])

@@ -172,3 +172,40 @@ def small_stack(stack: Stack, base: str, *, namespace: str) -> None:
                 assert output.strip() == "{name}"
             """)
     stack.commit("initial stack")
+
+
+def push_two_platform_index(registry: str, repository: str, tag: str) -> tuple[str, list[str]]:
+    """Push a tiny OCI index with linux/amd64 and linux/arm64 images; return (index digest, its platforms)."""
+    import gzip
+    import hashlib
+
+    from scripts.registry import RegistryClient
+
+    client = RegistryClient(registry)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        data = b"hello\n"
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    raw = buffer.getvalue()
+    layer = gzip.compress(raw, mtime=0)
+    layer_digest = client.upload_blob(repository, layer)
+    entries = []
+    for arch in ("amd64", "arm64"):
+        config = json.dumps({"architecture": arch, "os": "linux", "config": {},
+                             "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest()]}}
+                            ).encode()
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": client.upload_blob(repository, config), "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest,
+                        "size": len(layer)}]}).encode()
+        digest = client.put_manifest(repository, f"{tag}-{arch}", manifest, "application/vnd.oci.image.manifest.v1+json")
+        entries.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+                        "size": len(manifest), "platform": {"architecture": arch, "os": "linux"}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": entries}).encode()
+    digest = client.put_manifest(repository, tag, index, "application/vnd.oci.image.index.v1+json")
+    return digest, [f"linux/{e['platform']['architecture']}" for e in entries]

@@ -1,0 +1,193 @@
+"""Promotion by registry-side retagging: `<q>-<branch>` -> `<q>-stable`, and `<q>-stable` -> `stable`.
+
+A retag is a GET of the source manifest (every manifest and index type accepted) and a PUT of
+the identical bytes under the target tag: no layer moves, and a multi-platform index keeps every
+platform. First everything is planned (every source resolved to a digest, every gate checked);
+tags move only when the whole plan passes. Each move re-checks that neither the source nor the
+target changed since planning, so a racing promotion is refused, not overwritten. A re-run after
+a failure skips the targets already in place and completes the rest.
+"""
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from tabulate import tabulate
+
+from . import gates
+from .errors import RegistryError, StackError
+from .registry import RegistryClient
+from .spec import Spec
+
+LOGGER = logging.getLogger(__name__)
+
+QUARTER_BRANCH_RE = re.compile(r"^(?P<quarter>\d{4}\.[1-4])-(?P<branch>[A-Za-z0-9_][A-Za-z0-9_.-]{0,100})$")
+QUARTER_RE = re.compile(r"^\d{4}\.[1-4]$")
+PLANNED, MOVED, ALREADY, FAILED, NOT_RUN = "planned", "moved", "already in place", "failed", "not run"
+
+
+class PromotionRefused(StackError):
+    """The plan did not pass: nothing was moved."""
+
+
+class PromotionIncomplete(StackError):
+    """Some tags moved, then a failure: the message says exactly which."""
+
+
+@dataclass
+class Move:
+    image: str
+    repository: str  # path in the registry
+    source_tag: str
+    target_tag: str
+    source_digest: str | None = None
+    media_type: str | None = None
+    target_before: str | None = None
+    target_after: str | None = None
+    gates: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    state: str = PLANNED
+    body: bytes = field(default=b"", repr=False)
+
+    def as_record(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("body")
+        return data
+
+
+def parse_tag(tag: str, *, global_stable: bool) -> tuple[str, str]:
+    """(source tag, target tag) for a --tag value; a clear error for anything else."""
+    if global_stable:
+        if not QUARTER_RE.match(tag):
+            raise StackError(f"--tag '{tag}' with --global-stable must be a quarter YYYY.Q (Q from 1 to 4), "
+                             "e.g. --tag 2024.1: `stable` moves to that quarter's <YYYY.Q>-stable images")
+        return f"{tag}-stable", "stable"
+    found = QUARTER_BRANCH_RE.match(tag)
+    if not found:
+        raise StackError(f"--tag '{tag}' must be YYYY.Q-branch (Q from 1 to 4), e.g. --tag 2024.1-main; "
+                         "for the global stable use --tag YYYY.Q --global-stable")
+    if found.group("branch") == "stable":
+        raise StackError(f"--tag '{tag}' is already a stable tag: promote a branch build, e.g. "
+                         f"{found.group('quarter')}-main")
+    return tag, f"{found.group('quarter')}-stable"
+
+
+def plan(spec: Spec, registry: RegistryClient, host: str, tag: str, *, global_stable: bool,
+         skip_gpu_test: bool) -> list[Move]:
+    """Resolve every source and check every gate. Raises ``PromotionRefused`` listing every problem."""
+    source, target = parse_tag(tag, global_stable=global_stable)
+    moves = []
+    for name, image in spec.images.items():
+        repository = image.repository.on(host).path
+        move = Move(image=name, repository=repository, source_tag=source, target_tag=target)
+        manifest = registry.get_manifest(repository, source)
+        if manifest is None:
+            move.problems.append(f"{host}/{repository}:{source} does not exist")
+            moves.append(move)
+            continue
+        move.source_digest, move.media_type, move.body = manifest.digest, manifest.media_type, manifest.body
+        move.target_before = registry.manifest_digest(repository, target)
+        if image.gpu:
+            move.gates["gpu"] = _gpu_gate(registry, move, manifest.digest, skip_gpu_test)
+        if image.model is not None:
+            move.gates["model"] = _model_gate(registry, move, manifest.digest)
+        moves.append(move)
+    problems = [f"{m.image}: {p}" for m in moves for p in m.problems]
+    if problems:
+        raise PromotionRefused("promotion refused; no tag was moved:\n  " + "\n  ".join(problems) +
+                               "\n" + table(moves))
+    return moves
+
+
+def _gpu_gate(registry: RegistryClient, move: Move, digest: str, skip: bool) -> str:
+    if skip:
+        return "skipped (--skip-gpu-test)"
+    record = gates.read_record(registry, move.repository, digest, gates.GPU)
+    if record is None:
+        move.problems.append(f"no GPU test record for {digest}: run `doit test_gpu --tag "
+                             f"{move.source_tag}` on a GPU host first (or --skip-gpu-test, which is recorded)")
+        return "no record"
+    if not record.get("passed"):
+        move.problems.append(f"the GPU tests of {digest} failed ({record.get('summary', '')})")
+        return "failed"
+    return "passed"
+
+
+def _model_gate(registry: RegistryClient, move: Move, digest: str) -> str:
+    record = gates.read_record(registry, move.repository, digest, gates.MODEL)
+    if record is None:
+        move.problems.append(f"no model check record for {digest}: it was not built and checked "
+                             "by `doit build`")
+        return "no record"
+    if not record.get("passed"):
+        move.problems.append(f"the model checks of {digest} failed ({record.get('summary', '')})")
+        return "failed"
+    return f"passed ({record.get('drift_status', 'drift checked')})"
+
+
+def table(moves: list[Move]) -> str:
+    rows = [[m.image, _short(m.source_digest), m.target_tag, _short(m.target_before),
+             ", ".join(f"{k}: {v}" for k, v in m.gates.items()) or "none", m.state] for m in moves]
+    return tabulate(rows, headers=["image", "source digest", "target tag", "current target", "gates", "state"])
+
+
+def _short(digest: str | None) -> str:
+    return digest[:19] if digest else "—"
+
+
+def execute(moves: list[Move], registry: RegistryClient) -> list[Move]:
+    """Move every target, in order. On a failure, stop and say exactly which tags moved."""
+    for index, move in enumerate(moves):
+        try:
+            _move_one(registry, move)
+        except (RegistryError, StackError) as exc:
+            move.state = FAILED
+            for rest in moves[index + 1:]:
+                rest.state = NOT_RUN
+            moved = [f"{m.repository}:{m.target_tag}" for m in moves if m.state == MOVED]
+            already = [f"{m.repository}:{m.target_tag}" for m in moves if m.state == ALREADY]
+            left = [f"{m.repository}:{m.target_tag}" for m in moves if m.state in (FAILED, NOT_RUN)]
+            raise PromotionIncomplete(
+                f"promotion stopped at {move.image}: {exc}\n"
+                f"  moved now: {', '.join(moved) or 'none'}\n"
+                f"  already in place: {', '.join(already) or 'none'}\n"
+                f"  not moved: {', '.join(left)}\n"
+                "  Re-run the same command to complete it: targets already in place are skipped.") from None
+    return moves
+
+
+def _move_one(registry: RegistryClient, move: Move) -> None:
+    current_source = registry.get_manifest(move.repository, move.source_tag)
+    if current_source is None or current_source.digest != move.source_digest:
+        raise StackError(f"{move.repository}:{move.source_tag} moved after planning "
+                         f"({_short(move.source_digest)} -> {_short(current_source.digest if current_source else None)}):"
+                         " refusing to promote an image whose gates were not checked")
+    current_target = registry.manifest_digest(move.repository, move.target_tag)
+    if current_target == move.source_digest:
+        move.state, move.target_after = ALREADY, current_target
+        return
+    if current_target != move.target_before:
+        raise StackError(f"{move.repository}:{move.target_tag} changed after planning ({_short(move.target_before)} "
+                         f"-> {_short(current_target)}): another promotion is running; refusing to overwrite it")
+    pushed = registry.put_manifest(move.repository, move.target_tag, current_source.body, current_source.media_type)
+    if pushed != move.source_digest:
+        raise StackError(f"the registry stored {move.repository}:{move.target_tag} as {pushed}, "
+                         f"not {move.source_digest}")
+    move.state, move.target_after = MOVED, pushed
+    LOGGER.info("%s: %s -> %s (%s)", move.image, move.source_tag, move.target_tag, _short(pushed))
+
+
+def who() -> str:
+    return os.environ.get("GITHUB_ACTOR") or getpass.getuser()
+
+
+def record(moves: list[Move], *, tag: str, host: str, global_stable: bool, skip_gpu_test: bool,
+           outcome: str) -> dict[str, Any]:
+    return {"time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "by": who(), "tag": tag,
+            "registry": host, "global_stable": global_stable, "skip_gpu_test": skip_gpu_test, "outcome": outcome,
+            "moves": [m.as_record() for m in moves]}

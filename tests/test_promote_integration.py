@@ -1,0 +1,216 @@
+"""`doit tag` on the real local registry: gates, dry runs, indexes, failures part way, re-runs.
+
+Only the GPU itself is stood in for: these machines have none, so a passing GPU record is written
+through the same gate-record code a GPU host's `doit test_gpu` uses, into the real registry.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from faultproxy import fault_proxy
+from scripts import gates
+from scripts.registry import RegistryClient
+from stacks import Stack, push_two_platform_index, registry_digest
+
+pytestmark = pytest.mark.integration
+
+MODEL = """NR==1 { print "id,score"; next } { printf "%s,%s\\n", $1, $2 * 2 }"""
+
+
+def promo_stack(stack: Stack, base: str, namespace: str) -> None:
+    stack.write("spec.yml", f"""\
+        images:
+          base:
+            image_name: ghcr.io/{namespace}/base
+          gpu:
+            image_name: ghcr.io/{namespace}/gpu
+            depend_on: base
+            gpu: true
+          scorer:
+            image_name: ghcr.io/{namespace}/scorer
+            depend_on: base
+            model:
+              columns: {{id: integer, score: float}}
+        tag:
+          prefix: "2024.1"
+        """)
+    stack.write(".gitignore", "artifacts/\n.doit.json*\n")
+    stack.write("images/base/Dockerfile", f"FROM {base}\nRUN echo base > /base.txt\n")
+    stack.write("images/gpu/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo gpu > /gpu.txt\n")
+    stack.write("images/gpu/test_gpu/test_gpu.py", """\
+        def test_gpu_is_visible(container):
+            code, output = container.run(["sh", "-c", "ls /dev/nvidia0"])
+            assert code == 0, output
+        """)
+    stack.write("images/scorer/predict", f"#!/bin/sh\nawk -F, '{MODEL}' \"$1\" > \"$2\"\n")
+    stack.write("images/scorer/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY predict /bin/predict\n"
+                                            "RUN chmod 755 /bin/predict\nENTRYPOINT [\"/bin/predict\"]\n")
+    stack.write("images/scorer/examples/input.csv", "id,x\n1,3\n2,7\n")
+    stack.write("images/scorer/examples/output.csv", "id,score\n1,6\n2,14\n")
+    stack.commit("promotion stack")
+
+
+@pytest.fixture
+def built(make_stack, registry: str, test_base: str, request: pytest.FixtureRequest) -> Stack:
+    stack = make_stack(registry=registry)
+    promo_stack(stack, test_base, namespace=request.node.name.replace("_", "-")[:40].strip("-"))
+    result = stack.doit("build", "--all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return stack
+
+
+def namespace_of(stack: Stack) -> str:
+    return stack.report()["images"]["base"]["ref"].split("/")[1]
+
+
+def digests(registry: str, stack: Stack, tag: str) -> dict[str, str | None]:
+    ns = namespace_of(stack)
+    return {name: registry_digest(registry, f"{ns}/{name}", tag) for name in ("base", "gpu", "scorer")}
+
+
+def record_gpu_pass(registry: str, stack: Stack) -> None:
+    """What a GPU host's `doit test_gpu` stores after passing tests (the one stand-in: no GPU here)."""
+    gpu = stack.report()["images"]["gpu"]
+    gates.write_record(RegistryClient(registry), f"{namespace_of(stack)}/gpu", gpu["digest"], gates.GPU,
+                       {"image": "gpu", "passed": True, "summary": "1 passed, 0 failed", "engine": "gpu-host"})
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--tag", "2024.1"], "must be YYYY.Q-branch"),
+    (["--tag", "2024.5-main"], "must be YYYY.Q-branch"),
+    (["--tag", "2024.1-main;rm -rf /"], "must be YYYY.Q-branch"),
+    (["--tag", "2024.1-stable"], "is already a stable tag"),
+    (["--tag", "2024.1-main", "--global-stable"], "with --global-stable must be a quarter YYYY.Q"),
+    (["--tag="], "must be YYYY.Q-branch"),  # doit itself crashes on `--tag ""` (its parser); use --tag=
+])
+def test_malformed_tag_is_refused_and_nothing_happens(make_stack, test_base: str, args: list[str],
+                                                      message: str) -> None:
+    stack = make_stack(registry="127.0.0.1:1")  # nothing listens: a request would fail differently
+    promo_stack(stack, test_base, "malformed")
+    result = stack.doit("tag", *args)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (stack.root / "artifacts" / "promotion.json").exists()
+
+
+def test_gate_refusal_moves_nothing(built: Stack, registry: str) -> None:
+    result = built.doit("tag", "--tag", "2024.1-main")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "promotion refused; no tag was moved" in output
+    assert "gpu: no GPU test record for sha256:" in output and "doit test_gpu --tag 2024.1-main" in output
+    assert digests(registry, built, "2024.1-stable") == {"base": None, "gpu": None, "scorer": None}
+    assert json.loads((built.root / "artifacts" / "promotion.json").read_text())["outcome"] == "refused"
+
+
+def test_failed_gpu_tests_block_promotion(built: Stack, registry: str) -> None:
+    # This machine has no GPU: the GPU test fails, saying so, and its failure is recorded for the digest.
+    result = built.doit("test_gpu", "--tag", "2024.1-main")
+    assert result.returncode != 0
+    assert "no GPU available" in result.stdout + result.stderr
+    stored = json.loads((built.root / "artifacts" / "gates" / "gpu-gpu.json").read_text())
+    assert stored["passed"] is False and stored["digest"] == built.report()["images"]["gpu"]["digest"]
+    refused = built.doit("tag", "--tag", "2024.1-main")
+    assert refused.returncode != 0 and "the GPU tests of sha256:" in refused.stdout + refused.stderr
+    assert digests(registry, built, "2024.1-stable")["base"] is None
+
+
+def test_dry_run_changes_nothing(built: Stack, registry: str) -> None:
+    record_gpu_pass(registry, built)
+    before = digests(registry, built, "2024.1-stable")
+    result = built.doit("tag", "--tag", "2024.1-main", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gpu: passed" in result.stdout and "model: passed (no baseline)" in result.stdout
+    assert "nothing was changed" in result.stdout
+    assert digests(registry, built, "2024.1-stable") == before == {"base": None, "gpu": None, "scorer": None}
+    assert not (built.root / "artifacts" / "promotion.json").exists()
+    assert not (built.root / "artifacts" / "IMAGES_TAGGED").exists()
+
+
+def test_promotion_to_quarter_then_global_stable(built: Stack, registry: str) -> None:
+    record_gpu_pass(registry, built)
+    source = digests(registry, built, "2024.1-main")
+    result = built.doit("tag", "--tag", "2024.1-main")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert digests(registry, built, "2024.1-stable") == source
+    promotion = json.loads((built.root / "artifacts" / "promotion.json").read_text())
+    assert promotion["outcome"] == "complete" and promotion["by"]
+    assert {m["image"]: m["gates"] for m in promotion["moves"]} == {
+        "base": {}, "gpu": {"gpu": "passed"}, "scorer": {"model": "passed (no baseline)"}}
+    assert all(m["source_digest"] == m["target_after"] for m in promotion["moves"])
+    ns = namespace_of(built)
+    assert sorted(built.lines("IMAGES_TAGGED")) == sorted(f"{registry}/{ns}/{n}:2024.1-stable" for n in source)
+    home = (built.root / "wiki" / "Home.md").read_text()
+    assert "2024.1-main → 2024.1-stable" in home and "| promotion |" in home
+
+    result = built.doit("tag", "--tag", "2024.1", "--global-stable")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert digests(registry, built, "stable") == source
+    stable_page = (built.root / "wiki" / "Stable_Tag.md").read_text()
+    assert "**2024.1**" in stable_page and source["scorer"] in stable_page
+
+
+def test_skipped_gpu_test_is_recorded(built: Stack, registry: str) -> None:
+    result = built.doit("tag", "--tag", "2024.1-main", "--skip-gpu-test")
+    assert result.returncode == 0, result.stdout + result.stderr
+    promotion = json.loads((built.root / "artifacts" / "promotion.json").read_text())
+    assert promotion["skip_gpu_test"] is True
+    assert next(m for m in promotion["moves"] if m["image"] == "gpu")["gates"] == {"gpu": "skipped (--skip-gpu-test)"}
+    assert "promotion (GPU test skipped)" in (built.root / "wiki" / "Home.md").read_text()
+
+
+def test_model_gate_refuses_a_failed_check(built: Stack, registry: str) -> None:
+    record_gpu_pass(registry, built)
+    scorer = built.report()["images"]["scorer"]
+    gates.write_record(RegistryClient(registry), f"{namespace_of(built)}/scorer", scorer["digest"], gates.MODEL,
+                       {"image": "scorer", "passed": False, "summary": "drift 0.4 > 0.05"})
+    result = built.doit("tag", "--tag", "2024.1-main")
+    assert result.returncode != 0
+    assert "scorer: the model checks of sha256:" in result.stdout + result.stderr
+    assert digests(registry, built, "2024.1-stable") == {"base": None, "gpu": None, "scorer": None}
+
+
+def test_two_platform_index_keeps_both_platforms(make_stack, registry: str, test_base: str) -> None:
+    stack = make_stack(registry=registry)
+    stack.write("spec.yml", "images:\n  multi: {image_name: ghcr.io/idx/multi}\ntag: {prefix: '2024.1'}\n")
+    stack.write("images/multi/Dockerfile", "FROM scratch\n")
+    stack.commit()
+    digest, platforms = push_two_platform_index(registry, "idx/multi", "2024.1-main")
+    result = stack.doit("tag", "--tag", "2024.1-main")
+    assert result.returncode == 0, result.stdout + result.stderr
+    promoted = RegistryClient(registry).get_manifest("idx/multi", "2024.1-stable")
+    assert promoted is not None and promoted.digest == digest
+    assert promoted.media_type == "application/vnd.oci.image.index.v1+json"
+    listed = [f"{m['platform']['os']}/{m['platform']['architecture']}" for m in json.loads(promoted.body)["manifests"]]
+    assert listed == platforms == ["linux/amd64", "linux/arm64"]
+
+
+def test_failure_part_way_then_rerun_completes(built: Stack, registry: str) -> None:
+    record_gpu_pass(registry, built)
+    ns = namespace_of(built)
+    source = digests(registry, built, "2024.1-main")
+
+    def fail_gpu_retag(method: str, path: str) -> int | None:
+        return 500 if method == "PUT" and path == f"/v2/{ns}/gpu/manifests/2024.1-stable" else None
+
+    with fault_proxy(registry, fail_gpu_retag) as (proxy, counts):
+        result = built.doit("tag", "--tag", "2024.1-main", "--registry", proxy)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "promotion stopped at gpu" in output
+    assert f"moved now: {ns}/base:2024.1-stable" in output
+    assert f"not moved: {ns}/gpu:2024.1-stable, {ns}/scorer:2024.1-stable" in output
+    assert counts["injected"] >= 1
+    promotion = json.loads((built.root / "artifacts" / "promotion.json").read_text())
+    assert promotion["outcome"] == "incomplete"
+    assert [m["state"] for m in promotion["moves"]] == ["moved", "failed", "not run"]
+    assert digests(registry, built, "2024.1-stable") == {"base": source["base"], "gpu": None, "scorer": None}
+
+    rerun = built.doit("tag", "--tag", "2024.1-main")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert digests(registry, built, "2024.1-stable") == source
+    states = [m["state"] for m in json.loads((built.root / "artifacts" / "promotion.json").read_text())["moves"]]
+    assert states == ["already in place", "moved", "moved"]
