@@ -61,9 +61,8 @@ class RegistryClient:
         scheme = "https" if os.environ.get("STACK_REGISTRY_TLS") == "1" else ("http" if insecure else "https")
         self.base = f"{scheme}://{host}"
         self.session = requests.Session()
-        ca = os.environ.get("STACK_REGISTRY_CA")
-        if ca:
-            self.session.verify = ca
+        # Passed on every request: a Session's own verify loses to REQUESTS_CA_BUNDLE from the environment.
+        self.verify: str | bool = os.environ.get("STACK_REGISTRY_CA") or True
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
@@ -142,7 +141,11 @@ class RegistryClient:
                 sent_headers["Authorization"] = self._auth[scope]
             self.stats["requests"] += 1
             try:
-                response = self.session.request(method, url, data=data, headers=sent_headers, timeout=self.timeout)
+                response = self.session.request(method, url, data=data, headers=sent_headers, timeout=self.timeout,
+                                                verify=self.verify)
+            except requests.exceptions.SSLError as exc:
+                raise RegistryError(f"TLS verification of registry {self.host} failed ({_reason(exc)}): if it uses "
+                                    "a private certificate authority, set STACK_REGISTRY_CA to its certificate") from None
             except requests.exceptions.RequestException as exc:
                 if attempt > self.retries:
                     raise RegistryError(f"registry {self.host} is unreachable after {attempt} attempts "
@@ -193,8 +196,8 @@ class RegistryClient:
         query["scope"] = fields.get("scope") or scope
         auth = (self.credentials.username, self.credentials.password) if self.credentials else None
         try:
-            token_response = requests.get(realm, params=query, auth=auth, timeout=self.timeout,
-                                          verify=self.session.verify)
+            token_response = self.session.get(realm, params=query, auth=auth, timeout=self.timeout,
+                                              verify=self.verify)
         except requests.exceptions.RequestException as exc:
             raise RegistryError(f"token service of {self.host} unreachable ({type(exc).__name__})") from None
         if token_response.status_code != 200:
@@ -208,6 +211,12 @@ class RegistryClient:
         if not token:
             raise RegistryError(f"token service of {self.host} sent no token")
         self._auth[scope] = f"Bearer {token}"
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    found = re.search(r"\[SSL: [A-Z_]+\][^(\"']*", text)
+    return found.group(0).strip() if found else type(exc).__name__
 
 
 def _sha256(body: bytes) -> str:

@@ -296,7 +296,7 @@ class StackBuild:
                 raise StepFailed(f"cannot look up the stable baseline for the drift check: {exc}") from None
             if digest:
                 try:
-                    self.client.api.pull(str(repo), tag=digest)
+                    self.client.api.pull(str(repo), tag=digest, auth_config=self._auth())
                 except ENGINE_FAILURES as exc:
                     raise StepFailed(f"cannot pull the stable baseline {repo}@{digest}: {exc}") from None
                 return f"{repo}@{digest}", digest, tag
@@ -337,8 +337,11 @@ class StackBuild:
         except ENGINE_FAILURES as exc:
             raise StepFailed(f"could not tag the image: {exc}") from None
 
+    def _auth(self) -> dict[str, str] | None:
+        return self.credentials.auth_config() if self.credentials else None
+
     def _push(self, repo: Repository, tag: str, log: IO[str]) -> str:
-        auth = self.credentials.auth_config() if self.credentials else None
+        auth = self._auth()
         digest = None
         try:
             for chunk in self.client.api.push(str(repo), tag=tag, stream=True, decode=True, auth_config=auth):

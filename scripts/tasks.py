@@ -185,13 +185,14 @@ def manifest(image: str, tag: str, registry: str) -> bool | TaskFailed:
         check_tag(tag)
         host = registry_host(registry)
         repo = spec.images[image].repository.on(host)
-        digest = RegistryClient(host, find_credentials(host)).manifest_digest(repo.path, tag)
+        credentials = find_credentials(host)
+        digest = RegistryClient(host, credentials).manifest_digest(repo.path, tag)
         if digest is None:
             raise StackError(f"{repo}:{tag} is not in registry {host}: check the tag (doit build pushes "
                              f"<prefix>-<branch>, e.g. {spec.tag_prefix}-main)")
         client = engine.connect()
         try:
-            client.api.pull(str(repo), tag=digest)
+            client.api.pull(str(repo), tag=digest, auth_config=credentials.auth_config() if credentials else None)
         except engine.ENGINE_FAILURES as exc:
             raise StackError(f"cannot pull {repo}@{digest}: {exc}") from None
         ref = f"{repo}@{digest}"
@@ -350,7 +351,8 @@ def _gpu_one(spec: Spec, name: str, tag: str, host: str, client: RegistryClient,
     if digest is None:
         raise StackError(f"{repo}:{tag} is not in registry {host}")
     try:
-        engine_client.api.pull(str(repo), tag=digest)
+        engine_client.api.pull(str(repo), tag=digest,
+                               auth_config=client.credentials.auth_config() if client.credentials else None)
     except engine.ENGINE_FAILURES as exc:
         raise StackError(f"the engine cannot pull {repo}@{digest}: {exc}") from None
     LOGGER.info("%s: GPU tests of %s@%s", name, repo, digest[:19])

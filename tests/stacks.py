@@ -35,6 +35,7 @@ def free_port() -> int:
 @contextmanager
 def running_registry(binary: str, folder: Path) -> Iterator[str]:
     """A real distribution registry on a free loopback port, with its own storage."""
+    folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = folder / "config.yml"
     config.write_text(textwrap.dedent(f"""\

@@ -214,3 +214,26 @@ def test_failure_part_way_then_rerun_completes(built: Stack, registry: str) -> N
     assert digests(registry, built, "2024.1-stable") == source
     states = [m["state"] for m in json.loads((built.root / "artifacts" / "promotion.json").read_text())["moves"]]
     assert states == ["already in place", "moved", "moved"]
+
+
+def test_source_moved_after_planning_is_refused(built: Stack, registry: str) -> None:
+    from scripts import promote
+    from scripts.errors import StackError
+    from scripts.spec import load_spec
+
+    record_gpu_pass(registry, built)
+    client = RegistryClient(registry)
+    moves = promote.plan(load_spec(built.root), client, registry, "2024.1-main", global_stable=False,
+                         skip_gpu_test=False)
+    # Between planning and moving, someone pushes another image under the source tag of `gpu`.
+    ns = namespace_of(built)
+    other = client.get_manifest(f"{ns}/base", "2024.1-main")
+    assert other is not None
+    for layer in json.loads(other.body).get("layers", []) + [json.loads(other.body)["config"]]:
+        blob = client.get_blob(f"{ns}/base", layer["digest"])
+        client.upload_blob(f"{ns}/gpu", blob)
+    client.put_manifest(f"{ns}/gpu", "2024.1-main", other.body, other.media_type)
+    with pytest.raises(StackError, match="gpu:2024.1-main moved after planning"):
+        promote.execute(moves, client)
+    assert [m.state for m in moves] == ["moved", "failed", "not run"]
+    assert digests(registry, built, "2024.1-stable")["gpu"] is None
