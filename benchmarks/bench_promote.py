@@ -71,7 +71,7 @@ def main() -> int:
             raise SystemExit(command.stdout + command.stderr)
 
         # 2. pull/tag/push, from an engine that does not hold the images
-        for result in images.values():
+        for result in reversed(list(images.values())):  # children first: parents have dependents
             client.images.remove(result["image_id"], force=True)
         started = time.perf_counter()
         for name, result in images.items():

@@ -55,6 +55,19 @@ def base_images(dockerfile: Path) -> list[str]:
     return found
 
 
+def base_arg_default(dockerfile: Path) -> str | None:
+    """The default of ``ARG BASE_IMAGE=...`` when the first FROM uses it, else None."""
+    default = None
+    for raw in dockerfile.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        arg = re.match(r"(?i)^ARG\s+BASE_IMAGE=(\S+)$", line)
+        if arg:
+            default = arg.group(1).strip('"\'')
+        if re.match(r"(?i)^FROM\s", line):
+            return default if re.search(r"\$\{?BASE_IMAGE\}?", line) else None
+    return None
+
+
 def network_intercepts_tls(host: str = "pypi.org") -> bool:
     """True when ``host``'s certificate verifies with the host's bundle but not with the public roots.
 

@@ -32,6 +32,8 @@ class ImageResult:
     log: str | None = None
     model: dict[str, Any] | None = None
     manifest: str | None = None
+    platforms_built: list[str] = field(default_factory=list)
+    platforms_failed: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,7 +1,9 @@
-"""Run a build: each selected image is built, tested, then pushed, parents before children.
+"""Run a build: each selected image is built and tested per platform, then published, parents first.
 
-Independent images run at the same time. A failure marks that image failed and skips only
-its descendants; every other branch still finishes.
+Independent images run at the same time. A failure marks that image failed and skips only its
+descendants; every other branch still finishes. A multi-platform image is built and tested on
+each platform (non-native ones under QEMU), its platforms are pushed under per-platform tags, and
+one index of the platforms that passed is assembled registry-side.
 """
 from __future__ import annotations
 
@@ -10,21 +12,21 @@ import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 import docker
 
-from . import gates, imagetests, manifests, modelcheck
+from . import baseimages, gates, imagetests, manifests, modelcheck, multiarch
 from .build import BuildRequest, StepFailed, build_image
 from .credentials import Credentials
 from .engine import ENGINE_FAILURES
 from .errors import RegistryError
 from .references import Repository
 from .registry import RegistryClient
-from .report import BUILT, FAILED, PENDING, SKIPPED, UNCHANGED, BuildReport, ImageResult
+from .report import BUILT, FAILED, PENDING, SKIPPED, BuildReport, ImageResult
 from .revision import Revision
 from .spec import ImageSpec, ModelSpec, Spec
 from .tree import StackTree
@@ -39,6 +41,7 @@ class BuildOptions:
     push: bool
     workers: int
     explicit: bool = False  # images were named with --image: never add parents on our own
+    platform: str | None = None  # one platform only (a CI job): push its per-platform tag, no index
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,18 @@ class Parent:
     ref: str  # repo@sha256:... when pushed, else the local image ID
     tag: str
     source: str
+
+
+@dataclass
+class PlatformOutcome:
+    platform: str
+    ok: bool = False
+    reason: str = ""
+    image_id: str | None = None
+    digest: str | None = None
+    parent: str | None = None
+    tests: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] | None = None
 
 
 class StackBuild:
@@ -66,12 +81,23 @@ class StackBuild:
         self.credentials = credentials
         self.report = report
         self.tag, self.commit_tag = revision.tags(spec.tag_prefix)
-        self.parents: dict[str, Parent] = {}
+        self.parents: dict[tuple[str, str], Parent] = {}  # (child, platform) -> parent image
         self.wiki = wiki
         self._wiki_lock = threading.Lock()
+        self.native = multiarch.native_platform()
+        self._began: dict[str, float] = {}
 
     def repository(self, name: str) -> Repository:
         return self.spec.images[name].repository.on(self.options.registry)
+
+    def platforms(self, name: str) -> list[str]:
+        declared = list(self.spec.images[name].platforms)
+        if self.options.platform:
+            return [p for p in declared if p == self.options.platform]
+        return declared
+
+    def multi(self, name: str) -> bool:
+        return len(self.spec.images[name].platforms) > 1
 
     # -- planning ---------------------------------------------------------------------------------
 
@@ -85,30 +111,42 @@ class StackBuild:
             changed = False
             for name in list(self.reasons):
                 parent = self.spec.images[name].parent
-                if parent is None or parent in self.reasons or name in self.parents:
+                if parent is None or parent in self.reasons:
                     continue
-                found = self._lookup(parent)
-                if found is not None:
-                    self.parents[name] = found
-                    LOGGER.info("%s: parent %s is not rebuilt; using %s (%s)", name, parent, found.ref, found.source)
-                elif not self.options.explicit:
-                    self.reasons[parent] = f"needed: parent of {name}, not found in registry {self.options.registry}"
-                    changed = True
+                for platform in self.platforms(name):
+                    if (name, platform) in self.parents:
+                        continue
+                    found = self._lookup(parent, platform)
+                    if found is not None:
+                        self.parents[(name, platform)] = found
+                        LOGGER.info("%s (%s): parent %s is not rebuilt; using %s (%s)", name, platform, parent,
+                                    found.ref, found.source)
+                    elif not self.options.explicit:
+                        self.reasons[parent] = (f"needed: parent of {name}, not found in registry "
+                                                f"{self.options.registry}")
+                        changed = True
+                        break
         order = self.tree.breadth_first()
         self.reasons = {n: self.reasons[n] for n in order if n in self.reasons}
 
-    def _lookup(self, parent: str) -> Parent | None:
+    def _lookup(self, parent: str, platform: str) -> Parent | None:
         repo = self.repository(parent)
         prefix = self.spec.tag_prefix
         candidates = list(dict.fromkeys([self.tag, f"{prefix}-main", f"{prefix}-stable", "stable"]))
-        for tag in candidates:
-            try:
-                digest = self.registry.manifest_digest(repo.path, tag)
-            except RegistryError as exc:
-                LOGGER.warning("cannot look up %s:%s in the registry (%s); trying the local engine", repo, tag, exc)
-                break
-            if digest:
-                return Parent(f"{repo}@{digest}", tag, f"registry tag {tag}")
+        try:
+            for tag in candidates:
+                if self.multi(parent):
+                    # A CI level pushes per-platform tags before the index is merged: try those first.
+                    digest = self.registry.manifest_digest(repo.path, multiarch.platform_tag(tag, platform))
+                    digest = digest or multiarch.platform_digest(self.registry, repo.path, tag, platform)
+                else:
+                    digest = self.registry.manifest_digest(repo.path, tag)
+                if digest:
+                    return Parent(f"{repo}@{digest}", tag, f"registry tag {tag}")
+        except RegistryError as exc:
+            LOGGER.warning("cannot look up %s in the registry (%s); trying the local engine", repo, exc)
+        if platform != self.native:
+            return None
         for tag in candidates:
             try:
                 image = self.client.images.get(f"{repo}:{tag}")
@@ -125,19 +163,39 @@ class StackBuild:
             self.report.images[name] = ImageResult(PENDING, selected[name])
         self.report.save(self.artifacts)
         children = {n: [c for c in selected if self.spec.images[c].parent == n] for n in selected}
+        outcomes: dict[str, dict[str, PlatformOutcome]] = {name: {} for name in selected}
         with ThreadPoolExecutor(max_workers=max(1, self.options.workers), thread_name_prefix="build") as pool:
-            running: dict[Future[bool], str] = {}
+            # future -> (image, platform) for a platform job, (image, None) for the image's finalise step
+            pending: dict[Future[Any], tuple[str, str | None]] = {}
+
+            def finalise_when_ready(name: str) -> None:
+                if len(outcomes[name]) == len(self.platforms(name)):
+                    pending[pool.submit(self._finalise, name, outcomes[name])] = (name, None)
+
+            def start(name: str) -> None:
+                image = self.spec.images[name]
+                for platform in self.platforms(name):
+                    if image.parent in selected and (name, platform) not in self.parents:
+                        outcomes[name][platform] = PlatformOutcome(
+                            platform, reason=f"parent {image.parent} has no {platform} image in this run")
+                    else:
+                        pending[pool.submit(self._platform_job, name, platform)] = (name, platform)
+                finalise_when_ready(name)
+
             for name in selected:
                 parent = self.spec.images[name].parent
                 if parent is None or parent not in selected:
-                    running[pool.submit(self._one, name)] = name
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    start(name)
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    name = running.pop(future)
-                    if future.result():
+                    name, platform = pending.pop(future)
+                    if platform is not None:
+                        outcomes[name][platform] = future.result()
+                        finalise_when_ready(name)
+                    elif future.result():
                         for child in children[name]:
-                            running[pool.submit(self._one, child)] = child
+                            start(child)
                     else:
                         self._skip_descendants(name)
         self.report.finished = _now()
@@ -149,110 +207,199 @@ class StackBuild:
             if name in self.reasons and self.report.images[name].status == PENDING:
                 self.report.update(name, self.artifacts, status=SKIPPED, reason=f"ancestor {failed} failed")
 
-    def _one(self, name: str) -> bool:
-        """Build, test and push one image. Never raises: the outcome goes into the report."""
-        started = time.monotonic()
-        log_path = self.artifacts / "logs" / f"{name}.log"
+    def _log_path(self, name: str, platform: str | None = None) -> Path:
+        suffix = f"-{platform.replace('/', '-')}" if platform and self.multi(name) else ""
+        return self.artifacts / "logs" / f"{name}{suffix}.log"
+
+    def _platform_job(self, name: str, platform: str) -> PlatformOutcome:
+        """Build, test and check one platform of an image. Never raises: the outcome says what happened."""
+        self._began.setdefault(name, time.monotonic())
+        log_path = self._log_path(name, platform)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text("")
-        LOGGER.info("%s: building (%s)", name, self.reasons[name])
+        LOGGER.info("%s%s: building (%s)", name, f" ({platform})" if self.multi(name) else "", self.reasons[name])
+        outcome = PlatformOutcome(platform)
         try:
             with log_path.open("a", encoding="utf-8") as log:
-                result = self._build_test_push(name, log, log_path)
+                self._build_and_test(name, platform, outcome, log, log_path)
+            outcome.ok = True
         except StepFailed as exc:
-            self.report.update(name, self.artifacts, status=FAILED, reason=str(exc), log=str(log_path),
-                               duration_s=round(time.monotonic() - started, 2), **exc.report)
-            LOGGER.error("%s: FAILED: %s (log: %s)", name, exc, log_path)
-            return False
+            outcome.reason = str(exc)
+            outcome.tests = exc.report.get("tests", outcome.tests)
+            outcome.model = exc.report.get("model", outcome.model)
         except Exception as exc:  # our bug: record it, keep the other branches going, keep the traceback
             with log_path.open("a", encoding="utf-8") as log:
                 log.write(traceback.format_exc())
-            self.report.update(name, self.artifacts, status=FAILED, log=str(log_path),
-                               reason=f"internal error {type(exc).__name__}: {exc} (traceback in {log_path})",
-                               duration_s=round(time.monotonic() - started, 2))
-            LOGGER.exception("%s: internal error", name)
-            return False
-        result.duration_s = round(time.monotonic() - started, 2)
-        result.log = str(log_path)
-        self.report.update(name, self.artifacts, **vars(result))
-        LOGGER.info("%s: %s in %.1fs -> %s", name, "built and pushed" if self.options.push else "built",
-                    result.duration_s, result.ref)
-        return True
+            outcome.reason = f"internal error {type(exc).__name__}: {exc} (traceback in {log_path})"
+            LOGGER.exception("%s (%s): internal error", name, platform)
+        if not outcome.ok:
+            LOGGER.error("%s%s: FAILED: %s (log: %s)", name, f" ({platform})" if self.multi(name) else "",
+                         outcome.reason, log_path)
+        return outcome
 
-    def _build_test_push(self, name: str, log: IO[str], log_path: Path) -> ImageResult:
+    def _build_and_test(self, name: str, platform: str, outcome: PlatformOutcome, log: IO[str],
+                        log_path: Path) -> None:
         image = self.spec.images[name]
-        repo = self.repository(name)
-        tags = [t for t in (self.tag, self.commit_tag) if t]
-        parent = self._parent_of(image)
-
+        parent = self._parent_of(image, platform)
         build_args = dict(image.build_args)
-        if parent is not None:
-            build_args["BASE_IMAGE"] = parent.ref
-            build_args["BASE_TAG"] = parent.tag
-        log.write(f"== build {repo}:{self.tag}" + (f" FROM {parent.ref}" if parent else "") + "\n")
         labels = self._labels()
         if parent is not None:
-            labels["org.opencontainers.image.base.name"] = parent.ref
-        image_id = build_image(self.client.api, BuildRequest(
-            context=image.context, dockerfile=image.dockerfile, build_args=build_args,
-            labels=labels, platform=None), log)
-        self._tag_locally(image, image_id, tags)
+            build_args["BASE_IMAGE"] = parent.ref
+            if image.parent is not None:
+                build_args["BASE_TAG"] = parent.tag
+                labels["org.opencontainers.image.base.name"] = parent.ref
+            outcome.parent = parent.ref
+        log.write(f"== build {self.repository(name)}:{self.tag} for {platform}" +
+                  (f" FROM {parent.ref}" if parent else "") + "\n")
+        requested = platform if (self.multi(name) or platform != self.native) else None
+        outcome.image_id = build_image(self.client.api, BuildRequest(
+            context=image.context, dockerfile=image.dockerfile, build_args=build_args, labels=labels,
+            platform=requested), log)
+        self._tag_locally(image, outcome.image_id, self._local_tags(name, platform))
 
-        log.write(f"== test {image_id}\n")
+        log.write(f"== test {outcome.image_id}\n")
         log.flush()
-        junit = self.artifacts / "junit" / f"{name}.xml"
-        outcome = imagetests.run_tests(self.spec, name, image_id, junit=junit, log=log_path)
-
-        result = ImageResult(BUILT, self.reasons[name], ref=f"{repo}:{self.tag}", image_id=image_id,
-                             parent=parent.ref if parent else None, tags=tags, tests=outcome.as_report())
+        suffix = f"-{platform.replace('/', '-')}" if self.multi(name) else ""
+        junit = self.artifacts / "junit" / f"{name}{suffix}.xml"
+        outcome.tests = imagetests.run_tests(self.spec, name, outcome.image_id, junit=junit,
+                                             log=log_path).as_report()
         if image.model is not None:
             log.write("== model checks\n")
             try:
-                result.model = self._check_model(name, image.model, image_id)
+                outcome.model = self._check_model(name, image.model, outcome.image_id)
             except StepFailed as exc:
-                exc.report.setdefault("tests", result.tests)
+                exc.report.setdefault("tests", outcome.tests)
                 raise
+
+    def _parent_of(self, image: ImageSpec, platform: str) -> Parent | None:
+        if image.parent is None:
+            return self._root_base(image, platform)
+        parent = self.parents.get((image.name, platform))
+        if parent is None:
+            raise StepFailed(f"parent {image.parent} ({platform}) is not built in this run and was not found in "
+                             f"registry {self.options.registry} or the local engine: build it too "
+                             f"(--image {image.parent})")
+        return parent
+
+    def _root_base(self, image: ImageSpec, platform: str) -> Parent | None:
+        """For a root whose Dockerfile says ARG BASE_IMAGE=<default>: the default's image for this platform.
+
+        One local name holds one platform, so a set-up keeps other platforms as <default>-<os>-<arch>.
+        """
+        default = baseimages.base_arg_default(image.dockerfile)
+        if default is None or (platform == self.native and not self.multi(image.name)):
+            return None
+        for name in (default, multiarch.platform_tag(default, platform)):
+            try:
+                found = self.client.images.get(name)
+            except docker.errors.ImageNotFound:
+                continue
+            if f"{found.attrs.get('Os')}/{found.attrs.get('Architecture')}" == platform:
+                return Parent(str(found.id), "", f"local base {name}")
+        return None  # left to the engine (it pulls the platform from a registry when it can)
+
+    def _local_tags(self, name: str, platform: str) -> list[str]:
+        if self.multi(name):
+            return [multiarch.platform_tag(self.tag, platform)]
+        return [t for t in (self.tag, self.commit_tag) if t]
+
+    # -- publishing -------------------------------------------------------------------------------
+
+    def _finalise(self, name: str, outcomes: dict[str, PlatformOutcome]) -> bool:
+        """Decide the image's status from its platforms, then push, index, record. Never raises."""
+        image = self.spec.images[name]
+        ordered = [outcomes[p] for p in self.platforms(name)]
+        built = [o for o in ordered if o.ok]
+        failed = {o.platform: o.reason for o in ordered if not o.ok}
+        log_path = self._log_path(name)
+        fields: dict[str, Any] = {
+            "platforms_built": [o.platform for o in built], "platforms_failed": failed,
+            "tests": _sum_tests(ordered), "model": _merge_models(ordered),
+            "image_id": built[0].image_id if built else None, "parent": built[0].parent if built else None,
+            "log": str(log_path)}
+        if not built or (failed and image.require_all_platforms):
+            why = "; ".join(f"{p}: {r}" for p, r in failed.items()) if self.multi(name) else next(iter(failed.values()))
+            if built:
+                why = f"require_all_platforms: {why}"
+            self.report.update(name, self.artifacts, status=FAILED, reason=why,
+                               duration_s=self._duration(name), **fields)
+            return False
+        try:
+            with log_path.open("a", encoding="utf-8") as log:
+                result = self._publish(name, built, log, fields)
+        except StepFailed as exc:
+            self.report.update(name, self.artifacts, status=FAILED, reason=str(exc),
+                               duration_s=self._duration(name), **fields)
+            LOGGER.error("%s: FAILED: %s (log: %s)", name, exc, log_path)
+            return False
+        except Exception as exc:
+            with log_path.open("a", encoding="utf-8") as log:
+                log.write(traceback.format_exc())
+            self.report.update(name, self.artifacts, status=FAILED, duration_s=self._duration(name),
+                               reason=f"internal error {type(exc).__name__}: {exc} (traceback in {log_path})", **fields)
+            LOGGER.exception("%s: internal error", name)
+            return False
+        result.duration_s = self._duration(name)
+        self.report.update(name, self.artifacts, **vars(result))
+        note = f" [{', '.join(result.platforms_built)}]" if self.multi(name) else ""
+        LOGGER.info("%s: %s in %.1fs -> %s%s", name, "built and pushed" if self.options.push else "built",
+                    result.duration_s, result.ref, note)
+        return True
+
+    def _duration(self, name: str) -> float:
+        """Seconds from the image's first platform job starting to now."""
+        return round(time.monotonic() - self._began.get(name, time.monotonic()), 2)
+
+    def _publish(self, name: str, built: list[PlatformOutcome], log: IO[str], fields: dict[str, Any]) -> ImageResult:
+        image = self.spec.images[name]
+        repo = self.repository(name)
+        tags = [t for t in (self.tag, self.commit_tag) if t]
+        result = ImageResult(BUILT, self.reasons[name], ref=f"{repo}:{self.tag}", tags=tags, **fields)
         if not self.options.push:
-            self.parents_for_children(name, Parent(image_id, self.tag, "built in this run (not pushed)"))
+            for outcome in built:
+                self._parent_for_children(name, outcome.platform, Parent(str(outcome.image_id), self.tag,
+                                                                         "built in this run (not pushed)"))
             self._manifest(image, result, log)
             return result
-        log.write(f"== push {repo} {' '.join(tags)}\n")
-        digest = self._push(repo, tags[0], log)
-        self._verify(repo, tags[0], digest)
-        for tag in tags[1:]:
-            pushed = self._push(repo, tag, log)
-            if pushed != digest:
-                raise StepFailed(f"tags of one image pushed with different digests ({digest} vs {pushed})")
-            self._verify(repo, tag, pushed)
-        result.digest = digest
-        if result.model is not None:
-            # Gates bind check results to the exact digest that was pushed.
-            result.model["digest"] = digest
-            self._record_model_gate(name, repo, digest, result.model, log)
-        self.parents_for_children(name, Parent(f"{repo}@{digest}", self.tag, "built in this run"))
+        if self.multi(name):
+            for outcome in built:
+                tag = multiarch.platform_tag(self.tag, outcome.platform)
+                outcome.digest = self._push(repo, tag, log)
+                self._verify(repo, tag, outcome.digest)
+                self._parent_for_children(name, outcome.platform, Parent(f"{repo}@{outcome.digest}", self.tag,
+                                                                         "built in this run"))
+            if self.options.platform:
+                # One platform of a CI fan-out: `doit merge` assembles the index when all are done.
+                only = built[0]
+                result.ref, result.digest = f"{repo}:{multiarch.platform_tag(self.tag, only.platform)}", only.digest
+                result.tags = [multiarch.platform_tag(self.tag, only.platform)]
+            else:
+                entries = [multiarch.Entry(o.platform, str(o.digest), "", 0) for o in built]
+                try:
+                    result.digest = multiarch.publish_index(self.registry, repo.path, tags, entries)
+                except RegistryError as exc:
+                    raise StepFailed(f"index not published: {exc}") from None
+        else:
+            digest = self._push(repo, tags[0], log)
+            self._verify(repo, tags[0], digest)
+            for tag in tags[1:]:
+                pushed = self._push(repo, tag, log)
+                if pushed != digest:
+                    raise StepFailed(f"tags of one image pushed with different digests ({digest} vs {pushed})")
+                self._verify(repo, tag, pushed)
+            result.digest = digest
+            self._parent_for_children(name, built[0].platform, Parent(f"{repo}@{digest}", self.tag,
+                                                                      "built in this run"))
+        if result.model is not None and result.digest:
+            # Gates bind check results to the exact digest that was pushed (the index, when there is one).
+            result.model["digest"] = result.digest
+            self._record_model_gate(name, repo, result.digest, result.model, log)
         self._manifest(image, result, log)
         return result
 
-    def _manifest(self, image: ImageSpec, result: ImageResult, log: IO[str]) -> None:
-        """Record what is inside the image. The image is already published: a failure here is a warning."""
-        tag = self.commit_tag or self.tag
-        facts = manifests.BuildFacts(image=image.name, tag=tag, ref=result.ref or "", digest=result.digest,
-                                     commit=self.revision.commit, branch=self.revision.branch,
-                                     commit_url=self.revision.commit_url(), parent=result.parent,
-                                     platforms=image.platforms)
-        commands = {key: self.spec.all_info_cmds[key] for key in image.info_cmds}
-        try:
-            record = manifests.collect(self.client, result.image_id or "", facts, commands)
-        except StepFailed as exc:
-            log.write(f"WARNING: {exc}\n")
-            LOGGER.warning("%s: %s", image.name, exc)
-            return
-        manifests.save(record, [self.artifacts / "manifests"])
-        if self.wiki is not None:
-            with self._wiki_lock:
-                result.manifest = self.wiki.add_manifest(record)
-        else:
-            result.manifest = manifests.record_name(record)
+    def _parent_for_children(self, name: str, platform: str, parent: Parent) -> None:
+        for child in self.spec.children(name):
+            self.parents[(child, platform)] = parent
 
     def _check_model(self, name: str, model_spec: ModelSpec, image_id: str) -> dict[str, Any]:
         """Functional check on the examples, then drift against the current stable; raise if either fails."""
@@ -302,18 +449,26 @@ class StackBuild:
                 return f"{repo}@{digest}", digest, tag
         return None
 
-    def _parent_of(self, image: ImageSpec) -> Parent | None:
-        if image.parent is None:
-            return None
-        parent = self.parents.get(image.name)
-        if parent is None:
-            raise StepFailed(f"parent {image.parent} is not built in this run and was not found in registry "
-                             f"{self.options.registry} or the local engine: build it too (--image {image.parent})")
-        return parent
-
-    def parents_for_children(self, name: str, parent: Parent) -> None:
-        for child in self.spec.children(name):
-            self.parents[child] = parent
+    def _manifest(self, image: ImageSpec, result: ImageResult, log: IO[str]) -> None:
+        """Record what is inside the image. The image is already published: a failure here is a warning."""
+        tag = self.commit_tag or self.tag
+        facts = manifests.BuildFacts(image=image.name, tag=tag, ref=result.ref or "", digest=result.digest,
+                                     commit=self.revision.commit, branch=self.revision.branch,
+                                     commit_url=self.revision.commit_url(), parent=result.parent,
+                                     platforms=tuple(result.platforms_built))
+        commands = {key: self.spec.all_info_cmds[key] for key in image.info_cmds}
+        try:
+            record = manifests.collect(self.client, result.image_id or "", facts, commands)
+        except StepFailed as exc:
+            log.write(f"WARNING: {exc}\n")
+            LOGGER.warning("%s: %s", image.name, exc)
+            return
+        manifests.save(record, [self.artifacts / "manifests"])
+        if self.wiki is not None:
+            with self._wiki_lock:
+                result.manifest = self.wiki.add_manifest(record)
+        else:
+            result.manifest = manifests.record_name(record)
 
     def _labels(self) -> dict[str, str]:
         labels = {
@@ -326,10 +481,8 @@ class StackBuild:
         return labels
 
     def _tag_locally(self, image: ImageSpec, image_id: str, tags: list[str]) -> None:
-        repo = self.repository(image.name)
-        names = {str(repo)}
         # Dockerfiles written for datahub say FROM <image_name>:${BASE_TAG}; give them a local match.
-        names.add(str(image.repository))
+        names = {str(self.repository(image.name)), str(image.repository)}
         try:
             for name in names:
                 for tag in tags:
@@ -341,10 +494,10 @@ class StackBuild:
         return self.credentials.auth_config() if self.credentials else None
 
     def _push(self, repo: Repository, tag: str, log: IO[str]) -> str:
-        auth = self._auth()
         digest = None
+        log.write(f"== push {repo}:{tag}\n")
         try:
-            for chunk in self.client.api.push(str(repo), tag=tag, stream=True, decode=True, auth_config=auth):
+            for chunk in self.client.api.push(str(repo), tag=tag, stream=True, decode=True, auth_config=self._auth()):
                 if "error" in chunk or "errorDetail" in chunk:
                     message = chunk.get("error") or (chunk.get("errorDetail") or {}).get("message")
                     log.write(f"ERROR: {message}\n")
@@ -369,11 +522,35 @@ class StackBuild:
             raise StepFailed(f"registry has {found or 'nothing'} for {repo}:{tag}, but {digest} was pushed")
 
 
+def _sum_tests(outcomes: list[PlatformOutcome]) -> dict[str, Any]:
+    reports = [o.tests for o in outcomes if o.tests]
+    if len(reports) == 1:
+        return reports[0]
+    total: dict[str, Any] = {"passed": 0, "failed": 0, "skipped": 0, "junit": None, "failures": []}
+    for outcome in outcomes:
+        for key in ("passed", "failed", "skipped"):
+            total[key] += int(outcome.tests.get(key) or 0)
+        total["failures"] += [f"{outcome.platform}: {f}" for f in outcome.tests.get("failures") or []]
+    total["junit"] = [o.tests.get("junit") for o in outcomes if o.tests.get("junit")] or None
+    return total
+
+
+def _merge_models(outcomes: list[PlatformOutcome]) -> dict[str, Any] | None:
+    models = {o.platform: o.model for o in outcomes if o.model is not None}
+    if not models:
+        return None
+    first = dict(next(iter(models.values())))
+    if len(models) > 1:
+        first["platforms"] = models
+        first["functional"] = {**first["functional"], "passed": all(m["functional"]["passed"] for m in models.values())}
+    return first
+
+
 def initial_report(spec: Spec, *, reasons: dict[str, str], revision: Revision, registry: str, push: bool,
                    base: str | None, base_source: str) -> BuildReport:
     tag, _ = revision.tags(spec.tag_prefix)
     why = f"no changes since {base[:12]}" if base else f"not selected ({base_source})"
-    images = {name: ImageResult(PENDING if name in reasons else UNCHANGED, reasons.get(name, why))
+    images = {name: ImageResult(PENDING if name in reasons else "unchanged", reasons.get(name, why))
               for name in spec.images}
     return BuildReport(commit=revision.commit, branch=revision.branch, tag=tag, registry=registry, pushed=push,
                        base=base, base_source=base_source, images=images, started=_now())

@@ -1,0 +1,112 @@
+"""Multi-platform images: per-platform tags, and the index assembled registry-side from them.
+
+Each platform is pushed under ``<tag>-<os>-<arch>``; the index lists the platforms that were built
+and is checked before it is published: every manifest it names must be in the repository, with a
+config whose os/architecture is the platform claimed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import platform as host_platform
+from dataclasses import dataclass
+
+from .errors import RegistryError
+from .registry import RegistryClient
+
+LOGGER = logging.getLogger(__name__)
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+INDEX_TYPES = (DOCKER_LIST, OCI_INDEX)
+MACHINE_TO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def native_platform() -> str:
+    return f"linux/{MACHINE_TO_ARCH.get(host_platform.machine(), host_platform.machine())}"
+
+
+def platform_tag(tag: str, platform: str) -> str:
+    return f"{tag}-{platform.replace('/', '-')}"
+
+
+def split(platform: str) -> dict[str, str]:
+    parts = platform.split("/")
+    out = {"os": parts[0], "architecture": parts[1]}
+    if len(parts) > 2:
+        out["variant"] = parts[2]
+    return out
+
+
+@dataclass(frozen=True)
+class Entry:
+    platform: str
+    digest: str
+    media_type: str
+    size: int
+
+
+def check_entry(registry: RegistryClient, repository: str, platform: str, digest: str) -> Entry:
+    """Confirm ``repository@digest`` exists and is an image of ``platform``."""
+    manifest = registry.get_manifest(repository, digest)
+    if manifest is None:
+        raise RegistryError(f"{repository}@{digest} ({platform}) is not in the registry")
+    if manifest.media_type in INDEX_TYPES:
+        raise RegistryError(f"{repository}@{digest} ({platform}) is an index, not a platform image")
+    config_digest = json.loads(manifest.body)["config"]["digest"]
+    config = json.loads(registry.get_blob(repository, config_digest))
+    claimed = split(platform)
+    actual = {"os": config.get("os"), "architecture": config.get("architecture")}
+    if actual != {"os": claimed["os"], "architecture": claimed["architecture"]}:
+        raise RegistryError(f"{repository}@{digest} is {actual['os']}/{actual['architecture']}, not {platform}")
+    return Entry(platform, digest, manifest.media_type, len(manifest.body))
+
+
+def build_index(entries: list[Entry]) -> tuple[bytes, str]:
+    """The index body and media type: a Docker manifest list for Docker manifests, else an OCI index."""
+    media_type = DOCKER_LIST if all(e.media_type == DOCKER_MANIFEST for e in entries) else OCI_INDEX
+    body = {"schemaVersion": 2, "mediaType": media_type,
+            "manifests": [{"mediaType": e.media_type, "digest": e.digest, "size": e.size,
+                           "platform": split(e.platform)} for e in entries]}
+    return json.dumps(body, indent=2).encode(), media_type
+
+
+def publish_index(registry: RegistryClient, repository: str, tags: list[str], entries: list[Entry]) -> str:
+    """Check every entry again, then put the index under each tag; return its digest."""
+    checked = [check_entry(registry, repository, e.platform, e.digest) for e in entries]
+    body, media_type = build_index(checked)
+    digest = None
+    for tag in tags:
+        pushed = registry.put_manifest(repository, tag, body, media_type)
+        if digest is not None and pushed != digest:
+            raise RegistryError(f"the index of {repository} was stored with two digests ({digest}, {pushed})")
+        digest = pushed
+        if registry.manifest_digest(repository, tag) != pushed:
+            raise RegistryError(f"{repository}:{tag} does not read back as the index just pushed")
+    LOGGER.info("%s: index of %s -> %s", repository, ", ".join(e.platform for e in entries), ", ".join(tags))
+    return str(digest)
+
+
+def platform_digest(registry: RegistryClient, repository: str, reference: str, platform: str) -> str | None:
+    """The digest of ``platform``'s image under ``reference``: from an index, or the manifest itself."""
+    manifest = registry.get_manifest(repository, reference)
+    if manifest is None:
+        return None
+    if manifest.media_type not in INDEX_TYPES:
+        return manifest.digest if _matches(registry, repository, manifest.digest, platform) else None
+    wanted = split(platform)
+    for item in json.loads(manifest.body).get("manifests", []):
+        found = item.get("platform", {})
+        if found.get("os") == wanted["os"] and found.get("architecture") == wanted["architecture"]:
+            return str(item["digest"])
+    return None
+
+
+def _matches(registry: RegistryClient, repository: str, digest: str, platform: str) -> bool:
+    try:
+        check_entry(registry, repository, platform, digest)
+        return True
+    except RegistryError:
+        return False
