@@ -40,3 +40,13 @@ def task_tag():
 def task_test_gpu():
     """Run the GPU tests of the gpu: true images on the engine at DOCKER_HOST and record them per digest."""
     return {"actions": [(tasks.test_gpu,)], "params": tasks.GPU_PARAMS, "uptodate": [False], "verbosity": 2}
+
+
+def task_plan():
+    """Print the build plan as JSON for CI: levels in dependency order of {image, platform, runner}."""
+    return {"actions": [(tasks.plan,)], "params": tasks.SELECTION_PARAMS, "uptodate": [False], "verbosity": 2}
+
+
+def task_merge():
+    """Assemble the multi-platform indexes registry-side once every platform of a level is pushed."""
+    return {"actions": [(tasks.merge,)], "params": tasks.MERGE_PARAMS, "uptodate": [False], "verbosity": 2}

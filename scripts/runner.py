@@ -261,8 +261,8 @@ class StackBuild:
         log.flush()
         suffix = f"-{platform.replace('/', '-')}" if self.multi(name) else ""
         junit = self.artifacts / "junit" / f"{name}{suffix}.xml"
-        outcome.tests = imagetests.run_tests(self.spec, name, outcome.image_id, junit=junit,
-                                             log=log_path).as_report()
+        outcome.tests = imagetests.run_tests(self.spec, name, outcome.image_id, junit=junit, log=log_path,
+                                             extra_env={"STACK_PLATFORM": platform}).as_report()
         if image.model is not None:
             log.write("== model checks\n")
             try:

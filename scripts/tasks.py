@@ -4,8 +4,10 @@ Every task works on the stack in the current folder (``doit -d <stack>`` chooses
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -15,7 +17,7 @@ from tabulate import tabulate
 
 from doit.exceptions import TaskFailed
 
-from . import changes, engine, gates, imagetests, lock, manifests, promote, report
+from . import changes, engine, gates, imagetests, lock, manifests, multiarch, promote, report
 from .build import StepFailed
 from .credentials import RedactingFilter, find_credentials, secret_values
 from .errors import StackError
@@ -51,6 +53,8 @@ BUILD_PARAMS = [
            int),
     REGISTRY_PARAM,
     _param("no_push", "no-push", False, "build and test only; push nothing", bool),
+    _param("platform", "platform", "", "build only this platform (e.g. linux/arm64), as one CI job does: a "
+           "multi-platform image is pushed under its per-platform tag and `doit merge` makes the index"),
 ]
 
 
@@ -109,7 +113,7 @@ def tree(base_ref: str, all_images: bool, image: list[str]) -> bool | TaskFailed
 
 
 def build(base_ref: str, all_images: bool, image: list[str], workers: int, registry: str,
-          no_push: bool) -> bool | TaskFailed:
+          no_push: bool, platform: str) -> bool | TaskFailed:
     def work() -> bool:
         started = time.monotonic()
         folder = stack_dir()
@@ -123,6 +127,8 @@ def build(base_ref: str, all_images: bool, image: list[str], workers: int, regis
             revision = read_revision(folder)
             selection = _selection(spec, stack, base_ref, all_images, image)
             reasons = dict(selection.reasons)
+            if platform:
+                reasons = _with_platform(spec, reasons, platform)
             report.write_lines(artifacts / "IMAGES_CHANGED", list(reasons))
             build_report = initial_report(spec, reasons=reasons, revision=revision, registry=host,
                                           push=not no_push, base=selection.base, base_source=selection.base_source)
@@ -140,7 +146,7 @@ def build(base_ref: str, all_images: bool, image: list[str], workers: int, regis
             pages = None if no_push else Wiki(folder / "wiki")  # the wiki describes published images only
             runner = StackBuild(spec, stack, reasons=reasons, revision=revision,
                                 options=BuildOptions(registry=host, push=not no_push, workers=workers,
-                                                     explicit=bool(image)),
+                                                     explicit=bool(image), platform=platform or None),
                                 artifacts=artifacts, client=client, registry=RegistryClient(host, credentials),
                                 credentials=credentials, report=build_report, wiki=pages)
             runner.resolve_outside_parents()
@@ -155,6 +161,126 @@ def build(base_ref: str, all_images: bool, image: list[str], workers: int, regis
             return not failed
 
     return run_task(work)
+
+
+def _with_platform(spec: Spec, reasons: dict[str, str], platform: str) -> dict[str, str]:
+    """Only the selected images that declare ``platform``; naming an image that does not is an error."""
+    if not PLATFORM_RE.match(platform):
+        raise StackError(f"--platform '{platform}' is not OS/ARCH[/VARIANT], e.g. linux/arm64")
+    declared = {n: r for n, r in reasons.items() if platform in spec.images[n].platforms}
+    if not declared and reasons:
+        raise StackError(f"--platform {platform}: none of {', '.join(reasons)} declares it in platforms:")
+    return declared
+
+
+RUNNERS = {"linux/amd64": "ubuntu-latest", "linux/arm64": "ubuntu-24.04-arm"}
+PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
+
+
+def plan(base_ref: str, all_images: bool, image: list[str]) -> bool | TaskFailed:
+    """The build as CI fans it out: levels in dependency order of {image, platform, runner}."""
+    def work() -> bool:
+        folder = stack_dir()
+        spec = load_spec(folder)
+        stack = StackTree(spec)
+        selection = _selection(spec, stack, base_ref, all_images, image)
+        levels = []
+        for level in stack.levels():
+            pairs = [{"image": n, "platform": p, "runner": RUNNERS.get(p, "ubuntu-latest")}
+                     for n in level if n in selection.reasons for p in spec.images[n].platforms]
+            if pairs:
+                levels.append(pairs)
+        revision = read_revision(folder)
+        result = {"tag": revision.tags(spec.tag_prefix)[0], "commit": revision.commit,
+                  "images": list(selection.reasons), "levels": levels}
+        report.write_json(folder / "artifacts" / "plan.json", result)
+        print(json.dumps(result))
+        _github_outputs(result)
+        return True
+
+    return run_task(work)
+
+
+MAX_LEVELS = 5  # level jobs in .github/workflows/main.yml
+
+
+def _github_outputs(plan_result: dict[str, Any]) -> None:
+    """In GitHub Actions, hand the plan to later jobs: level0..level4, images, tag."""
+    target = os.environ.get("GITHUB_OUTPUT")
+    if not target:
+        return
+    levels = plan_result["levels"]
+    if len(levels) > MAX_LEVELS:
+        raise StackError(f"the stack is {len(levels)} levels deep but .github/workflows/main.yml has "
+                         f"{MAX_LEVELS} level jobs: add level jobs to the workflow")
+    lines = [f"level{i}={json.dumps(levels[i] if i < len(levels) else [])}" for i in range(MAX_LEVELS)]
+    lines += [f"images={json.dumps(plan_result['images'])}", f"tag={plan_result['tag']}"]
+    with open(target, "a", encoding="utf-8") as handle:
+        handle.write("".join(f"{line}\n" for line in lines))
+
+
+MERGE_PARAMS = [
+    _param("image", "image", [], "merge only this image (repeat); default: the images in artifacts/plan.json, "
+           "else every multi-platform image", list),
+    REGISTRY_PARAM,
+]
+
+
+def merge(image: list[str], registry: str) -> bool | TaskFailed:
+    """Assemble each multi-platform image's index from its per-platform tags, registry-side."""
+    def work() -> bool:
+        folder = stack_dir()
+        spec = load_spec(folder)
+        spec.require(image)
+        revision = read_revision(folder)
+        tag, commit_tag = revision.tags(spec.tag_prefix)
+        names = list(image) or _planned(folder) or list(spec.images)
+        names = [n for n in names if len(spec.images[n].platforms) > 1]
+        host = registry_host(registry)
+        client = RegistryClient(host, find_credentials(host))
+        rows, ok = [], True
+        for name in names:
+            spec_image = spec.images[name]
+            repo = spec_image.repository.on(host)
+            entries, missing = [], []
+            for platform_name in spec_image.platforms:
+                digest = client.manifest_digest(repo.path, multiarch.platform_tag(tag, platform_name))
+                if digest is None:
+                    missing.append(platform_name)
+                else:
+                    entries.append(multiarch.Entry(platform_name, digest, "", 0))
+            if not entries or (missing and spec_image.require_all_platforms):
+                ok = False
+                rows.append([name, "not merged", f"missing {', '.join(missing)}", ""])
+                continue
+            digest = multiarch.publish_index(client, repo.path, [t for t in (tag, commit_tag) if t], entries)
+            if spec_image.model is not None:
+                _merge_model_records(client, repo.path, name, digest, entries)
+            rows.append([name, "merged", ", ".join(e.platform for e in entries), digest[:19]])
+        print(tabulate(rows, headers=["image", "index", "platforms", "digest"]) if rows else
+              "no multi-platform image to merge")
+        return ok
+
+    return run_task(work)
+
+
+def _planned(folder: Path) -> list[str]:
+    try:
+        return list(json.loads((folder / "artifacts" / "plan.json").read_text())["images"])
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def _merge_model_records(client: RegistryClient, repository: str, name: str, digest: str,
+                         entries: list[multiarch.Entry]) -> None:
+    """The index's model record: passed only if every platform's record passed."""
+    records = {e.platform: gates.read_record(client, repository, e.digest, gates.MODEL) for e in entries}
+    passed = all(r is not None and r.get("passed") for r in records.values())
+    missing = [p for p, r in records.items() if r is None]
+    gates.write_record(client, repository, digest, gates.MODEL, {
+        "image": name, "passed": passed, "platforms": records,
+        "drift_status": "per platform", "summary": f"missing records for {', '.join(missing)}" if missing else
+        ("all platforms passed" if passed else "a platform failed")})
 
 
 def _record_build(pages: Wiki, spec: Spec, revision: Revision, result: report.BuildReport) -> None:

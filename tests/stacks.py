@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import textwrap
 import time
 from contextlib import contextmanager
@@ -61,6 +62,59 @@ def running_registry(binary: str, folder: Path) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+ARM64_DEBS = Path("/var/cache/stack-builder")
+APPLETS = ("sh", "echo", "cat", "sleep", "uname", "ls", "id", "test", "false", "true", "mkdir", "env",
+           "awk", "sort", "head", "tail", "tr", "printf", "chmod")
+
+
+def ensure_test_base_arm64(engine: docker.DockerClient) -> str:
+    """The arm64 twin of the test base, as <base>-linux-arm64: Debian's arm64 busybox, loaded with an
+    image config that says arm64 (docker import cannot record another architecture)."""
+    import hashlib
+
+    name = f"{TEST_BASE}-linux-arm64"
+    try:
+        engine.images.get(name)
+        return name
+    except docker.errors.ImageNotFound:
+        pass
+    debs = sorted(ARM64_DEBS.glob("busybox-static_*_arm64.deb"))
+    if not debs:
+        raise RuntimeError(f"no arm64 busybox in {ARM64_DEBS}: `bash setup.sh env` downloads it")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), tmp], check=True)
+        busybox = (Path(tmp) / "bin" / "busybox").read_bytes()
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        info = tarfile.TarInfo("bin/busybox")
+        info.size, info.mode = len(busybox), 0o755
+        tar.addfile(info, io.BytesIO(busybox))
+        _applets(tar)
+    raw = layer.getvalue()
+    config = json.dumps({"architecture": "arm64", "os": "linux", "config": {"Env": ["PATH=/bin"]},
+                         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest()]}}
+                        ).encode()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for member, data in (("layer.tar", raw), ("config.json", config), ("manifest.json", json.dumps(
+                [{"Config": "config.json", "RepoTags": [name], "Layers": ["layer.tar"]}]).encode())):
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    engine.images.load(archive.getvalue())
+    return name
+
+
+def _applets(tar: tarfile.TarFile) -> None:
+    for applet in APPLETS:
+        link = tarfile.TarInfo(f"bin/{applet}")
+        link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+        tar.addfile(link)
+    tmp = tarfile.TarInfo("tmp")
+    tmp.type, tmp.mode = tarfile.DIRTYPE, 0o1777
+    tar.addfile(tmp)
+
+
 def ensure_test_base(engine: docker.DockerClient) -> str:
     """A 2 MB busybox image made locally (no registry can be pulled from here)."""
     try:
@@ -73,14 +127,7 @@ def ensure_test_base(engine: docker.DockerClient) -> str:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(BUSYBOX, arcname="bin/busybox")
-        for applet in ("sh", "echo", "cat", "sleep", "uname", "ls", "id", "test", "false", "true", "mkdir", "env",
-                       "awk", "sort", "head", "tail", "tr", "printf", "chmod"):
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(link)
-        tmp = tarfile.TarInfo("tmp")
-        tmp.type, tmp.mode = tarfile.DIRTYPE, 0o1777
-        tar.addfile(tmp)
+        _applets(tar)
     repository, _, tag = TEST_BASE.rpartition(":")
     engine.api.import_image_from_data(buffer.getvalue(), repository=repository, tag=tag)
     return TEST_BASE

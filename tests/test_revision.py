@@ -1,0 +1,43 @@
+"""Commit, branch and source URL of a stack, from real git repositories."""
+from __future__ import annotations
+
+from stacks import Stack
+
+from scripts.revision import read_revision
+
+
+def make(make_stack, url: str | None, name: str = "stack") -> Stack:
+    stack = make_stack(name)
+    stack.write("spec.yml", "images: {}\n")
+    stack.commit()
+    if url:
+        stack.repo.create_remote("origin", url)
+    return stack
+
+
+def test_source_url_from_remotes(make_stack) -> None:
+    cases = {
+        "https://github.com/org/stack.git": "https://github.com/org/stack",
+        "git@github.com:org/stack.git": "https://github.com/org/stack",
+        "https://user:secret@github.com/org/stack.git": "https://github.com/org/stack",
+        "/srv/git/stack": None,
+    }
+    for index, (url, expected) in enumerate(cases.items()):
+        revision = read_revision(make(make_stack, url, f"stack{index}").root, env={})
+        assert revision.source_url == expected, url
+
+
+def test_ci_variables_win(make_stack) -> None:
+    stack = make(make_stack, None)
+    env = {"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "org/stack", "GITHUB_REF_NAME": "release/x"}
+    revision = read_revision(stack.root, env=env)
+    assert revision.source_url == "https://github.com/org/stack"
+    assert revision.branch == "release/x"
+    assert revision.commit_url() == f"https://github.com/org/stack/commit/{revision.commit}"
+    assert revision.tags("2024.1") == ("2024.1-release-x", f"2024.1-git-{revision.commit[:12]}")
+
+
+def test_uncommitted_inputs_give_no_immutable_tag(make_stack) -> None:
+    stack = make(make_stack, None)
+    stack.write("images/a/Dockerfile", "FROM scratch\n")
+    assert read_revision(stack.root, env={}).tags("2024.1")[1] is None

