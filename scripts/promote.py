@@ -187,7 +187,7 @@ def who() -> str:
 
 
 def record(moves: list[Move], *, tag: str, host: str, global_stable: bool, skip_gpu_test: bool,
-           outcome: str) -> dict[str, Any]:
+           outcome: str, registry_stats: dict[str, int] | None = None) -> dict[str, Any]:
     return {"time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "by": who(), "tag": tag,
             "registry": host, "global_stable": global_stable, "skip_gpu_test": skip_gpu_test, "outcome": outcome,
-            "moves": [m.as_record() for m in moves]}
+            "registry_stats": dict(registry_stats or {}), "moves": [m.as_record() for m in moves]}

@@ -54,7 +54,7 @@ class RegistryClient:
     """Talks to one registry host. Plain HTTP on loopback (as dockerd does), HTTPS elsewhere."""
 
     def __init__(self, host: str, credentials: Credentials | None = None, *, retries: int = 5,
-                 backoff: float = 0.5, timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 backoff: float = 0.5, timeout: float | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self.host = host
         self.credentials = credentials
         insecure = os.environ.get("STACK_REGISTRY_INSECURE") == "1" or is_loopback(host)
@@ -65,7 +65,7 @@ class RegistryClient:
         self.verify: str | bool = os.environ.get("STACK_REGISTRY_CA") or True
         self.retries = retries
         self.backoff = backoff
-        self.timeout = timeout
+        self.timeout = timeout or float(os.environ.get("STACK_REGISTRY_TIMEOUT") or 30)
         self.sleep = sleep
         self._auth: dict[str, str] = {}  # scope -> Authorization header value
         self.stats = {"requests": 0, "retries": 0}
@@ -89,8 +89,14 @@ class RegistryClient:
         if response.status_code == 404:
             return None
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        digest = response.headers.get("Docker-Content-Digest") or _sha256(response.content)
-        return Manifest(response.content, media_type, digest)
+        actual = _sha256(response.content)
+        claimed = response.headers.get("Docker-Content-Digest")
+        wanted = reference if reference.startswith("sha256:") else claimed
+        if wanted and wanted != actual:
+            # Definitive: retrying a registry that serves the wrong bytes would only hide it.
+            raise RegistryError(f"digest mismatch for {repository}:{reference} from {self.host}: expected {wanted}, "
+                                f"the body is {actual}")
+        return Manifest(response.content, media_type, actual)
 
     def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
         response = self._request("PUT", repository, f"/manifests/{reference}", data=body,

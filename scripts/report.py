@@ -48,6 +48,7 @@ class BuildReport:
     images: dict[str, ImageResult]
     started: str = ""
     finished: str | None = None
+    registry_stats: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:

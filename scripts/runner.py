@@ -86,6 +86,7 @@ class StackBuild:
         self._wiki_lock = threading.Lock()
         self.native = multiarch.native_platform()
         self._began: dict[str, float] = {}
+        self.push_retries = 0
 
     def repository(self, name: str) -> Repository:
         return self.spec.images[name].repository.on(self.options.registry)
@@ -494,6 +495,21 @@ class StackBuild:
         return self.credentials.auth_config() if self.credentials else None
 
     def _push(self, repo: Repository, tag: str, log: IO[str]) -> str:
+        """Push through the engine; a transient failure (5xx, reset, timeout) is retried with backoff."""
+        for attempt in range(1, PUSH_ATTEMPTS + 1):
+            try:
+                return self._push_once(repo, tag, log)
+            except StepFailed as exc:
+                if attempt == PUSH_ATTEMPTS or not _transient(str(exc)):
+                    raise
+                delay = PUSH_BACKOFF_S * 2 ** (attempt - 1)
+                self.push_retries += 1
+                log.write(f"transient push failure, retry {attempt} in {delay:.1f}s: {exc}\n")
+                LOGGER.warning("push of %s:%s failed (%s); retry %d in %.1fs", repo, tag, exc, attempt, delay)
+                time.sleep(delay)
+        raise StepFailed(f"push of {repo}:{tag} failed")  # not reached: the last attempt raises
+
+    def _push_once(self, repo: Repository, tag: str, log: IO[str]) -> str:
         digest = None
         log.write(f"== push {repo}:{tag}\n")
         try:
@@ -520,6 +536,19 @@ class StackBuild:
             raise StepFailed(f"pushed {repo}:{tag} but could not read it back: {exc}") from None
         if found != digest:
             raise StepFailed(f"registry has {found or 'nothing'} for {repo}:{tag}, but {digest} was pushed")
+
+
+PUSH_ATTEMPTS = 5
+PUSH_BACKOFF_S = 1.0
+TRANSIENT_PUSH = ("500 internal server error", "502 bad gateway", "503 service unavailable", "504 gateway",
+                  "received unexpected http status: 5", "connection reset", "broken pipe", "eof", "timeout",
+                  "connection refused", "i/o timeout", "tls handshake timeout", "unexpected end of json")
+
+
+def _transient(message: str) -> bool:
+    lowered = message.lower()
+    return not any(word in lowered for word in ("unauthorized", "denied", "forbidden")) and \
+        any(word in lowered for word in TRANSIENT_PUSH)
 
 
 def _sum_tests(outcomes: list[PlatformOutcome]) -> dict[str, Any]:

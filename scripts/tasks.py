@@ -20,7 +20,7 @@ from doit.exceptions import TaskFailed
 from . import changes, engine, gates, imagetests, lock, manifests, multiarch, promote, report
 from .build import StepFailed
 from .credentials import RedactingFilter, find_credentials, secret_values
-from .errors import StackError
+from .errors import RegistryError, StackError
 from .references import check_registry, check_tag
 from .registry import DEFAULT_REGISTRY, RegistryClient
 from .revision import Revision, read_revision
@@ -143,14 +143,23 @@ def build(base_ref: str, all_images: bool, image: list[str], workers: int, regis
                         build_report.tag, host, "" if not no_push else " (no push)")
             client = engine.connect(pool_size=workers + 4)
             credentials = find_credentials(host)
+            registry_client = RegistryClient(host, credentials)
+            if not no_push:
+                try:
+                    registry_client.ping()  # before building anything: a run that cannot publish stops here
+                except RegistryError as exc:
+                    raise StackError(f"{exc}. Start it (`bash setup.sh env` starts the local one), name another "
+                                     "with --registry, or build without pushing: --no-push") from None
             pages = None if no_push else Wiki(folder / "wiki")  # the wiki describes published images only
             runner = StackBuild(spec, stack, reasons=reasons, revision=revision,
                                 options=BuildOptions(registry=host, push=not no_push, workers=workers,
                                                      explicit=bool(image), platform=platform or None),
-                                artifacts=artifacts, client=client, registry=RegistryClient(host, credentials),
+                                artifacts=artifacts, client=client, registry=registry_client,
                                 credentials=credentials, report=build_report, wiki=pages)
             runner.resolve_outside_parents()
             result = runner.run()
+            result.registry_stats = {**registry_client.stats, "push_retries": runner.push_retries}
+            result.save(artifacts)
             if pages is not None:
                 _record_build(pages, spec, revision, result)
             print(result.table())
@@ -403,7 +412,7 @@ def tag(tag: str, global_stable: bool, dry_run: bool, skip_gpu_test: bool, regis
         finally:
             report.write_json(artifacts / "promotion.json", promote.record(
                 moves, tag=tag, host=host, global_stable=global_stable, skip_gpu_test=skip_gpu_test,
-                outcome=outcome))
+                outcome=outcome, registry_stats=client.stats))
             report.write_lines(artifacts / "IMAGES_TAGGED", [
                 f"{host}/{m.repository}:{m.target_tag}" for m in moves if m.state in (promote.MOVED, promote.ALREADY)])
         _record_promotion(Wiki(folder / "wiki"), spec, moves, tag=tag, global_stable=global_stable,

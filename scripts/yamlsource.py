@@ -38,7 +38,10 @@ class YamlSyntaxError(Exception):
 
 def load(text: str) -> Located:
     """Parse one YAML document, recording key lines and duplicate keys."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # rejects unprintable characters already
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(None, str(exc).splitlines()[0]) from None
     try:
         try:
             node = loader.get_single_node()

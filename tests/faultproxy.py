@@ -1,13 +1,15 @@
 """A fault-injecting HTTP proxy on loopback, in front of a real registry (test helper).
 
-``rule(method, path)`` returns an HTTP status to answer instead of forwarding, "reset" to
-drop the connection, or None to forward the request unchanged.
+``rule(method, path)`` returns an HTTP status to answer instead of forwarding, "reset" to drop
+the connection, "stall" to wait ``stall_s`` before forwarding, "truncate" to forward but cut the
+response body off half way, "corrupt" to change a byte of the response body, or None to forward the request unchanged.
 """
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 from contextlib import contextmanager
 
 import requests
@@ -18,9 +20,14 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
 
 
 @contextmanager
-def fault_proxy(upstream: str, rule: Rule) -> Iterator[tuple[str, dict[str, int]]]:
-    """Yield (proxy host:port, counters of forwarded and injected requests)."""
+def fault_proxy(upstream: str, rule: Rule, *, stall_s: float = 3.0) -> Iterator[tuple[str, dict[str, int]]]:
+    """Yield (proxy host:port, counters: forwarded, injected, and one per fault kind)."""
     counts = {"forwarded": 0, "injected": 0}
+    lock = threading.Lock()
+
+    def count(key: str) -> None:
+        with lock:
+            counts[key] = counts.get(key, 0) + 1
     session = requests.Session()
 
     class Handler(BaseHTTPRequestHandler):
@@ -29,17 +36,32 @@ def fault_proxy(upstream: str, rule: Rule) -> Iterator[tuple[str, dict[str, int]
         def log_message(self, *args: object) -> None:
             pass
 
-        def _handle(self) -> None:
+        def _body(self) -> bytes | None:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
             length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
+            return self.rfile.read(length) if length else None
+
+        def _handle(self) -> None:
+            body = self._body()
             fault = rule(self.command, self.path)
+            if fault is not None:
+                count("injected")
+                count(str(fault))
             if fault == "reset":
-                counts["injected"] += 1
                 self.close_connection = True
                 self.connection.close()
                 return
+            if fault == "stall":
+                time.sleep(stall_s)
             if isinstance(fault, int):
-                counts["injected"] += 1
                 payload = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
                 self.send_response(fault)
                 self.send_header("Content-Type", "application/json")
@@ -47,7 +69,7 @@ def fault_proxy(upstream: str, rule: Rule) -> Iterator[tuple[str, dict[str, int]
                 self.end_headers()
                 self.wfile.write(payload)
                 return
-            counts["forwarded"] += 1
+            count("forwarded")
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
             response = session.request(self.command, f"http://{upstream}{self.path}", data=body, headers=headers,
                                         allow_redirects=False, timeout=60)
@@ -62,12 +84,22 @@ def fault_proxy(upstream: str, rule: Rule) -> Iterator[tuple[str, dict[str, int]
             length_header = response.headers.get("Content-Length") if self.command == "HEAD" else str(len(content))
             self.send_header("Content-Length", length_header or "0")
             self.end_headers()
-            if content:
+            if content and fault == "corrupt":
+                content = bytes([content[0] ^ 0x20]) + content[1:]  # same length, different bytes
+            if content and fault == "truncate":
+                self.wfile.write(content[: len(content) // 2])
+                self.close_connection = True
+                self.connection.close()
+            elif content:
                 self.wfile.write(content)
 
         do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # clients hanging up on injected faults is the point, not news
+
+    server = Server(("127.0.0.1", 0), Handler)
     host = f"127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -76,3 +108,59 @@ def fault_proxy(upstream: str, rule: Rule) -> Iterator[tuple[str, dict[str, int]
     finally:
         server.shutdown()
         server.server_close()
+
+
+class EngineLine:
+    """TCP on loopback piped to the Docker socket: DOCKER_HOST=tcp://<address>. ``cut()`` kills the line,
+    as an engine that dies does, for every connection at once."""
+
+    def __init__(self, socket_path: str = "/var/run/docker.sock") -> None:
+        import socket
+
+        self.socket_path = socket_path
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.open: list[Any] = []
+        self.alive = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while self.alive:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect(self.socket_path)
+            self.open += [client, engine]
+            for a, b in ((client, engine), (engine, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: Any, target: Any) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        import socket
+
+        self.alive = False
+        for sock in [self.listener, *self.open]:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()

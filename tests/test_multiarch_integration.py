@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import docker
 import pytest
@@ -39,6 +40,7 @@ images:
   root:
     image_name: ghcr.io/{namespace}/root
     platforms: [linux/amd64, linux/arm64]{flag}
+    build_args: {{NONCE: "{uuid.uuid4().hex}"}}  # a fresh value: the RUN steps really run, never cached
   child:
     image_name: ghcr.io/{namespace}/child
     depend_on: root
@@ -47,8 +49,8 @@ tag:
   prefix: "2024.1"
 """)
     stack.write(".gitignore", "artifacts/\n.doit.json*\n")
-    stack.write("images/root/Dockerfile", f"ARG BASE_IMAGE={base}\nFROM ${{BASE_IMAGE}}\n"
-                                          f"RUN uname -m && uname -m > /root-arch\n{extra}")
+    stack.write("images/root/Dockerfile", f"ARG BASE_IMAGE={base}\nFROM ${{BASE_IMAGE}}\nARG NONCE\n"
+                                          f"RUN echo $NONCE && uname -m && uname -m > /root-arch\n{extra}")
     stack.write("images/child/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN uname -m > /child-arch\n")
     stack.write("images/tests_common/test_arch.py", ARCH_TEST)
     stack.commit("two platforms")
