@@ -74,7 +74,7 @@ def main() -> int:
         for result in reversed(list(images.values())):  # children first: parents have dependents
             client.images.remove(result["image_id"], force=True)
         started = time.perf_counter()
-        for name, result in images.items():
+        for result in images.values():
             repo = result["ref"].rsplit(":", 1)[0]
             client.api.pull(repo, tag=f"{prefix}-main")
             client.api.tag(f"{repo}:{prefix}-main", repo, f"{prefix}-stable-docker")

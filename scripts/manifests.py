@@ -207,7 +207,7 @@ def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str
         table = ["| package | version |", "| --- | --- |"] + [f"| {_cell(n)} | {_cell(v)} |" for n, v in
                                                                sorted(packages.items())]
         lines += _folded(table, f"Show {len(packages)} {manager} packages") + [""]
-    for key, result in record.get("commands", {}).items():
+    for result in record.get("commands", {}).values():
         lines += [f"## {result['description']}", "", f"`{_cell(result['command'])}` (exit {result['exit_code']})", ""]
         fence = _fence(result["output"])
         body = [f"{fence}text", *result["output"].splitlines(), fence]

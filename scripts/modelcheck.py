@@ -126,11 +126,11 @@ def _number(value: str) -> float | None:
 def disagreeing_rows(a: Table, b: Table, tolerance: float) -> list[int]:
     """Rows where any value differs: numbers by more than ``tolerance``, other text at all."""
     bad = []
-    for index, (left, right) in enumerate(zip(a.rows, b.rows)):
+    for index, (left, right) in enumerate(zip(a.rows, b.rows, strict=False)):  # extra rows: below
         if len(left) != len(right):
             bad.append(index)
             continue
-        for x, y in zip(left, right):
+        for x, y in zip(left, right, strict=True):  # lengths were compared just above
             nx, ny = _number(x), _number(y)
             if nx is not None and ny is not None:
                 if abs(nx - ny) > tolerance:

@@ -12,7 +12,6 @@ import base64
 import datetime as dt
 import json
 import secrets
-import subprocess
 import textwrap
 import threading
 import time
@@ -24,13 +23,12 @@ from urllib.parse import parse_qs, urlparse
 import ipaddress
 
 import bcrypt
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from stacks import free_port
+from stacks import running_registry
 
 
 def _key_and_cert(folder: Path) -> tuple[rsa.RSAPrivateKey, x509.Certificate, Path, Path]:
@@ -53,45 +51,13 @@ def _key_and_cert(folder: Path) -> tuple[rsa.RSAPrivateKey, x509.Certificate, Pa
 
 
 @contextmanager
-def _serve_registry(binary: str, folder: Path, port: int, extra: str, scheme: str, verify: str | bool) -> Iterator[str]:
-    config = folder / "config.yml"
-    config.write_text(textwrap.dedent(f"""\
-        version: 0.1
-        log: {{level: error}}
-        storage:
-          filesystem: {{rootdirectory: {folder / 'data'}}}
-          delete: {{enabled: true}}
-        """) + extra)
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    host = f"127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                requests.get(f"{scheme}://{host}/v2/", timeout=1, verify=verify)
-                break
-            except requests.exceptions.ConnectionError:
-                time.sleep(0.1)
-        yield host
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@contextmanager
 def basic_tls_registry(binary: str, folder: Path, user: str, password: str) -> Iterator[tuple[str, Path]]:
     """Yield (host, CA certificate path)."""
     _, _, cert_path, key_path = _key_and_cert(folder)
     htpasswd = folder / "htpasswd"
     htpasswd.write_text(f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
-    port = free_port()
-    extra = textwrap.dedent(f"""\
-        http:
-          addr: 127.0.0.1:{port}
-          tls: {{certificate: {cert_path}, key: {key_path}}}
-        auth:
-          htpasswd: {{realm: stack-tests, path: {htpasswd}}}
-        """)
-    with _serve_registry(binary, folder, port, extra, "https", str(cert_path)) as host:
+    auth = f"auth:\n  htpasswd: {{realm: stack-tests, path: {htpasswd}}}\n"
+    with running_registry(binary, folder, tls=(cert_path, key_path), auth=auth) as host:
         yield host, cert_path
 
 
@@ -154,10 +120,7 @@ def bearer_registry(binary: str, folder: Path, user: str, password: str) -> Iter
     """Yield (host, token issuer counters): a plain-HTTP loopback registry that demands Bearer tokens."""
     key, cert, cert_path, _ = _key_and_cert(folder)
     with token_issuer(key, cert, user, password, issuer="stack-tests-issuer", service="stack-tests") as (realm, counts):
-        port = free_port()
-        extra = textwrap.dedent(f"""\
-            http:
-              addr: 127.0.0.1:{port}
+        auth = textwrap.dedent(f"""\
             auth:
               token:
                 realm: {realm}
@@ -165,5 +128,5 @@ def bearer_registry(binary: str, folder: Path, user: str, password: str) -> Iter
                 issuer: stack-tests-issuer
                 rootcertbundle: {cert_path}
             """)
-        with _serve_registry(binary, folder, port, extra, "http", True) as host:
+        with running_registry(binary, folder, auth=auth) as host:
             yield host, counts

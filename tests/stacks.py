@@ -34,10 +34,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_registry(binary: str, folder: Path) -> Iterator[str]:
-    """A real distribution registry on a free loopback port, with its own storage."""
+def running_registry(binary: str, folder: Path, *, tls: tuple[Path, Path] | None = None,
+                     auth: str = "") -> Iterator[str]:
+    """A real distribution registry on a free loopback port, with its own storage.
+
+    ``tls`` is (certificate, key) to serve HTTPS; ``auth`` is the YAML of an ``auth:`` section.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    tls_line = f"\n  tls: {{certificate: {tls[0]}, key: {tls[1]}}}" if tls else ""
     config = folder / "config.yml"
     config.write_text(textwrap.dedent(f"""\
         version: 0.1
@@ -45,14 +50,14 @@ def running_registry(binary: str, folder: Path) -> Iterator[str]:
         storage:
           filesystem: {{rootdirectory: {folder / 'data'}}}
           delete: {{enabled: true}}
-        http: {{addr: 127.0.0.1:{port}}}
-        """))
+        """) + f"http:\n  addr: 127.0.0.1:{port}{tls_line}\n" + auth)
     proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     host = f"127.0.0.1:{port}"
+    scheme, verify = ("https", str(tls[0])) if tls else ("http", True)
     try:
         for _ in range(100):
             try:
-                requests.get(f"http://{host}/v2/", timeout=1)
+                requests.get(f"{scheme}://{host}/v2/", timeout=1, verify=verify)
                 break
             except requests.exceptions.ConnectionError:
                 time.sleep(0.1)

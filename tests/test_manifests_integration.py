@@ -6,7 +6,7 @@ import json
 import docker
 import pytest
 
-from stacks import Stack, registry_digest, small_stack
+from stacks import registry_digest, small_stack
 
 pytestmark = pytest.mark.integration
 

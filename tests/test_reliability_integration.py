@@ -4,8 +4,10 @@ missing or dies mid-build, concurrent builds and racing promotions. After each, 
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ from scripts import promote
 from scripts.errors import RegistryError, StackError
 from scripts.registry import RegistryClient
 from scripts.spec import load_spec
-from stacks import Stack, free_port, registry_digest, small_stack
+from stacks import DODO, Stack, free_port, registry_digest, small_stack
 
 pytestmark = pytest.mark.integration
 TERMINAL = {"built", "failed", "skipped", "unchanged"}
@@ -200,16 +202,10 @@ def test_engine_dying_mid_build_fails_that_image_and_skips_its_descendants(make_
 
 
 def _doit_argv(stack: Stack) -> list[str]:
-    import sys
-
-    from stacks import DODO
-
     return [sys.executable, str(DODO), str(stack.root)]
 
 
 def _env(stack: Stack) -> dict[str, str]:
-    import os
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
     env["STACK_REGISTRY"] = str(stack.registry)
     return env
