@@ -89,6 +89,7 @@ def _follow(stream: Iterable[Mapping[str, Any]], log: IO[str]) -> str:
         text = chunk.get("stream") or chunk.get("status")
         if text:
             log.write(text if text.endswith("\n") else text + "\n")
+            log.flush()  # a live log: someone may be following it, and a crash must not lose it
             lines = [ANSI_RE.sub("", t).strip() for t in text.splitlines()]
             last_lines = (last_lines + [t for t in lines if t and not t.startswith("Removing intermediate")])[-8:]
         aux = chunk.get("aux")

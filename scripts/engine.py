@@ -6,13 +6,16 @@ import os
 
 import docker
 import requests
+import urllib3
 
 from .errors import EngineError
 
 LOGGER = logging.getLogger(__name__)
 
-# Failures of the engine itself (not of a build step): the engine went away or refused.
-ENGINE_FAILURES: tuple[type[BaseException], ...] = (docker.errors.DockerException, requests.exceptions.RequestException)
+# Failures of the engine itself (not of a build step): the engine went away or refused. A streamed
+# response (build, push) reads urllib3 directly, so a connection dying mid-stream is urllib3's error.
+ENGINE_FAILURES: tuple[type[BaseException], ...] = (docker.errors.DockerException, requests.exceptions.RequestException,
+                                                    urllib3.exceptions.HTTPError, ConnectionError)
 
 
 def connect(*, pool_size: int = 10, timeout: int = 600) -> docker.DockerClient:

@@ -54,7 +54,13 @@ def load(text: str) -> Located:
         located = Located(data=None)
         if node is not None:
             located.lines[()] = node.start_mark.line + 1
-            located.data = _walk(loader, node, (), located)
+            try:
+                located.data = _walk(loader, node, (), located)
+            except yaml.MarkedYAMLError as exc:  # e.g. a tag no safe constructor knows
+                mark = exc.problem_mark or exc.context_mark
+                raise YamlSyntaxError(mark.line + 1 if mark else None, f"{exc.problem or exc.context}") from None
+            except (yaml.YAMLError, TypeError, ValueError) as exc:
+                raise YamlSyntaxError(None, str(exc).splitlines()[0]) from None
         return located
     finally:
         loader.dispose()

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from scripts.errors import SpecError, StackError
@@ -81,6 +81,8 @@ def test_mutated_specs_get_clear_errors(tmp_path: Path, data: st.DataObject, val
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=200))
+@example(text="=")  # found by hypothesis: a YAML value tag no safe constructor knows
+@example(text="\x1f")  # found by hypothesis: an unprintable character
 def test_arbitrary_text_as_spec(tmp_path: Path, text: str) -> None:
     check_rejects_clearly(text, tmp_path)
 

@@ -184,10 +184,9 @@ def test_engine_dying_mid_build_fails_that_image_and_skips_its_descendants(make_
         env={**_env(stack), "DOCKER_HOST": f"tcp://{line.address}"}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        log = stack.root / "artifacts" / "logs" / "left.log"
-        if log.is_file() and "Running in" in log.read_text():
-            break
+    log = stack.root / "artifacts" / "logs" / "left.log"
+    while not (log.is_file() and "Running in" in log.read_text()):  # the build log is live
+        assert time.monotonic() < deadline and process.poll() is None, "left's RUN step never started"
         time.sleep(0.2)
     time.sleep(2)
     line.cut()  # the engine goes away while left's RUN sleeps
