@@ -20,7 +20,7 @@ from pathlib import Path
 
 import docker
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent / "tests"), str(Path(__file__).resolve().parent.parent)]
 from stacks import Stack, ensure_test_base, running_registry, small_stack  # noqa: E402
 
 # image -> (parent, seconds of sleep); two branches: a1 -> a2 (long) and b1 (shorter)

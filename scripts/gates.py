@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
 from typing import Any
 
 from .errors import RegistryError
 from .registry import RegistryClient
+from .report import utc_now
 
 LOGGER = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def write_record(registry: RegistryClient, repository: str, digest: str, kind: s
         raise RegistryError(f"cannot record {kind} for {repository}@{digest}: the image is not in registry "
                             f"{registry.host}")
     record = {**payload, "kind": kind, "repository": repository, "digest": digest,
-              "recorded": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+              "recorded": utc_now()}
     body = json.dumps(record, sort_keys=True).encode()
     config = b"{}"
     manifest = {

@@ -18,7 +18,7 @@ import docker
 
 from .build import StepFailed
 from .engine import ENGINE_FAILURES
-from .report import write_json
+from .report import utc_now, write_json
 from .spec import InfoCmd
 
 LOGGER = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def collect(client: docker.DockerClient, image_ref: str, facts: BuildFacts,
     sections = _split(output.decode("utf-8", "replace"), marker)
     record: dict[str, Any] = {
         "image": facts.image, "tag": facts.tag, "ref": facts.ref, "digest": facts.digest, "image_id": image.id,
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": utc_now(),
         "commit": facts.commit, "commit_url": facts.commit_url, "branch": facts.branch,
         "size": int(image.attrs.get("Size") or 0), "parent": facts.parent, "platforms": list(facts.platforms),
         "architecture": image.attrs.get("Architecture"),

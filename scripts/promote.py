@@ -14,7 +14,6 @@ import logging
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from tabulate import tabulate
@@ -22,6 +21,7 @@ from tabulate import tabulate
 from . import gates
 from .errors import RegistryError, StackError
 from .registry import RegistryClient
+from .report import utc_now
 from .spec import Spec
 
 LOGGER = logging.getLogger(__name__)
@@ -188,6 +188,6 @@ def who() -> str:
 
 def record(moves: list[Move], *, tag: str, host: str, global_stable: bool, skip_gpu_test: bool,
            outcome: str, registry_stats: dict[str, int] | None = None) -> dict[str, Any]:
-    return {"time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "by": who(), "tag": tag,
+    return {"time": utc_now(), "by": who(), "tag": tag,
             "registry": host, "global_stable": global_stable, "skip_gpu_test": skip_gpu_test, "outcome": outcome,
             "registry_stats": dict(registry_stats or {}), "moves": [m.as_record() for m in moves]}

@@ -9,6 +9,7 @@ import json
 import os
 import tempfile
 import threading
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,11 @@ class BuildReport:
             detail = r.ref if r.status == BUILT else r.reason
             rows.append([name, r.status, duration, tests, detail])
         return tabulate(rows, headers=["image", "status", "time", "tests", "ref / reason"])
+
+
+def utc_now() -> str:
+    """The time now in UTC, as every record and page of ours writes it."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def write_json(path: Path, data: Any) -> None:

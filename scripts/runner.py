@@ -13,7 +13,6 @@ import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,7 +25,7 @@ from .engine import ENGINE_FAILURES
 from .errors import RegistryError
 from .references import Repository
 from .registry import RegistryClient
-from .report import BUILT, FAILED, PENDING, SKIPPED, BuildReport, ImageResult
+from .report import BUILT, FAILED, PENDING, SKIPPED, BuildReport, ImageResult, utc_now
 from .revision import Revision
 from .spec import ImageSpec, ModelSpec, Spec
 from .tree import StackTree
@@ -199,7 +198,7 @@ class StackBuild:
                             start(child)
                     else:
                         self._skip_descendants(name)
-        self.report.finished = _now()
+        self.report.finished = utc_now()
         self.report.save(self.artifacts)
         return self.report
 
@@ -474,7 +473,7 @@ class StackBuild:
     def _labels(self) -> dict[str, str]:
         labels = {
             "org.opencontainers.image.revision": self.revision.commit,
-            "org.opencontainers.image.created": _now(),
+            "org.opencontainers.image.created": utc_now(),
             "org.opencontainers.image.version": self.tag,
         }
         if self.revision.source_url:
@@ -582,8 +581,6 @@ def initial_report(spec: Spec, *, reasons: dict[str, str], revision: Revision, r
     images = {name: ImageResult(PENDING if name in reasons else "unchanged", reasons.get(name, why))
               for name in spec.images}
     return BuildReport(commit=revision.commit, branch=revision.branch, tag=tag, registry=registry, pushed=push,
-                       base=base, base_source=base_source, images=images, started=_now())
+                       base=base, base_source=base_source, images=images, started=utc_now())
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

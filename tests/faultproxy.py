@@ -6,6 +6,7 @@ response body off half way, "corrupt" to change a byte of the response body, or 
 """
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -115,7 +116,6 @@ class EngineLine:
     as an engine that dies does, for every connection at once."""
 
     def __init__(self, socket_path: str = "/var/run/docker.sock") -> None:
-        import socket
 
         self.socket_path = socket_path
         self.listener = socket.socket()
@@ -127,7 +127,6 @@ class EngineLine:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        import socket
 
         while self.alive:
             try:
@@ -155,7 +154,6 @@ class EngineLine:
                     pass
 
     def cut(self) -> None:
-        import socket
 
         self.alive = False
         for sock in [self.listener, *self.open]:

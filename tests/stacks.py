@@ -3,6 +3,8 @@ and stacks in temporary git repositories built with this repo's dodo.py.
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import json
 import os
@@ -20,6 +22,8 @@ from typing import Any, Iterator
 import docker
 import git
 import requests
+
+from scripts.registry import RegistryClient
 
 REPO = Path(__file__).resolve().parent.parent
 DODO = REPO / "dodo.py"
@@ -75,7 +79,6 @@ APPLETS = ("sh", "echo", "cat", "sleep", "uname", "ls", "id", "test", "false", "
 def ensure_test_base_arm64(engine: docker.DockerClient) -> str:
     """The arm64 twin of the test base, as <base>-linux-arm64: Debian's arm64 busybox, loaded with an
     image config that says arm64 (docker import cannot record another architecture)."""
-    import hashlib
 
     name = f"{TEST_BASE}-linux-arm64"
     try:
@@ -229,10 +232,7 @@ def small_stack(stack: Stack, base: str, *, namespace: str) -> None:
 
 def push_two_platform_index(registry: str, repository: str, tag: str) -> tuple[str, list[str]]:
     """Push a tiny OCI index with linux/amd64 and linux/arm64 images; return (index digest, its platforms)."""
-    import gzip
-    import hashlib
 
-    from scripts.registry import RegistryClient
 
     client = RegistryClient(registry)
     buffer = io.BytesIO()

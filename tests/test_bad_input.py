@@ -3,6 +3,7 @@ And nothing a user writes can reach a shell on the host."""
 from __future__ import annotations
 
 import ast
+import copy
 from pathlib import Path
 
 import yaml
@@ -46,7 +47,6 @@ def paths(node: object, prefix: tuple = ()) -> list[tuple]:
 
 
 def mutate(spec: dict, path: tuple, value: object, delete: bool) -> dict:
-    import copy
 
     doc = copy.deepcopy(spec)
     if not path:

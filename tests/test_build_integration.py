@@ -6,12 +6,13 @@ The stacks live in their own temporary git repositories and are built with
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import docker
 import git
 import pytest
 
-from stacks import Stack, registry_digest, small_stack
+from stacks import DODO, REPO, Stack, registry_digest, small_stack
 
 pytestmark = pytest.mark.integration
 
@@ -162,9 +163,6 @@ def test_bad_spec_is_refused_before_anything_happens(make_stack, registry: str, 
 
 
 def test_doit_list_and_help_describe_every_task_and_parameter() -> None:
-    from stacks import DODO, REPO
-    import sys
-
     listing = subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), "-d", str(REPO), "list"],
                              capture_output=True, text=True, check=True).stdout
     for task in ("build", "tree"):

@@ -10,8 +10,10 @@ import json
 import pytest
 
 from faultproxy import fault_proxy
-from scripts import gates
+from scripts import gates, promote
+from scripts.errors import StackError
 from scripts.registry import RegistryClient
+from scripts.spec import load_spec
 from stacks import Stack, push_two_platform_index, registry_digest
 
 pytestmark = pytest.mark.integration
@@ -217,10 +219,6 @@ def test_failure_part_way_then_rerun_completes(built: Stack, registry: str) -> N
 
 
 def test_source_moved_after_planning_is_refused(built: Stack, registry: str) -> None:
-    from scripts import promote
-    from scripts.errors import StackError
-    from scripts.spec import load_spec
-
     record_gpu_pass(registry, built)
     client = RegistryClient(registry)
     moves = promote.plan(load_spec(built.root), client, registry, "2024.1-main", global_stable=False,
