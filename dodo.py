@@ -1,8 +1,8 @@
-"""doit tasks for the image stack builder. Each task calls into the ``scripts`` package.
+"""doit tasks for the image stack builder. Each task calls into the ``stack_builder`` package.
 
 Run from a stack folder, or point at one: ``doit -f <this repo>/dodo.py -d <stack folder> build``.
 """
-from scripts import tasks
+from stack_builder.apps import tasks
 
 DOIT_CONFIG = {
     "default_tasks": ["build"],

@@ -162,7 +162,7 @@ setup_all() {
   ensure_engine
   ensure_registry
   say "making sure base images are present"
-  "$venv/bin/python" -m scripts.baseimages --stack "$here"
+  "$venv/bin/python" -m stack_builder.engine.baseimages --stack "$here"
 }
 
 cmd="${1:-build}"

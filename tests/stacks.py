@@ -23,7 +23,7 @@ import docker
 import git
 import requests
 
-from scripts.registry import RegistryClient
+from stack_builder.registry.client import RegistryClient
 
 REPO = Path(__file__).resolve().parent.parent
 DODO = REPO / "dodo.py"

@@ -10,10 +10,10 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from scripts.errors import SpecError, StackError
-from scripts.promote import parse_tag
-from scripts.references import TAG_RE, check_registry, check_tag, parse_repository, sanitize_branch
-from scripts.spec import parse_spec
+from stack_builder.errors import SpecError, StackError
+from stack_builder.pipeline.promote import parse_tag
+from stack_builder.spec.references import TAG_RE, check_registry, check_tag, parse_repository, sanitize_branch
+from stack_builder.spec.stack_spec import parse_spec
 from stacks import REPO
 
 VALID = {
@@ -117,7 +117,7 @@ def test_names_tags_and_registries_are_checked(text: str) -> None:
 
 def test_nothing_a_user_writes_reaches_a_shell() -> None:
     """No os.system/popen, no shell=True, and every subprocess gets an argument list."""
-    for path in sorted((REPO / "scripts").glob("*.py")):
+    for path in sorted((REPO / "scripts").rglob("*.py")):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):

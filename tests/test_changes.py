@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from scripts.changes import select
-from scripts.errors import GitError, StackError
-from scripts.spec import load_spec
-from scripts.tree import StackTree
+from stack_builder.plan.changes import select
+from stack_builder.errors import GitError, StackError
+from stack_builder.spec.stack_spec import load_spec
+from stack_builder.plan.tree import StackTree
 
 from stacks import Stack
 

@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from scripts.credentials import RedactingFilter, find_credentials, without_secrets
+from stack_builder.registry.credentials import RedactingFilter, find_credentials, without_secrets
 
 CANARY = "canary-Pa55w0rd-7f3a"
 

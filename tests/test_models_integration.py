@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from scripts.registry import RegistryClient
+from stack_builder.registry.client import RegistryClient
 from stacks import Stack, registry_digest
 
 pytestmark = pytest.mark.integration

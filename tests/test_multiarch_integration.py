@@ -7,8 +7,8 @@ import uuid
 import docker
 import pytest
 
-from scripts import multiarch
-from scripts.registry import RegistryClient
+from stack_builder.registry import multiarch
+from stack_builder.registry.client import RegistryClient
 from stacks import Stack, ensure_test_base_arm64
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,11 @@ import json
 import pytest
 
 from faultproxy import fault_proxy
-from scripts import gates, promote
-from scripts.errors import StackError
-from scripts.registry import RegistryClient
-from scripts.spec import load_spec
+from stack_builder.records import gates
+from stack_builder.pipeline import promote
+from stack_builder.errors import StackError
+from stack_builder.registry.client import RegistryClient
+from stack_builder.spec.stack_spec import load_spec
 from stacks import Stack, push_two_platform_index, registry_digest
 
 pytestmark = pytest.mark.integration

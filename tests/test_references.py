@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.errors import StackError
-from scripts.references import TAG_RE, check_registry, check_tag, parse_repository, sanitize_branch
-from scripts.registry import is_loopback
+from stack_builder.errors import StackError
+from stack_builder.spec.references import TAG_RE, check_registry, check_tag, parse_repository, sanitize_branch
+from stack_builder.registry.client import is_loopback
 
 
 @pytest.mark.parametrize("branch,tag", [

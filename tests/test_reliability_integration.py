@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from faultproxy import EngineLine, fault_proxy
-from scripts import promote
-from scripts.errors import RegistryError, StackError
-from scripts.registry import RegistryClient
-from scripts.spec import load_spec
+from stack_builder.pipeline import promote
+from stack_builder.errors import RegistryError, StackError
+from stack_builder.registry.client import RegistryClient
+from stack_builder.spec.stack_spec import load_spec
 from stacks import DODO, Stack, free_port, registry_digest, small_stack
 
 pytestmark = pytest.mark.integration

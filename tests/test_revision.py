@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from stacks import Stack
 
-from scripts.revision import read_revision
+from stack_builder.plan.revision import read_revision
 
 
 def make(make_stack, url: str | None, name: str = "stack") -> Stack:

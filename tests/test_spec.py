@@ -8,8 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from scripts.errors import SpecError, StackError
-from scripts.spec import load_spec, parse_spec, schema
+from stack_builder.errors import SpecError, StackError
+from stack_builder.spec.stack_spec import load_spec, parse_spec, schema
 
 from stacks import REPO
 
@@ -236,7 +236,7 @@ def test_image_name_grammar(tmp_path: Path) -> None:
 
 def test_schema_is_a_valid_json_schema_and_accepts_the_bundled_spec() -> None:
     jsonschema.Draft202012Validator.check_schema(schema())
-    shipped = json.loads((REPO / "scripts" / "spec.schema.json").read_text())
+    shipped = json.loads((REPO / "scripts" / "stack_builder" / "spec" / "spec.schema.json").read_text())
     assert shipped == schema()
     spec = load_spec(REPO)
     assert set(spec.images) == {"base-notebook", "datascience-notebook", "ml-notebook", "iris-model"}

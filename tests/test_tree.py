@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.spec import parse_spec
-from scripts.tree import StackTree
+from stack_builder.spec.stack_spec import parse_spec
+from stack_builder.plan.tree import StackTree
 
 SPEC = """\
 images:

@@ -8,9 +8,9 @@ from pathlib import Path
 import cmarkgfm
 import pytest
 
-from scripts import manifests
-from scripts.spec import parse_spec
-from scripts.wiki import Wiki, broken_links
+from stack_builder.records import manifests
+from stack_builder.spec.stack_spec import parse_spec
+from stack_builder.records.wiki import Wiki, broken_links
 
 SPEC = "images:\n  base: {image_name: o/base}\n  child: {image_name: o/child, depend_on: base}\n" \
        "tag: {prefix: '2024.1'}\n"

@@ -20,7 +20,7 @@ import git
 import pytest
 import yaml
 
-from scripts.registry import RegistryClient
+from stack_builder.registry.client import RegistryClient
 from stacks import DODO, REPO, Stack, ensure_test_base_arm64
 
 pytestmark = pytest.mark.integration

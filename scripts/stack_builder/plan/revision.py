@@ -9,7 +9,7 @@ from typing import Mapping
 
 import git
 
-from .references import check_tag, sanitize_branch
+from stack_builder.spec.references import check_tag, sanitize_branch
 
 LOGGER = logging.getLogger(__name__)
 

@@ -18,18 +18,23 @@ from typing import IO, Any
 
 import docker
 
-from . import baseimages, gates, imagetests, manifests, modelcheck, multiarch
-from .build import BuildRequest, StepFailed, build_image
-from .credentials import Credentials
-from .engine import ENGINE_FAILURES
-from .errors import RegistryError
-from .references import Repository
-from .registry import RegistryClient
-from .report import BUILT, FAILED, PENDING, SKIPPED, BuildReport, ImageResult, utc_now
-from .revision import Revision
-from .spec import ImageSpec, ModelSpec, Spec
-from .tree import StackTree
-from .wiki import Wiki
+from stack_builder.engine import baseimages
+from stack_builder.records import gates
+from stack_builder.checks import imagetests
+from stack_builder.records import manifests
+from stack_builder.checks import modelcheck
+from stack_builder.registry import multiarch
+from stack_builder.engine.build import BuildRequest, StepFailed, build_image
+from stack_builder.registry.credentials import Credentials
+from stack_builder.engine.client import ENGINE_FAILURES
+from stack_builder.errors import RegistryError
+from stack_builder.spec.references import Repository
+from stack_builder.registry.client import RegistryClient
+from stack_builder.records.report import BUILT, FAILED, PENDING, SKIPPED, BuildReport, ImageResult, utc_now
+from stack_builder.plan.revision import Revision
+from stack_builder.spec.stack_spec import ImageSpec, ModelSpec, Spec
+from stack_builder.plan.tree import StackTree
+from stack_builder.records.wiki import Wiki
 
 LOGGER = logging.getLogger(__name__)
 

@@ -17,17 +17,25 @@ from tabulate import tabulate
 
 from doit.exceptions import TaskFailed
 
-from . import changes, engine, gates, imagetests, lock, manifests, multiarch, promote, report
-from .build import StepFailed
-from .credentials import RedactingFilter, find_credentials, secret_values
-from .errors import RegistryError, StackError
-from .references import check_registry, check_tag
-from .registry import DEFAULT_REGISTRY, RegistryClient
-from .revision import Revision, read_revision
-from .runner import BuildOptions, StackBuild, initial_report
-from .spec import Spec, load_spec
-from .tree import StackTree
-from .wiki import Wiki, broken_links
+from stack_builder.plan import changes
+from stack_builder.engine import client as engine
+from stack_builder.records import gates
+from stack_builder.checks import imagetests
+from stack_builder.pipeline import lock
+from stack_builder.records import manifests
+from stack_builder.registry import multiarch
+from stack_builder.pipeline import promote
+from stack_builder.records import report
+from stack_builder.engine.build import StepFailed
+from stack_builder.registry.credentials import RedactingFilter, find_credentials, secret_values
+from stack_builder.errors import RegistryError, StackError
+from stack_builder.spec.references import check_registry, check_tag
+from stack_builder.registry.client import DEFAULT_REGISTRY, RegistryClient
+from stack_builder.plan.revision import Revision, read_revision
+from stack_builder.pipeline.runner import BuildOptions, StackBuild, initial_report
+from stack_builder.spec.stack_spec import Spec, load_spec
+from stack_builder.plan.tree import StackTree
+from stack_builder.records.wiki import Wiki, broken_links
 
 LOGGER = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import manifests
-from .report import write_json
-from .spec import Spec
+from stack_builder.records import manifests
+from stack_builder.records.report import write_json
+from stack_builder.spec.stack_spec import Spec
 
 LOGGER = logging.getLogger(__name__)
 

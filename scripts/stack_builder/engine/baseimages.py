@@ -5,7 +5,7 @@ mmdebstrap under the name the Dockerfile uses. When the network intercepts TLS (
 trusts an authority that the public bundle does not), the seeded image trusts it too:
 an opt-in of the set-up, never something a stack's Dockerfiles must carry.
 
-Usage: python -m scripts.baseimages --stack DIR
+Usage: python -m stack_builder.engine.baseimages --stack DIR
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import docker
 
-from . import engine
-from .errors import StackError
-from .spec import load_spec
+from stack_builder.engine import client as engine
+from stack_builder.errors import StackError
+from stack_builder.spec.stack_spec import load_spec
 
 LOGGER = logging.getLogger(__name__)
 

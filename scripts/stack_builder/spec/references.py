@@ -5,7 +5,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from .errors import StackError
+from stack_builder.errors import StackError
 
 # From the distribution reference grammar (docker/distribution/reference).
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")

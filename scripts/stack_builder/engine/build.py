@@ -12,7 +12,7 @@ from typing import IO, Any, Iterable, Mapping
 
 import docker
 
-from .engine import ENGINE_FAILURES
+from stack_builder.engine.client import ENGINE_FAILURES
 
 LOGGER = logging.getLogger(__name__)
 

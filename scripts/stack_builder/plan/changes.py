@@ -11,10 +11,10 @@ from typing import Any, Mapping
 
 import git
 
-from . import yamlsource
-from .errors import GitError
-from .spec import Spec
-from .tree import StackTree
+from stack_builder.spec import yamlsource
+from stack_builder.errors import GitError
+from stack_builder.spec.stack_spec import Spec
+from stack_builder.plan.tree import StackTree
 
 LOGGER = logging.getLogger(__name__)
 

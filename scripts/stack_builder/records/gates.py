@@ -10,9 +10,9 @@ import json
 import logging
 from typing import Any
 
-from .errors import RegistryError
-from .registry import RegistryClient
-from .report import utc_now
+from stack_builder.errors import RegistryError
+from stack_builder.registry.client import RegistryClient
+from stack_builder.records.report import utc_now
 
 LOGGER = logging.getLogger(__name__)
 

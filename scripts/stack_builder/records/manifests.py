@@ -16,10 +16,10 @@ from typing import Any, Mapping
 
 import docker
 
-from .build import StepFailed
-from .engine import ENGINE_FAILURES
-from .report import utc_now, write_json
-from .spec import InfoCmd
+from stack_builder.engine.build import StepFailed
+from stack_builder.engine.client import ENGINE_FAILURES
+from stack_builder.records.report import utc_now, write_json
+from stack_builder.spec.stack_spec import InfoCmd
 
 LOGGER = logging.getLogger(__name__)
 

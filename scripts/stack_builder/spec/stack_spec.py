@@ -17,9 +17,9 @@ from typing import Any, Iterable, Mapping
 
 import jsonschema
 
-from . import yamlsource
-from .errors import SpecError, StackError
-from .references import Repository, parse_repository
+from stack_builder.spec import yamlsource
+from stack_builder.errors import SpecError, StackError
+from stack_builder.spec.references import Repository, parse_repository
 
 LOGGER = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import docker
 import requests
 import urllib3
 
-from .errors import EngineError
+from stack_builder.errors import EngineError
 
 LOGGER = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Callable
 
 import requests
 
-from .credentials import Credentials
-from .errors import RegistryError
+from stack_builder.registry.credentials import Credentials
+from stack_builder.errors import RegistryError
 
 LOGGER = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from typing import Iterator, Mapping
 
 from anytree import LevelOrderGroupIter, Node, PreOrderIter, RenderTree
 
-from .spec import Spec
+from stack_builder.spec.stack_spec import Spec
 
 STACK = "(stack)"
 

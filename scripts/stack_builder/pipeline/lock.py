@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import StackError
+from stack_builder.errors import StackError
 
 LOGGER = logging.getLogger(__name__)
 

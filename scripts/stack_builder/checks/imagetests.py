@@ -9,14 +9,14 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .build import StepFailed
-from .credentials import without_secrets
-from .spec import Spec
+from stack_builder.engine.build import StepFailed
+from stack_builder.registry.credentials import without_secrets
+from stack_builder.spec.stack_spec import Spec
 
 LOGGER = logging.getLogger(__name__)
 
 COMMON = Path("images/tests_common")
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 TEST_TIMEOUT_S = 3600
 
 
@@ -56,7 +56,7 @@ def run_tests(spec: Spec, name: str, image: str, *, junit: Path, log: Path, dirs
     env["STACK_IMAGE"] = image
     env["STACK_IMAGE_NAME"] = name
     env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    command = [sys.executable, "-m", "pytest", *map(str, dirs), f"--junitxml={junit}", "-p", "scripts.pytest_plugin",
+    command = [sys.executable, "-m", "pytest", *map(str, dirs), f"--junitxml={junit}", "-p", "stack_builder.checks.pytest_plugin",
                "-p", "no:cacheprovider", "--import-mode=importlib", "-c", os.devnull,
                f"--rootdir={spec.stack_dir}", "-q", "-o", f"junit_suite_name={name}"]
     with log.open("a", encoding="utf-8") as out:

@@ -11,8 +11,8 @@ import logging
 import platform as host_platform
 from dataclasses import dataclass
 
-from .errors import RegistryError
-from .registry import RegistryClient
+from stack_builder.errors import RegistryError
+from stack_builder.registry.client import RegistryClient
 
 LOGGER = logging.getLogger(__name__)
 

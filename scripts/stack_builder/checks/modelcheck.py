@@ -18,9 +18,9 @@ from typing import Any
 
 import docker
 
-from .build import StepFailed
-from .engine import ENGINE_FAILURES
-from .spec import ModelSpec
+from stack_builder.engine.build import StepFailed
+from stack_builder.engine.client import ENGINE_FAILURES
+from stack_builder.spec.stack_spec import ModelSpec
 
 LOGGER = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from typing import Any
 
 from tabulate import tabulate
 
-from . import gates
-from .errors import RegistryError, StackError
-from .registry import RegistryClient
-from .report import utc_now
-from .spec import Spec
+from stack_builder.records import gates
+from stack_builder.errors import RegistryError, StackError
+from stack_builder.registry.client import RegistryClient
+from stack_builder.records.report import utc_now
+from stack_builder.spec.stack_spec import Spec
 
 LOGGER = logging.getLogger(__name__)
 

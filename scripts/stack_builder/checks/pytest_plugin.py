@@ -1,4 +1,4 @@
-"""Shared fixtures for image tests: loaded with ``-p scripts.pytest_plugin`` by the builder.
+"""Shared fixtures for image tests: loaded with ``-p stack_builder.checks.pytest_plugin`` by the builder.
 
 The image under test is named by the STACK_IMAGE environment variable.
 """

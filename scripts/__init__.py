@@ -1,1 +1,0 @@
-"""Image stack builder: spec -> tree -> plan -> build/test/push -> report."""

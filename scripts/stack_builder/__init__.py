@@ -1,0 +1,1 @@
+"""stack-builder: build, test, publish and promote a stack of Docker images."""
