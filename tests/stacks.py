@@ -27,14 +27,69 @@ from stack_builder.registry.client import RegistryClient
 
 REPO = Path(__file__).resolve().parent.parent
 DODO = REPO / "dodo.py"
+STACK_BUILDER = Path(sys.executable).parent / "stack-builder"  # the console command of `pip install .`
 TEST_BASE = "stack-test/busybox:2"
 BUSYBOX = Path("/bin/busybox")
 
 
+# Ports handed out by free_port(), each held by a bound socket until release_port().
+_RESERVED: dict[int, socket.socket] = {}
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port reserved for this process until ``release_port(port)`` (or the process ends).
+
+    The port stays bound by a socket of ours that never listens, with SO_REUSEADDR set: the kernel
+    gives it to no other socket meanwhile and connections to it are refused, yet a server that binds
+    with SO_REUSEADDR can still listen on it (Go programs such as the registry do, as does Docker's
+    port publishing). So a port meant to stay closed stays closed, and one a server is started on
+    cannot be taken by someone else between our choosing it and the server binding it.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    _RESERVED[port] = sock
+    return port
+
+
+def release_port(port: int) -> None:
+    sock = _RESERVED.pop(port, None)
+    if sock is not None:
+        sock.close()
+
+
+REGISTRY_START_S = 30.0
+REGISTRY_ATTEMPTS = 3
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _wait_until_answering(proc: subprocess.Popen[bytes], url: str, verify: str | bool, timeout: float) -> str | None:
+    """None once the registry answers ``url``; else why it never did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"it exited with code {proc.returncode}"
+        try:
+            response = requests.get(url, timeout=1, verify=verify)
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
+            time.sleep(0.1)
+            continue
+        if proc.poll() is not None:
+            return f"it exited with code {proc.returncode} (something else answered on its port)"
+        if "Docker-Distribution-Api-Version" not in response.headers:
+            return f"{url} answered HTTP {response.status_code} without a Docker-Distribution-Api-Version header"
+        return None
+    return f"it did not answer {url} within {timeout:.0f} s"
 
 
 @contextmanager
@@ -43,32 +98,44 @@ def running_registry(binary: str, folder: Path, *, tls: tuple[Path, Path] | None
     """A real distribution registry on a free loopback port, with its own storage.
 
     ``tls`` is (certificate, key) to serve HTTPS; ``auth`` is the YAML of an ``auth:`` section.
+    The registry's output goes to ``registry-<port>.log`` in ``folder``. A registry that cannot bind
+    its port is started again on another one; one that exits or never answers for any other reason
+    raises RuntimeError with its log, rather than handing out an address where nothing listens.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     tls_line = f"\n  tls: {{certificate: {tls[0]}, key: {tls[1]}}}" if tls else ""
-    config = folder / "config.yml"
-    config.write_text(textwrap.dedent(f"""\
-        version: 0.1
-        log: {{level: error}}
-        storage:
-          filesystem: {{rootdirectory: {folder / 'data'}}}
-          delete: {{enabled: true}}
-        """) + f"http:\n  addr: 127.0.0.1:{port}{tls_line}\n" + auth)
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    host = f"127.0.0.1:{port}"
     scheme, verify = ("https", str(tls[0])) if tls else ("http", True)
+    config = folder / "config.yml"
+    failures: list[str] = []
+    for _ in range(REGISTRY_ATTEMPTS):
+        port = free_port()
+        config.write_text(textwrap.dedent(f"""\
+            version: 0.1
+            log: {{level: error}}
+            storage:
+              filesystem: {{rootdirectory: {folder / 'data'}}}
+              delete: {{enabled: true}}
+            """) + f"http:\n  addr: 127.0.0.1:{port}{tls_line}\n" + auth)
+        log = folder / f"registry-{port}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([binary, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT)
+        host = f"127.0.0.1:{port}"
+        problem = _wait_until_answering(proc, f"{scheme}://{host}/v2/", verify, REGISTRY_START_S)
+        if problem is None:
+            break
+        _stop(proc)
+        release_port(port)
+        output = log.read_text(errors="replace").strip()
+        failures.append(f"on port {port}: {problem}; its output ({log}):\n{output[-3000:] or '(none)'}")
+        if "address already in use" not in output:
+            break  # another port would not help
+    if problem is not None:
+        raise RuntimeError(f"the registry ({binary} serve {config}) did not start " + "\n".join(failures))
     try:
-        for _ in range(100):
-            try:
-                requests.get(f"{scheme}://{host}/v2/", timeout=1, verify=verify)
-                break
-            except requests.exceptions.ConnectionError:
-                time.sleep(0.1)
         yield host
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        _stop(proc)
+        release_port(port)
 
 
 ARM64_DEBS = Path("/var/cache/stack-builder")

@@ -76,8 +76,8 @@ def digests(registry: str, stack: Stack, tag: str) -> dict[str, str | None]:
 def record_gpu_pass(registry: str, stack: Stack) -> None:
     """What a GPU host's `doit test_gpu` stores after passing tests (the one stand-in: no GPU here)."""
     gpu = stack.report()["images"]["gpu"]
-    gates.write_record(RegistryClient(registry), f"{namespace_of(stack)}/gpu", gpu["digest"], gates.GPU,
-                       {"image": "gpu", "passed": True, "summary": "1 passed, 0 failed", "engine": "gpu-host"})
+    gates.write_record(RegistryClient(registry), f"{namespace_of(stack)}/gpu", gpu["digest"], gates.GateRecord(
+        gates.GPU, "gpu", passed=True, summary="1 passed, 0 failed", details={"engine": "gpu-host"}))
 
 
 @pytest.mark.parametrize("args,message", [
@@ -168,8 +168,8 @@ def test_skipped_gpu_test_is_recorded(built: Stack, registry: str) -> None:
 def test_model_gate_refuses_a_failed_check(built: Stack, registry: str) -> None:
     record_gpu_pass(registry, built)
     scorer = built.report()["images"]["scorer"]
-    gates.write_record(RegistryClient(registry), f"{namespace_of(built)}/scorer", scorer["digest"], gates.MODEL,
-                       {"image": "scorer", "passed": False, "summary": "drift 0.4 > 0.05"})
+    gates.write_record(RegistryClient(registry), f"{namespace_of(built)}/scorer", scorer["digest"], gates.GateRecord(
+        gates.MODEL, "scorer", passed=False, summary="drift 0.4 > 0.05"))
     result = built.doit("tag", "--tag", "2024.1-main")
     assert result.returncode != 0
     assert "scorer: the model checks of sha256:" in result.stdout + result.stderr

@@ -1,4 +1,5 @@
-"""main.yml's job graph, run locally: each job's own `run:` scripts, in `needs` order, per matrix entry.
+"""main.yml's job graph, run locally: each job whose `if:` holds, its own `run:` scripts, in `needs` order,
+per matrix entry, for a push to main (conditions and expressions: gha_expressions.py).
 
 Every job starts in a fresh clone of the stack with none of the stack's images in the engine, so
 a child's parent can only come from the registry: the fan-out works across machines that share
@@ -9,48 +10,23 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import docker
 import git
 import pytest
 import yaml
 
+from gha_expressions import Status, condition, render, simulate, to_string
 from stack_builder.registry.client import RegistryClient
 from stacks import DODO, REPO, Stack, ensure_test_base_arm64
 
 pytestmark = pytest.mark.integration
 
-EXPRESSION = re.compile(r"\$\{\{\s*([\w.-]+)\s*\}\}")
-FROM_JSON = re.compile(r"^\$\{\{\s*fromJSON\(([\w.-]+)\)\s*\}\}$")
 INSTALL_STEP = "python -m pip install ."
-
-
-def order_jobs(jobs: dict[str, Any]) -> list[str]:
-    done: list[str] = []
-    while len(done) < len(jobs):
-        for name, job in jobs.items():
-            needs = job.get("needs", [])
-            needs = [needs] if isinstance(needs, str) else needs
-            if name not in done and all(n in done for n in needs):
-                done.append(name)
-    return done
-
-
-def evaluate(value: str, context: dict[str, Any]) -> str:
-    """Substitute ${{ a.b.c }} from ``context``; any other expression fails the test."""
-    def lookup(match: re.Match[str]) -> str:
-        node: Any = context
-        for part in match.group(1).split("."):
-            if not isinstance(node, dict) or part not in node:
-                raise AssertionError(f"the workflow uses ${{{{ {match.group(1)} }}}}, which this test does not model")
-            node = node[part]
-        return node if isinstance(node, str) else json.dumps(node)
-    return EXPRESSION.sub(lookup, str(value))
 
 
 def empty_engine_of(engine: docker.DockerClient, prefixes: tuple[str, ...]) -> None:
@@ -97,10 +73,35 @@ all_info_cmds:
     stack.commit("stack")
 
 
+def read_outputs(path: Path) -> dict[str, str]:
+    """A step's GITHUB_OUTPUT file: NAME=VALUE lines, or NAME<<DELIMITER ... DELIMITER blocks."""
+    outputs: dict[str, str] = {}
+    lines = iter(path.read_text().splitlines())
+    for line in lines:
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            key, _, delimiter = line.partition("<<")
+            block = []
+            for value in lines:
+                if value == delimiter:
+                    break
+                block.append(value)
+            else:
+                raise AssertionError(f"{path}: {key}<<{delimiter} is never closed")
+            outputs[key] = "\n".join(block)
+        elif line:
+            key, sep, value = line.partition("=")
+            assert sep, f"{path}: {line!r} is neither NAME=VALUE nor NAME<<DELIMITER"
+            outputs[key] = value
+    return outputs
+
+
 def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry: str, engine: docker.DockerClient,
                                                         test_base: str) -> None:
+    """A push to main that adds the stack: the jobs whose if: holds run, level by level, as on GitHub."""
     ensure_test_base_arm64(engine)
     origin = Stack(tmp_path / "origin", registry)
+    origin.write("README.md", "A stack of images\n")
+    before = origin.commit("start")
     write_stack(origin, test_base)
     wiki_remote = tmp_path / "wiki.git"
     git.Repo.init(wiki_remote, bare=True, initial_branch="master")
@@ -112,57 +113,69 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
 
     workflow = yaml.safe_load((REPO / ".github" / "workflows" / "main.yml").read_text())
     sha = origin.repo.head.commit.hexsha
-    context: dict[str, Any] = {
-        "github": {"actor": "tester", "ref": "refs/heads/main", "event_name": "workflow_dispatch",
-                   "repository": "org/stack", "sha": sha},
-        "inputs": {"all": "true"}, "secrets": {"GITHUB_TOKEN": "not-a-real-token"}, "needs": {}}
+    event = {"ref": "refs/heads/main", "before": before, "after": sha,
+             "head_commit": {"id": sha, "message": origin.repo.head.commit.message}}
+    event_path = tmp_path / "event.json"
+    event_path.write_text(json.dumps(event))
+    contexts: dict[str, Any] = {
+        "github": {"actor": "tester", "ref": "refs/heads/main", "ref_name": "main", "event_name": "push",
+                   "repository": "org/stack", "sha": sha, "event": event},
+        "inputs": {}, "secrets": {"GITHUB_TOKEN": "not-a-real-token"}}
+    # What GitHub sets for a push; the one difference: the tests' registry instead of ghcr.io.
+    github_env = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(event_path),
+                  "GITHUB_REF": "refs/heads/main", "GITHUB_REF_NAME": "main", "GITHUB_SHA": sha,
+                  "GITHUB_ACTOR": "tester", "GITHUB_REPOSITORY": "org/stack", "STACK_REGISTRY": registry}
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "STACK_"))}
     ran: list[str] = []
 
-    for name in order_jobs(workflow["jobs"]):
+    def run_job(name: str, here: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
         job = workflow["jobs"][name]
         include = job.get("strategy", {}).get("matrix", {}).get("include")
-        if include:
-            inner = FROM_JSON.match(include)
-            assert inner, f"{name}: matrix include {include!r} is not fromJSON(<output>)"
-            entries = json.loads(evaluate("${{ " + inner.group(1) + " }}", context))
-        else:
-            entries = [{}]
-        if not entries:
-            continue  # its `if:` skips a level with nothing in it
+        entries = render(include, here) if include is not None else [{}]
+        assert isinstance(entries, list) and entries, f"{name}: its if: held, but its matrix is {entries!r}"
         outputs: dict[str, str] = {}
         for index, entry in enumerate(entries):
             workspace = tmp_path / "jobs" / f"{name}-{index}"
             git.Repo.clone_from(origin.root, workspace)
             empty_engine_of(engine, (f"{registry}/graph/", "ghcr.io/graph/"))
-            github_output = tmp_path / "jobs" / f"{name}-{index}.out"
-            github_output.write_text("")
-            step_context = {**context, "matrix": entry}
-            for step in job["steps"]:
+            steps: dict[str, Any] = {}
+            for number, step in enumerate(job["steps"]):
+                step_contexts = {**here, "matrix": entry, "steps": steps, "env": {}}
+                if not condition(step.get("if"), step_contexts, Status()):
+                    continue
                 if "uses" in step:
                     if str(step.get("with", {}).get("repository", "")).endswith(".wiki"):
+                        assert render(step["with"]["repository"], step_contexts) == "org/stack.wiki"
                         git.Repo.clone_from(wiki_remote, workspace / step["with"]["path"])
                     continue
                 if step["run"].strip() == INSTALL_STEP:
                     continue  # this interpreter has the builder; the shim runs it
-                env = {**base_env, **{k: evaluate(v, step_context) for k, v in {
+                github_output = tmp_path / "jobs" / f"{name}-{index}-{number}.out"
+                github_output.write_text("")
+                env = {**base_env, **{k: to_string(render(v, step_contexts)) for k, v in {
                     **workflow.get("env", {}), **job.get("env", {}), **step.get("env", {})}.items()}}
-                # The one difference from GitHub: the tests' registry instead of ghcr.io.
-                env.update(STACK_REGISTRY=registry, GITHUB_OUTPUT=str(github_output), GITHUB_SHA=sha,
-                           GITHUB_ACTOR="tester", GITHUB_REF_NAME="main", PATH=f"{shim}:{env['PATH']}")
+                env.update(github_env, GITHUB_OUTPUT=str(github_output), PATH=f"{shim}:{env['PATH']}")
                 cwd = workspace / step.get("working-directory", ".")
                 result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["run"]], cwd=cwd, env=env,
                                         capture_output=True, text=True, timeout=900, check=False)
                 assert result.returncode == 0, f"{name}[{entry}] step {step.get('name')}:\n{result.stdout}\n" \
                                                f"{result.stderr[-3000:]}"
-            for line in github_output.read_text().splitlines():
-                key, _, value = line.partition("=")
-                outputs[key] = value
+                if "id" in step:
+                    steps[step["id"]] = {"outputs": read_outputs(github_output), "outcome": "success",
+                                         "conclusion": "success"}
+            # The job's outputs are what its outputs: map says, from its steps' outputs.
+            outputs.update({k: to_string(render(v, {**here, "matrix": entry, "steps": steps}))
+                            for k, v in (job.get("outputs") or {}).items()})
             ran.append(f"{name}:{entry.get('image', '')}:{entry.get('platform', '')}".rstrip(":"))
-        context["needs"][name] = {"outputs": outputs, "result": "success"}
+        return "success", outputs
 
+    run = simulate(workflow, contexts, run_job)
+
+    wiki_ran = run.results["wiki"] != "skipped"
     assert ran == ["plan", "level0:root:linux/amd64", "level0:root:linux/arm64", "level1:child:linux/amd64",
-                   "level1:child:linux/arm64", "level1:solo:linux/amd64", "merge", "wiki"]
+                   "level1:child:linux/arm64", "level1:solo:linux/amd64", "merge"] + (["wiki"] if wiki_ran else []), ran
+    assert [n for n, r in run.results.items() if r == "skipped"] == ["level2", "level3", "level4"] + (
+        [] if wiki_ran else ["wiki"])
     client = RegistryClient(registry)
     for name in ("root", "child"):
         index = client.get_manifest(f"graph/{name}", "2024.1-main")
@@ -170,6 +183,7 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
         platforms = [m["platform"]["architecture"] for m in json.loads(index.body).get("manifests", [])]
         assert platforms == ["amd64", "arm64"], name
     assert client.manifest_digest("graph/solo", "2024.1-main") is not None
+    assert wiki_ran, "the wiki job did not run on a push to main"
     # The wiki job published pages for every image to the wiki repository.
     published = git.Repo.clone_from(wiki_remote, tmp_path / "wiki-check")
     pages = {p.name for p in Path(published.working_tree_dir or "").glob("*.md")}

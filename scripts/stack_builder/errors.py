@@ -29,3 +29,23 @@ class RegistryError(StackError):
 
 class GitError(StackError):
     """The stack is not in a usable git repository, or a ref does not exist."""
+
+
+class StepFailed(StackError):
+    """A build, test, check or push step failed for one image; the message is its reason.
+
+    It fails that image only: the build records it and skips the image's descendants.
+    """
+
+
+class Transient(Exception):
+    """One attempt failed in a way that may pass if tried again (a 5xx, a reset, a timeout).
+
+    Raised inside a single attempt and caught by the retry policy; never reaches a user. ``final``
+    is the error to raise when the attempts run out.
+    """
+
+    def __init__(self, reason: str, final: StackError) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.final = final

@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stack_builder.engine.build import StepFailed
+from stack_builder.errors import StepFailed
+from stack_builder.records.results import TestCounts
 from stack_builder.registry.credentials import without_secrets
 from stack_builder.spec.stack_spec import Spec
 
@@ -29,9 +30,8 @@ class TestOutcome:
     failures: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
-    def as_report(self) -> dict[str, object]:
-        return {"passed": self.passed, "failed": self.failed, "skipped": self.skipped, "junit": self.junit,
-                "failures": self.failures}
+    def counts(self) -> TestCounts:
+        return TestCounts(self.passed, self.failed, self.skipped, self.junit, list(self.failures))
 
 
 def test_dirs(spec: Spec, name: str) -> list[Path]:
@@ -82,7 +82,7 @@ class TestsFailed(StepFailed):
     """Tests ran and some failed; carries the counts for the report."""
 
     def __init__(self, outcome: TestOutcome, message: str) -> None:
-        super().__init__(message, tests=outcome.as_report())
+        super().__init__(message)
         self.outcome = outcome
 
 

@@ -11,15 +11,14 @@ import io
 import logging
 import math
 import random
-import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import docker
-
-from stack_builder.engine.build import StepFailed
-from stack_builder.engine.client import ENGINE_FAILURES
+from stack_builder.engine import containers
+from stack_builder.engine.client import Engine
+from stack_builder.errors import StepFailed
+from stack_builder.records.results import DriftResult, FunctionalResult, ModelResult
 from stack_builder.spec.stack_spec import ModelSpec
 
 LOGGER = logging.getLogger(__name__)
@@ -58,57 +57,25 @@ class Table:
 
 
 class ModelCheckFailed(StepFailed):
-    def __init__(self, message: str, model: dict[str, Any]) -> None:
-        super().__init__(message, model=model)
+    def __init__(self, message: str, model: ModelResult) -> None:
+        super().__init__(message)
+        self.model = model
 
 
-def run_model(client: docker.DockerClient, image: str, model: ModelSpec, table: Table) -> Table:
+def run_model(client: Engine, image: str, model: ModelSpec, table: Table) -> Table:
     """Run the image once on ``table``; return its output table."""
     command = [part.replace("{input}", f"{IO_DIR}/input.csv").replace("{output}", f"{IO_DIR}/output.csv")
                for part in model.command]
-    try:
-        container = client.containers.create(image, command, network_disabled=True)
-    except ENGINE_FAILURES as exc:
-        raise StepFailed(f"model run could not start: {exc}") from None
-    try:
-        container.put_archive("/", _tar_with_input(table.text()))
-        container.start()
-        status = container.wait(timeout=RUN_TIMEOUT_S)
-        if int(status["StatusCode"]) != 0:
-            logs = container.logs().decode("utf-8", "replace").strip().splitlines()[-5:]
-            raise StepFailed(f"model exited {status['StatusCode']}: {' | '.join(logs)[:400]}")
-        stream, _ = container.get_archive(f"{IO_DIR}/output.csv")
-        return Table.parse(_read_single_file(b"".join(stream)))
-    except docker.errors.NotFound:
-        raise StepFailed(f"model wrote no {IO_DIR}/output.csv") from None
-    except ENGINE_FAILURES as exc:
-        raise StepFailed(f"model run failed: {type(exc).__name__}: {exc}") from None
-    finally:
-        try:
-            container.remove(force=True)
-        except ENGINE_FAILURES:
-            pass
-
-
-def _tar_with_input(text: str) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for folder in ("tmp", IO_DIR.strip("/")):
-            info = tarfile.TarInfo(folder)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777  # writable by whatever user the image runs as
-            tar.addfile(info)
-        data = text.encode("utf-8")
-        info = tarfile.TarInfo(f"{IO_DIR.strip('/')}/input.csv")
-        info.size, info.mode = len(data), 0o644
-        tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def _read_single_file(archive: bytes) -> str:
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        member = next(m for m in tar.getmembers() if m.isfile())
-        handle = tar.extractfile(member)
-        return handle.read().decode("utf-8") if handle else ""
+    finished = containers.run(client, image, command, timeout=containers.timeout_s(RUN_TIMEOUT_S),
+                              what="the model run", files_in={f"{IO_DIR}/input.csv": table.text().encode("utf-8")},
+                              files_out=[f"{IO_DIR}/output.csv"], network_disabled=True)
+    if finished.exit_code != 0:
+        logs = finished.output.strip().splitlines()[-5:]
+        raise StepFailed(f"model exited {finished.exit_code}: {' | '.join(logs)[:400]}")
+    output = finished.files.get(f"{IO_DIR}/output.csv")
+    if output is None:
+        raise StepFailed(f"model wrote no {IO_DIR}/output.csv")
+    return Table.parse(output.decode("utf-8"))
 
 
 def is_null(value: str) -> bool:
@@ -143,7 +110,7 @@ def disagreeing_rows(a: Table, b: Table, tolerance: float) -> list[int]:
     return bad
 
 
-_TYPES = {
+_TYPES: dict[str, Callable[[str], bool]] = {
     "float": lambda v: _number(v) is not None,
     "integer": lambda v: _number(v) is not None and float(v).is_integer(),
     "boolean": lambda v: v.strip().lower() in {"true", "false", "0", "1"},
@@ -151,14 +118,14 @@ _TYPES = {
 }
 
 
-def functional_check(client: docker.DockerClient, image: str, model: ModelSpec) -> dict[str, Any]:
+def functional_check(client: Engine, image: str, model: ModelSpec) -> FunctionalResult:
     """Run the examples; every check is a named true/false with details. Raises nothing for a failed check."""
     source = Table.read(model.examples / "input.csv")
     declared = [name for name, _ in model.columns]
     try:
         out = run_model(client, image, model, source)
     except StepFailed as exc:
-        return {"passed": False, "checks": {"runs": False}, "details": {"error": str(exc)}}
+        return FunctionalResult(False, {"runs": False}, {"error": str(exc)})
     checks: dict[str, bool] = {}
     details: dict[str, Any] = {"rows": len(source.rows)}
 
@@ -190,7 +157,7 @@ def functional_check(client: docker.DockerClient, image: str, model: ModelSpec) 
         # Order: the output for reversed input, reversed back, must be the same output.
         backwards = run_model(client, image, model, Table(source.header, source.rows[::-1]))
         checks["order_kept"] = not disagreeing_rows(out, Table(backwards.header, backwards.rows[::-1]), 1e-9)
-    return {"passed": all(checks.values()), "checks": checks, "details": details}
+    return FunctionalResult(all(checks.values()), checks, details)
 
 
 def sample_pool(model: ModelSpec, n: int, seed: str) -> tuple[Table, bool] | None:
@@ -205,33 +172,32 @@ def sample_pool(model: ModelSpec, n: int, seed: str) -> tuple[Table, bool] | Non
     return Table(pool.header, [rng.choice(pool.rows) for _ in range(n)]), True
 
 
-def drift_check(client: docker.DockerClient, candidate: str, baseline: tuple[str, str, str] | None,
-                model: ModelSpec) -> dict[str, Any]:
+def drift_check(client: Engine, candidate: str, baseline: tuple[str, str, str] | None,
+                model: ModelSpec) -> DriftResult:
     """Compare the candidate with the current stable on n sampled inputs.
 
     ``baseline`` is (pullable reference, digest, tag) or None when there is no stable yet.
     """
     settings = model.drift
     n = settings.sample_size()
-    result: dict[str, Any] = {"n": n, "epsilon": settings.epsilon, "delta": settings.delta,
-                              "reuses": settings.reuses, "tolerance": settings.tolerance,
-                              "max_disagreement": settings.max_disagreement, "candidate": candidate}
+    result = DriftResult("no baseline", True, n=n, epsilon=settings.epsilon, delta=settings.delta,
+                         reuses=settings.reuses, tolerance=settings.tolerance,
+                         max_disagreement=settings.max_disagreement, candidate=candidate)
     if baseline is None:
-        return {**result, "status": "no baseline", "passed": True}
+        return result
     ref, digest, tag = baseline
-    result.update(baseline=ref, baseline_digest=digest, baseline_tag=tag)
+    result = replace(result, baseline=ref, baseline_digest=digest, baseline_tag=tag)
     sample = sample_pool(model, n, seed=digest)
     if sample is None:
-        return {**result, "status": "no reference pool (examples/reference.csv)", "passed": True}
+        return replace(result, status="no reference pool (examples/reference.csv)")
     table, with_replacement = sample
     try:
         ours = run_model(client, candidate, model, table)
         theirs = run_model(client, ref, model, table)
     except StepFailed as exc:
-        return {**result, "status": f"a model run failed: {exc}", "passed": False}
+        return replace(result, status=f"a model run failed: {exc}", passed=False)
     off = disagreeing_rows(ours, theirs, settings.tolerance)
     rate = len(off) / n
-    passed = rate <= settings.max_disagreement and ours.header == theirs.header
-    return {**result, "status": "compared", "sampled_with_replacement": with_replacement,
-            "disagreements": len(off), "observed_rate": round(rate, 6),
-            "rate_upper_bound": round(min(1.0, rate + settings.epsilon), 6), "passed": passed}
+    return replace(result, status="compared", sampled_with_replacement=with_replacement, disagreements=len(off),
+                   observed_rate=round(rate, 6), rate_upper_bound=round(min(1.0, rate + settings.epsilon), 6),
+                   passed=rate <= settings.max_disagreement and ours.header == theirs.header)

@@ -8,13 +8,15 @@ import os
 import socket
 from typing import Any, Iterator
 
-import docker
 import pytest
+
+from stack_builder.engine.client import ENGINE_FAILURES, Engine, connect
+from stack_builder.engine.containers import Container, TrackedContainers
 
 
 @pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
-    client = docker.from_env()
+def docker_client() -> Iterator[Engine]:
+    client = connect()
     yield client
     client.close()
 
@@ -30,59 +32,41 @@ def image_ref() -> str:
 NO_GPU_HINTS = ("could not select device driver", "nvidia-container-cli", "unknown or invalid runtime name: nvidia")
 
 
-class TrackedContainers:
-    """Starts containers of the image under test and always removes them.
+class ImageContainers(TrackedContainers):
+    """The image under test's containers for a test; with STACK_GPU=1 (`test_gpu`) each requests every GPU."""
 
-    With STACK_GPU=1 (set by `doit test_gpu`) every container requests all GPUs, as `--gpus all` does.
-    """
-
-    def __init__(self, client: docker.DockerClient, image: str) -> None:
-        self.client = client
-        self.image = image
-        self.started: list[Any] = []
-        self.gpu = os.environ.get("STACK_GPU") == "1"
-
-    def run(self, command: str | list[str], **kwargs: Any) -> tuple[int, str]:
-        """Run ``command`` to completion; return (exit code, combined output)."""
-        timeout = kwargs.pop("timeout", 300)
-        container = self.start(command, **kwargs)
-        result = container.wait(timeout=timeout)
-        output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
-        return int(result["StatusCode"]), output
-
-    def start(self, command: str | list[str] | None = None, **kwargs: Any) -> Any:
-        if self.gpu:
-            kwargs.setdefault("device_requests", [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])])
+    def start(self, command: str | list[str] | None = None, **kwargs: Any) -> Container:
         try:
-            container = self.client.containers.run(self.image, command, detach=True, **kwargs)
-        except docker.errors.APIError as exc:
+            return super().start(command, **kwargs)
+        except ENGINE_FAILURES as exc:
             if self.gpu and any(hint in str(exc) for hint in NO_GPU_HINTS):
                 where = os.environ.get("DOCKER_HOST") or "the local engine"
+                explanation = getattr(exc, "explanation", None) or exc
                 pytest.fail(f"no GPU available: the Docker engine at {where} cannot give this container a GPU "
-                            f"({exc.explanation or exc}). Run on a GPU host with the NVIDIA container runtime, "
+                            f"({explanation}). Run on a GPU host with the NVIDIA container runtime, "
                             "e.g. DOCKER_HOST=ssh://user@gpu-host", pytrace=False)
             raise
-        self.started.append(container)
-        return container
-
-    def remove_all(self) -> None:
-        for container in self.started:
-            try:
-                container.remove(force=True)
-            except docker.errors.NotFound:
-                pass
 
 
 @pytest.fixture
-def container(docker_client: docker.DockerClient, image_ref: str) -> Iterator[TrackedContainers]:
-    tracked = TrackedContainers(docker_client, image_ref)
+def container(docker_client: Engine, image_ref: str) -> Iterator[ImageContainers]:
+    tracked = ImageContainers(docker_client, image_ref, gpu=os.environ.get("STACK_GPU") == "1")
     yield tracked
     tracked.remove_all()
 
 
 @pytest.fixture
-def free_port() -> int:
-    """A TCP port free on the host right now (the kernel picks it, so parallel workers do not clash)."""
+def free_port() -> Iterator[int]:
+    """A loopback TCP port kept for this test: publish a container's port on it, or serve on it.
+
+    The kernel picks the port, and it stays bound (never listening) by a socket of the fixture
+    until the test ends, so no other process or parallel worker can be given it meanwhile, and a
+    connection to it is refused until something listens. The socket sets SO_REUSEADDR, so whatever
+    is started on the port must bind with SO_REUSEADDR too: Docker's port publishing does (the
+    engine must run on this host for a loopback port to mean anything), as do Go servers and
+    Python's http.server/socketserver (allow_reuse_address).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        yield int(sock.getsockname()[1])

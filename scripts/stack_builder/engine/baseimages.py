@@ -24,6 +24,7 @@ import docker
 
 from stack_builder.engine import client as engine
 from stack_builder.errors import StackError
+from stack_builder.spec.dockerfile import base_images
 from stack_builder.spec.stack_spec import load_spec
 
 LOGGER = logging.getLogger(__name__)
@@ -32,40 +33,6 @@ HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 MOZILLA_ROOTS = Path("/usr/share/ca-certificates/mozilla")
 DEBIAN_RE = re.compile(r"^(?:docker\.io/)?(?:library/)?debian:(?P<suite>[a-z]+)(?P<slim>-slim)?$")
 MIRROR = "http://deb.debian.org/debian"
-
-
-def base_images(dockerfile: Path) -> list[str]:
-    """Images a Dockerfile builds FROM, with ARG defaults applied; ones that need a build arg are left out."""
-    args: dict[str, str] = {}
-    found: list[str] = []
-    stages: set[str] = set()
-    for raw in dockerfile.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        arg = re.match(r"(?i)^ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?$", line)
-        if arg and arg.group(2) is not None:
-            args[arg.group(1)] = arg.group(2).strip().strip('"\'')
-        source = re.match(r"(?i)^FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", line)
-        if not source:
-            continue
-        name = re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: args.get(m.group(1), "\0"), source.group(1))
-        if source.group(2):
-            stages.add(source.group(2).lower())
-        if "\0" not in name and name != "scratch" and name.lower() not in stages:
-            found.append(name)
-    return found
-
-
-def base_arg_default(dockerfile: Path) -> str | None:
-    """The default of ``ARG BASE_IMAGE=...`` when the first FROM uses it, else None."""
-    default = None
-    for raw in dockerfile.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        arg = re.match(r"(?i)^ARG\s+BASE_IMAGE=(\S+)$", line)
-        if arg:
-            default = arg.group(1).strip('"\'')
-        if re.match(r"(?i)^FROM\s", line):
-            return default if re.search(r"\$\{?BASE_IMAGE\}?", line) else None
-    return None
 
 
 def network_intercepts_tls(host: str = "pypi.org") -> bool:

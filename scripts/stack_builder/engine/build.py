@@ -13,19 +13,9 @@ from typing import IO, Any, Iterable, Mapping
 import docker
 
 from stack_builder.engine.client import ENGINE_FAILURES
+from stack_builder.errors import StepFailed
 
 LOGGER = logging.getLogger(__name__)
-
-
-class StepFailed(Exception):
-    """A build, test, check or push step failed for one image; the message is its reason.
-
-    ``report`` holds fields for the image's entry in the build report (test counts, check results).
-    """
-
-    def __init__(self, message: str, **report: Any) -> None:
-        super().__init__(message)
-        self.report = report
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ import logging
 import os
 
 import docker
-import requests
 import urllib3
 
 from stack_builder.errors import EngineError
@@ -14,8 +13,10 @@ LOGGER = logging.getLogger(__name__)
 
 # Failures of the engine itself (not of a build step): the engine went away or refused. A streamed
 # response (build, push) reads urllib3 directly, so a connection dying mid-stream is urllib3's error.
-ENGINE_FAILURES: tuple[type[BaseException], ...] = (docker.errors.DockerException, requests.exceptions.RequestException,
-                                                    urllib3.exceptions.HTTPError, ConnectionError)
+# The SDK's transport raises requests' errors, which are OSErrors.
+ENGINE_FAILURES: tuple[type[BaseException], ...] = (docker.errors.DockerException, OSError,
+                                                    urllib3.exceptions.HTTPError)
+Engine = docker.DockerClient
 
 
 def connect(*, pool_size: int = 10, timeout: int = 600) -> docker.DockerClient:

@@ -18,11 +18,14 @@ from typing import Any
 
 from tabulate import tabulate
 
-from stack_builder.records import gates
+from stack_builder.config import Config
 from stack_builder.errors import RegistryError, StackError
+from stack_builder.records import gates
+from stack_builder.records.files import utc_now, write_json, write_lines
+from stack_builder.records.wiki import Wiki
 from stack_builder.registry.client import RegistryClient
-from stack_builder.records.report import utc_now
-from stack_builder.spec.stack_spec import Spec
+from stack_builder.registry.credentials import find_credentials
+from stack_builder.spec.stack_spec import Spec, load_spec
 
 LOGGER = logging.getLogger(__name__)
 
@@ -112,8 +115,8 @@ def _gpu_gate(registry: RegistryClient, move: Move, digest: str, skip: bool) -> 
         move.problems.append(f"no GPU test record for {digest}: run `doit test_gpu --tag "
                              f"{move.source_tag}` on a GPU host first (or --skip-gpu-test, which is recorded)")
         return "no record"
-    if not record.get("passed"):
-        move.problems.append(f"the GPU tests of {digest} failed ({record.get('summary', '')})")
+    if not record.passed:
+        move.problems.append(f"the GPU tests of {digest} failed ({record.summary})")
         return "failed"
     return "passed"
 
@@ -124,10 +127,10 @@ def _model_gate(registry: RegistryClient, move: Move, digest: str) -> str:
         move.problems.append(f"no model check record for {digest}: it was not built and checked "
                              "by `doit build`")
         return "no record"
-    if not record.get("passed"):
-        move.problems.append(f"the model checks of {digest} failed ({record.get('summary', '')})")
+    if not record.passed:
+        move.problems.append(f"the model checks of {digest} failed ({record.summary})")
         return "failed"
-    return f"passed ({record.get('drift_status', 'drift checked')})"
+    return f"passed ({record.details.get('drift_status', 'drift checked')})"
 
 
 def table(moves: list[Move]) -> str:
@@ -191,3 +194,73 @@ def record(moves: list[Move], *, tag: str, host: str, global_stable: bool, skip_
     return {"time": utc_now(), "by": who(), "tag": tag,
             "registry": host, "global_stable": global_stable, "skip_gpu_test": skip_gpu_test, "outcome": outcome,
             "registry_stats": dict(registry_stats or {}), "moves": [m.as_record() for m in moves]}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromoteOptions:
+    tag: str
+    global_stable: bool
+    dry_run: bool
+    skip_gpu_test: bool
+
+
+@dataclass(frozen=True)
+class Promoted:
+    moves: list[Move]
+    kind: str  # "global stable" or "quarter stable"
+
+
+def promote_stack(config: Config, options: PromoteOptions) -> Promoted:
+    """Plan every move through its gates, then (unless a dry run) move every tag or say exactly which moved.
+
+    Real runs write artifacts/promotion.json and IMAGES_TAGGED, and a row in the wiki.
+    """
+    spec = load_spec(config.stack_dir)
+    parse_tag(options.tag, global_stable=options.global_stable)  # a malformed tag stops here, before any request
+    registry = RegistryClient(config.registry, find_credentials(config.registry))
+    kind = "global stable" if options.global_stable else "quarter stable"
+
+    def write(moves: list[Move], outcome: str) -> None:
+        write_json(config.artifacts / "promotion.json", record(
+            moves, tag=options.tag, host=config.registry, global_stable=options.global_stable,
+            skip_gpu_test=options.skip_gpu_test, outcome=outcome, registry_stats=registry.stats))
+        write_lines(config.artifacts / "IMAGES_TAGGED", [f"{config.registry}/{m.repository}:{m.target_tag}"
+                                                         for m in moves if m.state in (MOVED, ALREADY)])
+
+    try:
+        moves = plan(spec, registry, config.registry, options.tag, global_stable=options.global_stable,
+                     skip_gpu_test=options.skip_gpu_test)
+    except PromotionRefused:
+        if not options.dry_run:
+            write([], "refused")
+        raise
+    if options.dry_run:
+        return Promoted(moves, kind)
+    outcome = "complete"
+    try:
+        execute(moves, registry)
+    except PromotionIncomplete:
+        outcome = "incomplete"
+        raise
+    finally:
+        write(moves, outcome)
+    _record_in_wiki(Wiki(config.wiki_dir), spec, moves, options)
+    return Promoted(moves, kind)
+
+
+def _record_in_wiki(pages: Wiki, spec: Spec, moves: list[Move], options: PromoteOptions) -> None:
+    now = utc_now()
+    if options.global_stable:
+        pages.set_stable({"tag": options.tag, "time": now, "by": who(), "skip_gpu_test": options.skip_gpu_test,
+                          "images": {m.image: m.source_digest for m in moves}})
+    else:
+        note = " (GPU test skipped)" if options.skip_gpu_test else ""
+        # A promotion is identified by what it moved: the same digests promoted again replace the row.
+        pages.record_build({
+            "commit": ",".join(sorted({str(m.source_digest) for m in moves})), "commit_url": None,
+            "label": f"{moves[0].source_tag} → {moves[0].target_tag}" if moves else options.tag,
+            "branch": moves[0].source_tag if moves else "", "tag": moves[0].target_tag if moves else options.tag,
+            "time": now, "kind": f"promotion{note}",
+            "images": [{"name": m.image, "tag": m.target_tag, "page": pages.page_for_digest(m.source_digest)}
+                       for m in moves]})
+    pages.render(spec)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
@@ -30,11 +30,6 @@ class Selection:
     reasons: Mapping[str, str]
     base: str | None = None  # the commit compared against, when there was one
     base_source: str = ""  # how the base was chosen, for the log and the report
-    changed_files: tuple[str, ...] = field(default=())
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.reasons)
 
 
 def select(spec: Spec, tree: StackTree, *, base_ref: str | None = None, build_all: bool = False,
@@ -67,8 +62,7 @@ def select(spec: Spec, tree: StackTree, *, base_ref: str | None = None, build_al
         elif spec.images[name].parent in reasons:
             changed_ancestor = next(a for a in reversed(spec.ancestors(name)) if a in direct)
             reasons[name] = f"descendant of {changed_ancestor}"
-    return Selection(reasons, base=base.hexsha if base else None, base_source=source,
-                     changed_files=tuple(files))
+    return Selection(reasons, base=base.hexsha if base else None, base_source=source)
 
 
 def open_repo(stack_dir: Path) -> git.Repo:

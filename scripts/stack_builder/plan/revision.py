@@ -1,7 +1,6 @@
 """Where the build comes from: commit, branch and the tags they give."""
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +9,6 @@ from typing import Mapping
 import git
 
 from stack_builder.spec.references import check_tag, sanitize_branch
-
-LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

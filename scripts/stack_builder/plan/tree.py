@@ -1,7 +1,7 @@
 """The stack as an anytree forest: order, descendants and a printable picture."""
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from typing import Mapping
 
 from anytree import LevelOrderGroupIter, Node, PreOrderIter, RenderTree
 
@@ -31,11 +31,6 @@ class StackTree:
 
     def descendants(self, name: str) -> list[str]:
         return [node.name for node in PreOrderIter(self.nodes[name]) if node.name != name]
-
-    def depth_first(self) -> Iterator[str]:
-        for node in PreOrderIter(self.top):
-            if node is not self.top:
-                yield node.name
 
     def render(self, marks: Mapping[str, str] | None = None) -> str:
         """The tree as text; ``marks`` adds a note after an image's name."""

@@ -14,16 +14,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-import docker
-
-from stack_builder.engine.build import StepFailed
-from stack_builder.engine.client import ENGINE_FAILURES
-from stack_builder.records.report import utc_now, write_json
+from stack_builder.engine import containers, images
+from stack_builder.engine.client import Engine
+from stack_builder.errors import StepFailed
+from stack_builder.records.files import utc_now, write_json
 from stack_builder.spec.stack_spec import InfoCmd
 
 LOGGER = logging.getLogger(__name__)
 
 FOLD_LINES = 25
+INFO_TIMEOUT_S = 600  # all info commands and package queries of one image together
 # Package managers asked in the same container as the info commands; absent ones print nothing.
 PACKAGE_QUERIES = {
     "pip": "command -v python >/dev/null 2>&1 && python -m pip list --format=json 2>/dev/null",
@@ -47,7 +47,7 @@ class BuildFacts:
     platforms: tuple[str, ...]
 
 
-def collect(client: docker.DockerClient, image_ref: str, facts: BuildFacts,
+def collect(client: Engine, image_ref: str, facts: BuildFacts,
             commands: Mapping[str, InfoCmd]) -> dict[str, Any]:
     """Run every info command and package query in one container; return the record."""
     marker = f"@@stack-{secrets.token_hex(6)}"
@@ -57,19 +57,19 @@ def collect(client: docker.DockerClient, image_ref: str, facts: BuildFacts,
         parts.append(f"printf '\\n{marker} begin {key}\\n'; ( {command} ) 2>&1; "
                      f"printf '\\n{marker} end {key} %s\\n' $?")
     script = "\n".join(parts)
-    try:
-        output = client.containers.run(image_ref, [script], entrypoint=["/bin/sh", "-c"], remove=True,
-                                       stdout=True, stderr=True, network_disabled=True)
-        image = client.images.get(image_ref)
-        history = client.api.history(image.id)
-    except ENGINE_FAILURES as exc:
-        raise StepFailed(f"manifest of {image_ref} could not be collected: {exc}") from None
-    sections = _split(output.decode("utf-8", "replace"), marker)
+    finished = containers.run(client, image_ref, [script], entrypoint=["/bin/sh", "-c"], network_disabled=True,
+                              timeout=containers.timeout_s(INFO_TIMEOUT_S), what=f"the info commands of {image_ref}")
+    image = images.find(client, image_ref)
+    if image is None:
+        raise StepFailed(f"manifest of {image_ref} could not be collected: the image is not in the engine")
+    history = images.history(client, image.id)
+    output = finished.output
+    sections = _split(output, marker)
     record: dict[str, Any] = {
         "image": facts.image, "tag": facts.tag, "ref": facts.ref, "digest": facts.digest, "image_id": image.id,
         "created": utc_now(),
         "commit": facts.commit, "commit_url": facts.commit_url, "branch": facts.branch,
-        "size": int(image.attrs.get("Size") or 0), "parent": facts.parent, "platforms": list(facts.platforms),
+        "size": image.size, "parent": facts.parent, "platforms": list(facts.platforms),
         "architecture": image.attrs.get("Architecture"),
         "layers": [{"id": layer.get("Id"), "created": layer.get("Created"), "created_by": layer.get("CreatedBy", ""),
                     "size": layer.get("Size", 0), "tags": layer.get("Tags") or []} for layer in history],

@@ -5,18 +5,17 @@ a complete, valid file saying what was done and what was not.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import threading
-from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
-BUILT, FAILED, SKIPPED, UNCHANGED, PENDING = "built", "failed", "skipped", "unchanged", "pending"
+from stack_builder.records.files import write_json, write_lines
+from stack_builder.records.results import ModelResult, TestCounts
+
+BUILT, FAILED, SKIPPED, PENDING = "built", "failed", "skipped", "pending"
 
 
 @dataclass
@@ -29,9 +28,9 @@ class ImageResult:
     parent: str | None = None
     duration_s: float | None = None
     tags: list[str] = field(default_factory=list)
-    tests: dict[str, Any] = field(default_factory=lambda: {"passed": 0, "failed": 0, "junit": None})
+    tests: TestCounts = field(default_factory=TestCounts)
     log: str | None = None
-    model: dict[str, Any] | None = None
+    model: ModelResult | None = None
     manifest: str | None = None
     platforms_built: list[str] = field(default_factory=list)
     platforms_failed: dict[str, str] = field(default_factory=dict)
@@ -76,37 +75,9 @@ class BuildReport:
     def table(self) -> str:
         rows = []
         for name, r in self.images.items():
-            tests = f"{r.tests.get('passed', 0)} passed, {r.tests.get('failed', 0)} failed" \
-                if r.status in (BUILT, FAILED) and r.tests.get("junit") else ""
+            tests = f"{r.tests.passed} passed, {r.tests.failed} failed" \
+                if r.status in (BUILT, FAILED) and r.tests.junit else ""
             duration = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
             detail = r.ref if r.status == BUILT else r.reason
             rows.append([name, r.status, duration, tests, detail])
         return tabulate(rows, headers=["image", "status", "time", "tests", "ref / reason"])
-
-
-def utc_now() -> str:
-    """The time now in UTC, as every record and page of ours writes it."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: readers see the old file or the new one, never half of one."""
-    _atomic_write(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def write_lines(path: Path, lines: list[str]) -> None:
-    _atomic_write(path, "".join(f"{line}\n" for line in lines))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

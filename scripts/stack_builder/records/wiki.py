@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from stack_builder.records import manifests
-from stack_builder.records.report import write_json
-from stack_builder.spec.stack_spec import Spec
+from stack_builder.records.files import write_json
+from stack_builder.errors import StackError
+from stack_builder.spec.stack_spec import Spec, load_spec
 
 LOGGER = logging.getLogger(__name__)
 
@@ -188,3 +189,14 @@ def broken_links(folder: Path) -> list[str]:
             elif anchor and f'id="{anchor}"' not in pages[page].read_text(encoding="utf-8"):
                 broken.append(f"{path.name}: link to missing anchor {target}")
     return broken
+
+
+def rerender(stack_dir: Path, folder: Path) -> int:
+    """Render Home and Stable_Tag again, fold pages over the cap, check every link; return the page count."""
+    spec = load_spec(stack_dir)
+    pages = Wiki(folder)
+    pages.render(spec)
+    broken = broken_links(pages.folder)
+    if broken:
+        raise StackError("the wiki has broken links:\n  " + "\n  ".join(broken))
+    return len(pages.pages())

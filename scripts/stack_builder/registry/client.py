@@ -17,19 +17,13 @@ from typing import Callable
 import requests
 
 from stack_builder.registry.credentials import Credentials
-from stack_builder.errors import RegistryError
+from stack_builder.errors import RegistryError, Transient
+from stack_builder.registry.mediatypes import ACCEPT
+from stack_builder.retry import RetryPolicy
 
 LOGGER = logging.getLogger(__name__)
 
-MANIFEST_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
-ACCEPT = ", ".join(MANIFEST_TYPES)
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-DEFAULT_REGISTRY = "127.0.0.1:5000"
 
 
 def is_loopback(host: str) -> bool:
@@ -63,10 +57,8 @@ class RegistryClient:
         self.session = requests.Session()
         # Passed on every request: a Session's own verify loses to REQUESTS_CA_BUNDLE from the environment.
         self.verify: str | bool = os.environ.get("STACK_REGISTRY_CA") or True
-        self.retries = retries
-        self.backoff = backoff
+        self.policy = RetryPolicy(retries=retries, backoff_s=backoff, sleep=sleep)
         self.timeout = timeout or float(os.environ.get("STACK_REGISTRY_TIMEOUT") or 30)
-        self.sleep = sleep
         self._auth: dict[str, str] = {}  # scope -> Authorization header value
         self.stats = {"requests": 0, "retries": 0}
 
@@ -136,49 +128,51 @@ class RegistryClient:
     def _request(self, method: str, repository: str | None, path: str, *, accept_missing: bool = False,
                  data: bytes | None = None, headers: dict[str, str] | None = None,
                  url: str | None = None) -> requests.Response:
-        url = url or self._url(repository, path)
+        """One request under the retry policy: transient failures are retried, anything else raised at once."""
+        target = url or self._url(repository, path)
         scope = f"repository:{repository}:pull,push" if repository else ""
         sent_headers = {"Accept": ACCEPT, **(headers or {})}
-        attempt = 0
+        attempts = [0]
+
+        def attempt() -> requests.Response:
+            attempts[0] += 1
+            return self._attempt(method, target, scope, sent_headers, data, accept_missing, attempts[0])
+
+        def count(_number: int, _delay: float, _reason: str) -> None:
+            self.stats["retries"] += 1
+
+        return self.policy.run(attempt, what=f"registry {self.host}", on_retry=count)
+
+    def _attempt(self, method: str, url: str, scope: str, headers: dict[str, str], data: bytes | None,
+                 accept_missing: bool, number: int) -> requests.Response:
         authed_once = False
-        while True:
-            attempt += 1
+        while True:  # at most twice: once more after answering an auth challenge
             if scope in self._auth:
-                sent_headers["Authorization"] = self._auth[scope]
+                headers["Authorization"] = self._auth[scope]
             self.stats["requests"] += 1
             try:
-                response = self.session.request(method, url, data=data, headers=sent_headers, timeout=self.timeout,
+                response = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout,
                                                 verify=self.verify)
             except requests.exceptions.SSLError as exc:
                 raise RegistryError(f"TLS verification of registry {self.host} failed ({_reason(exc)}): if it uses "
                                     "a private certificate authority, set STACK_REGISTRY_CA to its certificate") from None
             except requests.exceptions.RequestException as exc:
-                if attempt > self.retries:
-                    raise RegistryError(f"registry {self.host} is unreachable after {attempt} attempts "
-                                        f"({type(exc).__name__}): is it running? {method} {url}") from None
-                self._wait(attempt, f"{type(exc).__name__} on {method} {url}")
-                continue
+                raise Transient(f"{type(exc).__name__} on {method} {url}", RegistryError(
+                    f"registry {self.host} is unreachable after {number} attempts ({type(exc).__name__}): "
+                    f"is it running? {method} {url}")) from None
             if response.status_code == 401 and not authed_once:
                 authed_once = True
                 self._authenticate(response, scope)
                 continue
             if response.status_code in TRANSIENT_STATUS:
-                if attempt > self.retries:
-                    raise RegistryError(f"registry {self.host} kept failing: HTTP {response.status_code} "
-                                        f"on {method} {url} after {attempt} attempts")
-                self._wait(attempt, f"HTTP {response.status_code} on {method} {url}")
-                continue
+                raise Transient(f"HTTP {response.status_code} on {method} {url}", RegistryError(
+                    f"registry {self.host} kept failing: HTTP {response.status_code} on {method} {url} "
+                    f"after {number} attempts"))
             if response.status_code == 404 and accept_missing:
                 return response
             if response.status_code >= 400:
                 raise RegistryError(_describe(response, method, url, self.host))
             return response
-
-    def _wait(self, attempt: int, what: str) -> None:
-        delay = self.backoff * (2 ** (attempt - 1))
-        self.stats["retries"] += 1
-        LOGGER.warning("registry: %s; retry %d in %.1fs", what, attempt, delay)
-        self.sleep(delay)
 
     def _authenticate(self, response: requests.Response, scope: str) -> None:
         challenge = response.headers.get("WWW-Authenticate", "")

@@ -13,14 +13,10 @@ from dataclasses import dataclass
 
 from stack_builder.errors import RegistryError
 from stack_builder.registry.client import RegistryClient
+from stack_builder.registry.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, INDEX_TYPES, OCI_INDEX
 
 LOGGER = logging.getLogger(__name__)
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-INDEX_TYPES = (DOCKER_LIST, OCI_INDEX)
 MACHINE_TO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 

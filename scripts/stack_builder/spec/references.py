@@ -43,9 +43,9 @@ def split_host(name: str) -> tuple[str | None, str]:
 def parse_repository(name: str) -> Repository:
     """Parse an image_name; raise ``StackError`` naming the part that is not valid."""
     host, path = split_host(name)
-    if host is not None and not HOST_RE.match(host):
+    if host is not None and not HOST_RE.fullmatch(host):
         raise StackError(f"'{name}': registry host '{host}' is not a valid host[:port]")
-    if not PATH_RE.match(path):
+    if not PATH_RE.fullmatch(path):
         raise StackError(
             f"'{name}' is not a valid repository name: use lowercase letters, digits and "
             "separators (. _ -) in path components joined by '/', without a tag"
@@ -57,14 +57,14 @@ def parse_repository(name: str) -> Repository:
 
 def check_registry(value: str) -> str:
     """Validate a --registry / STACK_REGISTRY value: HOST[:PORT], nothing else."""
-    if not HOST_RE.match(value):
+    if not HOST_RE.fullmatch(value):
         raise StackError(f"registry '{value}' is not HOST[:PORT] (for example ghcr.io or 127.0.0.1:5000)")
     return value
 
 
 def check_tag(tag: str) -> str:
     """Raise unless ``tag`` follows Docker's tag grammar."""
-    if not TAG_RE.match(tag):
+    if not TAG_RE.fullmatch(tag):
         raise StackError(
             f"tag '{tag}' is not a valid Docker tag: up to 128 of A-Z a-z 0-9 _ . -, not starting with . or -"
         )

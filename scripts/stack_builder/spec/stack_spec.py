@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -20,8 +19,6 @@ import jsonschema
 from stack_builder.spec import yamlsource
 from stack_builder.errors import SpecError, StackError
 from stack_builder.spec.references import Repository, parse_repository
-
-LOGGER = logging.getLogger(__name__)
 
 SPEC_NAMES = ("spec.yml", "images/spec.yml")
 PREFIX_RE = re.compile(r"^\d{4}\.[1-4]$")

@@ -1,0 +1,54 @@
+"""The ``stack-builder`` command: doit with our tasks, on the stack in the current folder or ``-d DIR``.
+
+It never imports a ``dodo.py``: the tasks come from this package, so it also runs in a stack
+that has a ``dodo.py`` (and a ``scripts`` package) of its own.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from typing import Any
+
+from doit.cmd_base import NamespaceTaskLoader
+from doit.doit_cmd import DoitMain
+from doit.exceptions import InvalidCommand
+
+from stack_builder.apps import doit_tasks
+
+STACK_DIR_OPTION = {
+    "section": "task loader",
+    "name": "cwdPath",
+    "short": "d",
+    "long": "dir",
+    "type": str,
+    "default": None,
+    "help": "the stack folder (default: the current folder)",
+}
+
+
+class StackTaskLoader(NamespaceTaskLoader):  # type: ignore[misc]  # doit has no type hints
+    """doit's loader over our task creators, after moving into the stack folder."""
+
+    cmd_options = (STACK_DIR_OPTION,)
+
+    def setup(self, opt_values: dict[str, Any]) -> None:
+        folder = opt_values.get("cwdPath")
+        if folder:
+            if not os.path.isdir(folder):
+                raise InvalidCommand(f"-d {folder}: no such folder (give the stack folder, the one with spec.yml)")
+            os.chdir(folder)
+        self.namespace = dict(inspect.getmembers(doit_tasks))
+
+
+class StackBuilderMain(DoitMain):  # type: ignore[misc]  # doit has no type hints
+    BIN_NAME = "stack-builder"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    return int(StackBuilderMain(StackTaskLoader()).run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""`merge`: assemble the multi-platform indexes registry-side from the per-platform tags."""
+from __future__ import annotations
+
+from doit.exceptions import TaskFailed
+from tabulate import tabulate
+
+from stack_builder.apps.runtime import run_task
+from stack_builder.config import make_config
+from stack_builder.pipeline.merge import merge, planned_images
+from stack_builder.plan.revision import read_revision
+from stack_builder.registry.client import RegistryClient
+from stack_builder.registry.credentials import find_credentials
+from stack_builder.spec.stack_spec import load_spec
+
+
+def main(image: list[str], registry: str) -> bool | TaskFailed:
+    def work() -> bool:
+        config = make_config(registry=registry)
+        spec = load_spec(config.stack_dir)
+        spec.require(image)
+        names = list(image) or planned_images(config.artifacts) or list(spec.images)
+        client = RegistryClient(config.registry, find_credentials(config.registry))
+        results = merge(spec, read_revision(config.stack_dir), client, config.registry, names)
+        rows = [[r.image, "merged", ", ".join(r.platforms), r.digest[:19]] if r.merged else
+                [r.image, "not merged", f"missing {', '.join(r.missing)}", ""] for r in results]
+        print(tabulate(rows, headers=["image", "index", "platforms", "digest"]) if rows else
+              "no multi-platform image to merge")
+        return all(r.merged for r in results)
+
+    return run_task(work)

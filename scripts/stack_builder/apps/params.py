@@ -1,0 +1,58 @@
+"""The command-line parameters of every task, as doit declares them. Light: imported at start-up."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from stack_builder.config import DEFAULT_REGISTRY, REGISTRY_VAR
+
+
+def _param(name: str, long: str, default: Any, help: str, type: Any = str) -> dict[str, Any]:
+    return {"name": name, "long": long, "default": default, "type": type, "help": help}
+
+
+SELECTION = [
+    _param("base_ref", "base-ref", "", "compare with this git ref instead of the default base (CI: the push's "
+           "previous commit or the PR base; locally: the merge-base with main), plus uncommitted changes"),
+    _param("all_images", "all", False, "build every image, whatever changed", bool),
+    _param("image", "image", [], "build exactly this image (repeat for several); a parent that is not rebuilt "
+           "comes from the registry by digest, and is built too when it is nowhere", list),
+]
+REGISTRY = _param("registry", "registry", "", f"registry HOST[:PORT] replacing the host of every image_name "
+                  f"(default: ${REGISTRY_VAR}, else the local registry {DEFAULT_REGISTRY})")
+PLATFORM = _param("platform", "platform", "", "only this platform (e.g. linux/arm64), as one CI job does: a "
+                  "multi-platform image is pushed under its per-platform tag and `merge` makes the index")
+PLAN = [*SELECTION, REGISTRY, PLATFORM]
+BUILD = [
+    *SELECTION,
+    _param("workers", "workers", os.cpu_count() or 1, "images built at the same time (default: number of cores)",
+           int),
+    REGISTRY,
+    _param("no_push", "no-push", False, "build and test only; push nothing", bool),
+    PLATFORM,
+]
+TREE = list(SELECTION)
+MERGE = [
+    _param("image", "image", [], "merge only this image (repeat); default: the images in artifacts/plan.json, "
+           "else every multi-platform image", list),
+    REGISTRY,
+]
+MANIFEST = [
+    _param("image", "image", "", "the image (a name under images in the spec)"),
+    _param("tag", "tag", "", "the tag of that image in the registry"),
+    REGISTRY,
+]
+TAG = [
+    _param("tag", "tag", "", "YYYY.Q-branch: promote it to YYYY.Q-stable; with --global-stable, YYYY.Q: move "
+           "`stable` to that quarter's YYYY.Q-stable"),
+    _param("global_stable", "global-stable", False, "move the global `stable` tag (see --tag)", bool),
+    _param("dry_run", "dry-run", False, "print the plan (digests, targets, gate results) and change nothing", bool),
+    _param("skip_gpu_test", "skip-gpu-test", False, "promote gpu: true images without a passing GPU test record; "
+           "this is written into promotion.json and the wiki", bool),
+    REGISTRY,
+]
+GPU = [
+    _param("tag", "tag", "", "the tag whose gpu: true images are tested, e.g. 2024.1-main"),
+    _param("image", "image", [], "test only this gpu image (repeat for several)", list),
+    REGISTRY,
+]

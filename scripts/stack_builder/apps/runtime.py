@@ -1,0 +1,36 @@
+"""What every task body shares: logging with secrets redacted, and user errors as one clear message."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Callable
+
+from doit.exceptions import TaskFailed
+
+from stack_builder.errors import StackError
+from stack_builder.registry.credentials import RedactingFilter, secret_values
+
+
+def configure_logging() -> None:
+    """Log to stderr, with registry secrets redacted from every record."""
+    root = logging.getLogger()
+    if any(getattr(h, "_stack", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler._stack = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    handler.addFilter(RedactingFilter(secret_values()))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if os.environ.get("STACK_DEBUG") == "1" else logging.INFO)
+    for noisy in ("urllib3", "docker", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_task(work: Callable[[], bool]) -> bool | TaskFailed:
+    """Run a task body: user errors become one clear message and a failed task, never a traceback."""
+    configure_logging()
+    try:
+        return True if work() else TaskFailed("see the messages above")
+    except StackError as exc:
+        return TaskFailed(f"error: {exc}")

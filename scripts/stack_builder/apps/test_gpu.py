@@ -1,0 +1,19 @@
+"""`test_gpu`: the GPU tests of each gpu: true image on the engine at DOCKER_HOST, recorded per digest."""
+from __future__ import annotations
+
+from doit.exceptions import TaskFailed
+from tabulate import tabulate
+
+from stack_builder.apps.runtime import run_task
+from stack_builder.config import make_config
+from stack_builder.pipeline.gpu_tests import test_gpu_images
+
+
+def main(tag: str, image: list[str], registry: str) -> bool | TaskFailed:
+    def work() -> bool:
+        records = test_gpu_images(make_config(registry=registry), tag, image)
+        print(tabulate([[r.image, r.digest[:19], r.passed, r.summary] for r in records],
+                       headers=["image", "digest", "passed", "result"]))
+        return all(r.passed for r in records)
+
+    return run_task(work)

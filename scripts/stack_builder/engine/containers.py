@@ -1,0 +1,176 @@
+"""Containers with one lifecycle: created on entry, always removed on exit, and never waited on forever.
+
+Files go in and out through the engine's archive API, not bind mounts, so this works the same on a
+remote engine (DOCKER_HOST=ssh://...).
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tarfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import docker
+from docker.models.containers import Container as Container  # re-exported: the type of what we start
+
+from stack_builder.engine.client import ENGINE_FAILURES
+from stack_builder.errors import StepFailed
+
+LOGGER = logging.getLogger(__name__)
+
+TIMEOUT_VAR = "STACK_CONTAINER_TIMEOUT_S"
+
+
+def timeout_s(default: float) -> float:
+    """The time a container may run: ``default``, or STACK_CONTAINER_TIMEOUT_S when set (a ceiling for all)."""
+    value = os.environ.get(TIMEOUT_VAR)
+    if not value:
+        return default
+    try:
+        return min(default, float(value)) if float(value) > 0 else default
+    except ValueError:
+        LOGGER.warning("%s=%r is not a number of seconds; using %ss", TIMEOUT_VAR, value, default)
+        return default
+
+
+@dataclass(frozen=True)
+class Finished:
+    exit_code: int
+    output: str  # stdout and stderr together
+    files: Mapping[str, bytes] = field(default_factory=dict)  # path in the container -> content
+
+
+@contextmanager
+def created(client: docker.DockerClient, image: str, command: Sequence[str] | str | None = None,
+            **options: Any) -> Iterator[Container]:
+    """A created (not started) container of ``image``, removed with everything in it on exit."""
+    try:
+        container = client.containers.create(image, command, **options)
+    except ENGINE_FAILURES as exc:
+        raise StepFailed(f"container of {image} could not be created: {_explain(exc)}") from None
+    try:
+        yield container
+    finally:
+        remove(container)
+
+
+def remove(container: Container) -> None:
+    try:
+        container.remove(force=True)
+    except ENGINE_FAILURES as exc:
+        if not isinstance(exc, docker.errors.NotFound):
+            LOGGER.warning("could not remove container %s: %s", container.short_id, exc)
+
+
+def wait(container: Container, *, timeout: float, what: str) -> int:
+    """Wait for the container to exit and return its exit code; kill it and fail after ``timeout`` seconds."""
+    try:
+        status = container.wait(timeout=timeout)
+    except ENGINE_FAILURES as exc:
+        try:
+            container.reload()
+            running = container.status == "running"
+        except ENGINE_FAILURES:
+            running = False
+        if running:
+            try:
+                container.kill()
+            except ENGINE_FAILURES:
+                pass
+            raise StepFailed(f"{what} did not finish within {timeout:.0f} s (stopped; {TIMEOUT_VAR} "
+                             "lowers the limit)") from None
+        raise StepFailed(f"{what}: the engine failed while waiting: {type(exc).__name__}: {exc}") from None
+    return int(status.get("StatusCode", -1))
+
+
+def run(client: docker.DockerClient, image: str, command: Sequence[str] | str, *, timeout: float, what: str,
+        files_in: Mapping[str, bytes] | None = None, files_out: Sequence[str] = (), **options: Any) -> Finished:
+    """Run ``command`` in a fresh container to completion (or the timeout); return exit code, output, files.
+
+    ``files_in`` are written before the start (their folders made world-writable, so any image user can
+    write next to them); ``files_out`` are read after the exit, when the container wrote them.
+    """
+    with created(client, image, command, **options) as container:
+        try:
+            if files_in:
+                container.put_archive("/", _tar(files_in))
+            container.start()
+        except ENGINE_FAILURES as exc:
+            raise StepFailed(f"{what} could not start: {_explain(exc)}") from None
+        code = wait(container, timeout=timeout, what=what)
+        try:
+            output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+            files = {path: data for path in files_out if (data := _read_file(container, path)) is not None}
+        except ENGINE_FAILURES as exc:
+            raise StepFailed(f"{what}: could not read its results: {type(exc).__name__}: {exc}") from None
+        return Finished(code, output, files)
+
+
+def _explain(exc: BaseException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)
+
+
+def _tar(files: Mapping[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    folders: set[str] = set()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in files:
+            parts = path.strip("/").split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                folder = "/".join(parts[:depth])
+                if folder not in folders:
+                    folders.add(folder)
+                    info = tarfile.TarInfo(folder)
+                    info.type, info.mode = tarfile.DIRTYPE, 0o1777
+                    tar.addfile(info)
+        for path, data in files.items():
+            info = tarfile.TarInfo(path.strip("/"))
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _read_file(container: Container, path: str) -> bytes | None:
+    try:
+        stream, _ = container.get_archive(path)
+    except docker.errors.NotFound:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = next((m for m in tar.getmembers() if m.isfile()), None)
+        handle = tar.extractfile(member) if member else None
+        return handle.read() if handle else None
+
+
+class TrackedContainers:
+    """Starts containers of one image for image tests and always removes them (``remove_all``).
+
+    With ``gpu`` every container requests all GPUs, as `--gpus all` does.
+    """
+
+    def __init__(self, client: docker.DockerClient, image: str, *, gpu: bool = False) -> None:
+        self.client = client
+        self.image = image
+        self.gpu = gpu
+        self.started: list[Container] = []
+
+    def run(self, command: str | list[str], **kwargs: Any) -> tuple[int, str]:
+        """Run ``command`` to completion (``timeout`` seconds, default 300); return (exit code, output)."""
+        limit = float(kwargs.pop("timeout", 300))
+        container = self.start(command, **kwargs)
+        code = wait(container, timeout=limit, what=f"container of {self.image}")
+        return code, container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+
+    def start(self, command: str | list[str] | None = None, **kwargs: Any) -> Container:
+        if self.gpu:
+            kwargs.setdefault("device_requests", [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])])
+        container = self.client.containers.run(self.image, command, detach=True, **kwargs)
+        self.started.append(container)
+        return container
+
+    def remove_all(self) -> None:
+        for container in self.started:
+            remove(container)

@@ -1,0 +1,74 @@
+"""The engine's local image store: look up, tag, pull, prune, inspect."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+
+from stack_builder.engine.client import ENGINE_FAILURES
+from stack_builder.errors import StepFailed
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    id: str
+    platform: str  # os/architecture from the image config
+    labels: dict[str, str]
+    size: int
+    attrs: dict[str, Any]
+
+
+def find(client: docker.DockerClient, reference: str) -> LocalImage | None:
+    """The local image under ``reference`` (name:tag, name@digest or ID), or None."""
+    try:
+        image = client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        return None
+    except ENGINE_FAILURES as exc:
+        raise StepFailed(f"cannot inspect {reference}: {exc}") from None
+    attrs = dict(image.attrs)
+    return LocalImage(str(image.id), f"{attrs.get('Os')}/{attrs.get('Architecture')}",
+                      dict(image.labels or {}), int(attrs.get("Size") or 0), attrs)
+
+
+def history(client: docker.DockerClient, image_id: str) -> list[dict[str, Any]]:
+    try:
+        return list(client.api.history(image_id))
+    except ENGINE_FAILURES as exc:
+        raise StepFailed(f"cannot read the history of {image_id}: {exc}") from None
+
+
+def tag(client: docker.DockerClient, image_id: str, repository: str, tags: list[str]) -> None:
+    try:
+        for name in tags:
+            client.api.tag(image_id, repository, name, force=True)
+    except ENGINE_FAILURES as exc:
+        raise StepFailed(f"could not tag the image: {exc}") from None
+
+
+def pull(client: docker.DockerClient, repository: str, reference: str, *, auth: dict[str, str] | None,
+         platform: str | None = None) -> None:
+    """Pull ``repository`` at a tag or digest; raise ``StepFailed`` with the engine's reason."""
+    try:
+        client.api.pull(repository, tag=reference, auth_config=auth, platform=platform)
+    except ENGINE_FAILURES as exc:
+        raise StepFailed(f"cannot pull {repository}{'@' if reference.startswith('sha256:') else ':'}{reference}: "
+                         f"{exc}") from None
+
+
+def remove(client: docker.DockerClient, references: list[str]) -> list[str]:
+    """Untag or remove each local reference; return those removed. Images still in use stay."""
+    removed = []
+    for reference in references:
+        try:
+            client.api.remove_image(reference, noprune=False)
+            removed.append(reference)
+        except docker.errors.ImageNotFound:
+            continue
+        except ENGINE_FAILURES as exc:
+            LOGGER.warning("could not remove %s: %s", reference, exc)
+    return removed

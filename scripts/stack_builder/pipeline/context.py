@@ -1,0 +1,79 @@
+"""What the jobs of one build run share: the plan, the clients, the report, and parents as they appear."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stack_builder.engine.client import Engine
+from stack_builder.plan.plan import ParentRef, Plan
+from stack_builder.plan.revision import Revision
+from stack_builder.records.report import BuildReport
+from stack_builder.records.results import ModelResult, TestCounts
+from stack_builder.records.wiki import Wiki
+from stack_builder.registry import multiarch
+from stack_builder.registry.client import RegistryClient
+from stack_builder.registry.credentials import Credentials
+from stack_builder.retry import RetryPolicy
+from stack_builder.spec.references import Repository
+from stack_builder.spec.stack_spec import Spec
+
+
+@dataclass
+class PlatformOutcome:
+    """One platform of one image after build, tests and checks."""
+
+    platform: str
+    ok: bool = False
+    reason: str = ""
+    image_id: str | None = None
+    digest: str | None = None
+    parent: str | None = None
+    tests: TestCounts = field(default_factory=TestCounts)
+    model: ModelResult | None = None
+
+
+@dataclass
+class BuildContext:
+    spec: Spec
+    plan: Plan
+    revision: Revision
+    registry_host: str
+    push: bool
+    artifacts: Path
+    engine: Engine
+    registry: RegistryClient
+    credentials: Credentials | None
+    report: BuildReport
+    wiki: Wiki | None = None
+    push_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    native: str = field(default_factory=multiarch.native_platform)
+    parents: dict[tuple[str, str], ParentRef] = field(default_factory=dict)
+    outcomes: dict[str, dict[str, PlatformOutcome]] = field(default_factory=dict)
+    began: dict[str, float] = field(default_factory=dict)
+    wiki_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.parents.update(self.plan.parents)
+
+    def repository(self, name: str) -> Repository:
+        return self.spec.images[name].repository.on(self.registry_host)
+
+    def multi(self, name: str) -> bool:
+        return len(self.spec.images[name].platforms) > 1
+
+    def auth(self) -> dict[str, str] | None:
+        return self.credentials.auth_config() if self.credentials else None
+
+    def log_path(self, name: str, platform: str | None = None) -> Path:
+        suffix = f"-{platform.replace('/', '-')}" if platform and self.multi(name) else ""
+        return self.artifacts / "logs" / f"{name}{suffix}.log"
+
+    def duration(self, name: str) -> float:
+        """Seconds from the image's first platform job starting to now."""
+        return round(time.monotonic() - self.began.get(name, time.monotonic()), 2)
+
+    def parent_for_children(self, name: str, platform: str, parent: ParentRef) -> None:
+        for child in self.spec.children(name):
+            self.parents[(child, platform)] = parent

@@ -1,0 +1,66 @@
+"""`test_gpu`: run each gpu: true image's GPU tests on the engine at DOCKER_HOST; record the result per digest."""
+from __future__ import annotations
+
+import logging
+import os
+
+from stack_builder.checks import imagetests
+from stack_builder.config import Config
+from stack_builder.engine import client as engine_client
+from stack_builder.engine import images
+from stack_builder.engine.client import Engine
+from stack_builder.errors import StackError
+from stack_builder.pipeline.promote import who
+from stack_builder.records import gates
+from stack_builder.records.files import write_json
+from stack_builder.registry.client import RegistryClient
+from stack_builder.registry.credentials import find_credentials
+from stack_builder.spec.references import check_tag
+from stack_builder.spec.stack_spec import Spec, load_spec
+
+LOGGER = logging.getLogger(__name__)
+
+
+def test_gpu_images(config: Config, tag: str, only: list[str]) -> list[gates.GateRecord]:
+    spec = load_spec(config.stack_dir)
+    if not tag:
+        raise StackError("give --tag, e.g. --tag 2024.1-main")
+    check_tag(tag)
+    spec.require(only)
+    names = [n for n, i in spec.images.items() if i.gpu and (not only or n in only)]
+    if not names:
+        raise StackError("no image to test: none has gpu: true" + (" among --image" if only else ""))
+    registry = RegistryClient(config.registry, find_credentials(config.registry))
+    engine = engine_client.connect()
+    return [_test_one(config, spec, name, tag, registry, engine) for name in names]
+
+
+def _test_one(config: Config, spec: Spec, name: str, tag: str, registry: RegistryClient,
+              engine: Engine) -> gates.GateRecord:
+    repo = spec.images[name].repository.on(config.registry)
+    tests = spec.images[name].context / "test_gpu"
+    if not tests.is_dir():
+        raise StackError(f"{name} has gpu: true but no GPU tests: add images/{name}/test_gpu/")
+    digest = registry.manifest_digest(repo.path, tag)
+    if digest is None:
+        raise StackError(f"{repo}:{tag} is not in registry {config.registry}")
+    images.pull(engine, str(repo), digest, auth=registry.credentials.auth_config() if registry.credentials else None)
+    LOGGER.info("%s: GPU tests of %s@%s", name, repo, digest[:19])
+    artifacts = config.artifacts
+    try:
+        outcome = imagetests.run_tests(spec, name, f"{repo}@{digest}", junit=artifacts / "junit" / f"{name}-gpu.xml",
+                                       log=artifacts / "logs" / f"{name}-gpu.log", dirs=[tests],
+                                       extra_env={"STACK_GPU": "1"})
+    except imagetests.TestsFailed as exc:
+        outcome = exc.outcome
+    passed = outcome.failed == 0 and outcome.passed > 0
+    summary = f"{outcome.passed} passed, {outcome.failed} failed"
+    if outcome.messages:
+        summary += ": " + outcome.messages[0][:300]
+    elif outcome.passed == 0:
+        summary += ": no GPU test ran"
+    details = {"tests": vars(outcome.counts()), "engine": os.environ.get("DOCKER_HOST") or "local", "by": who()}
+    stored = gates.write_record(registry, repo.path, digest, gates.GateRecord(gates.GPU, name, passed, summary,
+                                                                              details))
+    write_json(artifacts / "gates" / f"{name}-gpu.json", stored.as_json())
+    return stored

@@ -1,0 +1,178 @@
+"""One platform of one image: build it FROM its parent, tag it locally, test it, check the model.
+
+Nothing here pushes: an image is published only after every platform's job has passed.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from typing import IO
+
+from stack_builder.checks import imagetests, modelcheck
+from stack_builder.engine import images
+from stack_builder.engine.build import BuildRequest, build_image
+from stack_builder.errors import RegistryError, StepFailed
+from stack_builder.pipeline.context import BuildContext, PlatformOutcome
+from stack_builder.plan.plan import ParentRef
+from stack_builder.records.files import utc_now
+from stack_builder.records.results import DriftResult, ModelResult
+from stack_builder.registry import multiarch
+from stack_builder.spec.dockerfile import base_arg_default
+from stack_builder.spec.stack_spec import ImageSpec, ModelSpec
+
+LOGGER = logging.getLogger(__name__)
+
+
+def run(ctx: BuildContext, name: str, platform: str) -> PlatformOutcome:
+    """Build, test and check one platform of an image. Never raises: the outcome says what happened."""
+    ctx.began.setdefault(name, time.monotonic())
+    log_path = ctx.log_path(name, platform)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text("")
+    where = f" ({platform})" if ctx.multi(name) else ""
+    LOGGER.info("%s%s: building (%s)", name, where, ctx.plan.reasons[name])
+    outcome = PlatformOutcome(platform)
+    try:
+        with log_path.open("a", encoding="utf-8") as log:
+            _build_and_test(ctx, name, platform, outcome, log)
+        outcome.ok = True
+    except StepFailed as exc:
+        outcome.reason = str(exc)
+        if isinstance(exc, imagetests.TestsFailed):
+            outcome.tests = exc.outcome.counts()
+        if isinstance(exc, modelcheck.ModelCheckFailed):
+            outcome.model = exc.model
+    except Exception as exc:  # our bug: record it, keep the other branches going, keep the traceback
+        with log_path.open("a", encoding="utf-8") as log:
+            log.write(traceback.format_exc())
+        outcome.reason = f"internal error {type(exc).__name__}: {exc} (traceback in {log_path})"
+        LOGGER.exception("%s (%s): internal error", name, platform)
+    if not outcome.ok:
+        LOGGER.error("%s%s: FAILED: %s (log: %s)", name, where, outcome.reason, log_path)
+    ctx.outcomes.setdefault(name, {})[platform] = outcome
+    return outcome
+
+
+def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: PlatformOutcome, log: IO[str]) -> None:
+    image = ctx.spec.images[name]
+    parent = _parent_of(ctx, image, platform)
+    build_args = dict(image.build_args)
+    labels = _labels(ctx)
+    if parent is not None:
+        build_args["BASE_IMAGE"] = parent.ref
+        if image.parent is not None:
+            build_args["BASE_TAG"] = parent.tag
+            labels["org.opencontainers.image.base.name"] = parent.ref
+        outcome.parent = parent.ref
+        if image.prepull and image.parent is not None and "@sha256:" in parent.ref:
+            _prepull(ctx, parent.ref, platform, log)
+    log.write(f"== build {ctx.repository(name)}:{ctx.plan.tag} for {platform}" +
+              (f" FROM {parent.ref}" if parent else "") + "\n")
+    requested = platform if (ctx.multi(name) or platform != ctx.native) else None
+    outcome.image_id = build_image(ctx.engine.api, BuildRequest(
+        context=image.context, dockerfile=image.dockerfile, build_args=build_args, labels=labels,
+        platform=requested), log)
+    _tag_locally(ctx, image, outcome.image_id, _local_tags(ctx, name, platform))
+
+    log.write(f"== test {outcome.image_id}\n")
+    log.flush()
+    suffix = f"-{platform.replace('/', '-')}" if ctx.multi(name) else ""
+    junit = ctx.artifacts / "junit" / f"{name}{suffix}.xml"
+    outcome.tests = imagetests.run_tests(ctx.spec, name, outcome.image_id, junit=junit, log=ctx.log_path(name, platform),
+                                         extra_env={"STACK_PLATFORM": platform}).counts()
+    if image.model is not None:
+        log.write("== model checks\n")
+        outcome.model = check_model(ctx, name, image.model, outcome.image_id)
+
+
+def _prepull(ctx: BuildContext, ref: str, platform: str, log: IO[str]) -> None:
+    """prepull: fetch the parent, with the registry's credentials, before the build needs it."""
+    if images.find(ctx.engine, ref) is not None:
+        log.write(f"== prepull {ref}: already in the engine\n")
+        return
+    repository, _, digest = ref.partition("@")
+    log.write(f"== prepull {ref}\n")
+    images.pull(ctx.engine, repository, digest, auth=ctx.auth(), platform=platform)
+
+
+def _parent_of(ctx: BuildContext, image: ImageSpec, platform: str) -> ParentRef | None:
+    if image.parent is None:
+        return _root_base(ctx, image, platform)
+    parent = ctx.parents.get((image.name, platform))
+    if parent is not None:
+        return parent
+    if image.parent in ctx.plan.images:
+        raise StepFailed(f"parent {image.parent} has no {platform} image in this run")
+    raise StepFailed(f"parent {image.parent} ({platform}) is not built in this run and was not found in "
+                     f"registry {ctx.registry_host} or the local engine: build it too (--image {image.parent})")
+
+
+def _root_base(ctx: BuildContext, image: ImageSpec, platform: str) -> ParentRef | None:
+    """For a root whose Dockerfile says ARG BASE_IMAGE=<default>: the default's image for this platform.
+
+    One local name holds one platform, so a set-up keeps other platforms as <default>-<os>-<arch>.
+    """
+    default = base_arg_default(image.dockerfile)
+    if default is None or (platform == ctx.native and not ctx.multi(image.name)):
+        return None
+    for name in (default, multiarch.platform_tag(default, platform)):
+        found = images.find(ctx.engine, name)
+        if found is not None and found.platform == platform:
+            return ParentRef(found.id, "", f"local base {name}")
+    return None  # left to the engine (it pulls the platform from a registry when it can)
+
+
+def _local_tags(ctx: BuildContext, name: str, platform: str) -> list[str]:
+    if ctx.multi(name):
+        return [multiarch.platform_tag(ctx.plan.tag, platform)]
+    return ctx.plan.tags()
+
+
+def _labels(ctx: BuildContext) -> dict[str, str]:
+    labels = {
+        "org.opencontainers.image.revision": ctx.revision.commit,
+        "org.opencontainers.image.created": utc_now(),
+        "org.opencontainers.image.version": ctx.plan.tag,
+    }
+    if ctx.revision.source_url:
+        labels["org.opencontainers.image.source"] = ctx.revision.source_url
+    return labels
+
+
+def _tag_locally(ctx: BuildContext, image: ImageSpec, image_id: str, tags: list[str]) -> None:
+    # Dockerfiles written for datahub say FROM <image_name>:${BASE_TAG}; give them a local match.
+    for name in {str(ctx.repository(image.name)), str(image.repository)}:
+        images.tag(ctx.engine, image_id, name, tags)
+
+
+def check_model(ctx: BuildContext, name: str, model_spec: ModelSpec, image_id: str) -> ModelResult:
+    """Functional check on the examples, then drift against the current stable; raise if either fails."""
+    functional = modelcheck.functional_check(ctx.engine, image_id, model_spec)
+    failed = [f"functional.{check}" for check, ok in functional.checks.items() if not ok]
+    if failed:
+        drift = DriftResult("not run: the functional check failed", False, n=0, epsilon=0.0, delta=0.0,
+                                       reuses=0, tolerance=0.0, max_disagreement=0.0, candidate=image_id)
+    else:
+        drift = modelcheck.drift_check(ctx.engine, image_id, _stable_baseline(ctx, name), model_spec)
+        if not drift.passed:
+            failed.append(f"drift (disagreement {drift.observed_rate} > allowed {drift.max_disagreement} vs "
+                          f"{drift.baseline_tag})")
+    result = ModelResult(image_id, functional, drift)
+    if failed:
+        raise modelcheck.ModelCheckFailed("model checks failed: " + ", ".join(failed), result)
+    return result
+
+
+def _stable_baseline(ctx: BuildContext, name: str) -> tuple[str, str, str] | None:
+    """The image's current stable as (reference by digest, digest, tag), pulled into the engine."""
+    repo = ctx.repository(name)
+    for tag in (f"{ctx.spec.tag_prefix}-stable", "stable"):
+        try:
+            digest = ctx.registry.manifest_digest(repo.path, tag)
+        except RegistryError as exc:
+            raise StepFailed(f"cannot look up the stable baseline for the drift check: {exc}") from None
+        if digest:
+            images.pull(ctx.engine, str(repo), digest, auth=ctx.auth())
+            return f"{repo}@{digest}", digest, tag
+    return None

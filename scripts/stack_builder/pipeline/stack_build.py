@@ -1,0 +1,97 @@
+"""A whole `build`: plan under the stack's lock, then execute the plan, then record it in the wiki."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from stack_builder.config import Config
+from stack_builder.engine import client as engine_client
+from stack_builder.errors import RegistryError, StackError
+from stack_builder.pipeline import build_run, lock, planning
+from stack_builder.pipeline.context import BuildContext
+from stack_builder.pipeline.planning import Planned, SelectionOptions
+from stack_builder.plan.plan import Plan
+from stack_builder.plan.revision import Revision
+from stack_builder.records.files import utc_now, write_lines
+from stack_builder.records.report import BUILT, PENDING, BuildReport, ImageResult
+from stack_builder.records.wiki import Wiki
+from stack_builder.registry.client import RegistryClient
+from stack_builder.registry.credentials import find_credentials
+from stack_builder.spec.stack_spec import Spec, load_spec
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildOptions:
+    selection: SelectionOptions
+    workers: int
+    push: bool
+
+
+def build(config: Config, options: BuildOptions) -> BuildReport:
+    """Plan and run the build; the report says what happened to every image."""
+    started = time.monotonic()
+    if options.workers < 1:
+        raise StackError(f"--workers must be at least 1, not {options.workers}")
+    load_spec(config.stack_dir)  # a broken spec is reported before anything else, the lock included
+    credentials = find_credentials(config.registry)
+    registry = RegistryClient(config.registry, credentials)
+    with lock.stack_lock(config.artifacts / ".build.lock"):
+        selected = planning.select(config, options.selection)
+        engine = None
+        if selected.selection.reasons:
+            engine = engine_client.connect(pool_size=options.workers + 4)
+            if options.push:
+                try:
+                    registry.ping()  # before building anything: a run that cannot publish stops here
+                except RegistryError as exc:
+                    raise StackError(f"{exc}. Start it (`bash setup.sh env` starts the local one), name another "
+                                     "with --registry, or build without pushing: --no-push") from None
+        planned = planning.resolve(config, selected, registry=registry, engine=engine)
+        plan = planned.plan
+        write_lines(config.artifacts / "IMAGES_CHANGED", list(plan.images))
+        report = initial_report(planned.spec, plan, revision=planned.revision, registry=config.registry,
+                                push=options.push)
+        if not plan.images:
+            report.finished = report.started
+            report.save(config.artifacts)
+            LOGGER.info("nothing to build: no image changed since %s (%.1fs)", plan.base_source,
+                        time.monotonic() - started)
+            return report
+        LOGGER.info("building %d of %d images on tag %s -> %s%s", len(plan.images), len(planned.spec.images),
+                    plan.tag, config.registry, "" if options.push else " (no push)")
+        pages = Wiki(config.wiki_dir) if options.push else None  # the wiki describes published images only
+        if engine is None:  # not reached: a plan has images only when its selection had some
+            engine = engine_client.connect(pool_size=options.workers + 4)
+        ctx = BuildContext(spec=planned.spec, plan=plan, revision=planned.revision, registry_host=config.registry,
+                           push=options.push, artifacts=config.artifacts, engine=engine, registry=registry,
+                           credentials=credentials, report=report, wiki=pages)
+        result = build_run.execute(ctx, workers=options.workers)
+        result.registry_stats = {**registry.stats, "push_retries": ctx.push_policy.retried}
+        result.save(config.artifacts)
+        if pages is not None:
+            _record_build(pages, planned, result)
+        LOGGER.info("build finished in %.1fs: %d built, %d failed or skipped; report: %s",
+                    time.monotonic() - started, sum(1 for r in result.images.values() if r.status == BUILT),
+                    len(result.failed()), config.artifacts / "build-report.json")
+        return result
+
+
+def initial_report(spec: Spec, plan: Plan, *, revision: Revision, registry: str, push: bool) -> BuildReport:
+    why = f"no changes since {plan.base[:12]}" if plan.base else f"not selected ({plan.base_source})"
+    images = {name: ImageResult(PENDING if name in plan.reasons else "unchanged", plan.reasons.get(name, why))
+              for name in spec.images}
+    return BuildReport(commit=revision.commit, branch=revision.branch, tag=plan.tag, registry=registry, pushed=push,
+                       base=plan.base, base_source=plan.base_source, images=images, started=utc_now())
+
+
+def _record_build(pages: Wiki, planned: Planned, result: BuildReport) -> None:
+    built = [{"name": n, "tag": result.tag, "page": r.manifest} for n, r in result.images.items()
+             if r.status == BUILT]
+    if built:
+        pages.record_build({"commit": planned.revision.commit, "commit_url": planned.revision.commit_url(),
+                            "branch": planned.revision.branch, "tag": result.tag, "time": result.started,
+                            "kind": "build", "images": built})
+    pages.render(planned.spec)

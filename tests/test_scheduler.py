@@ -1,0 +1,100 @@
+"""The scheduler runs callables over a graph: order, concurrency and failure isolation, with no Docker."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Hashable
+
+import pytest
+
+from stack_builder.pipeline.scheduler import FAILED, OK, SKIPPED, Step, run_steps
+
+
+def recorder() -> tuple[list[str], threading.Lock]:
+    return [], threading.Lock()
+
+
+def step(key: str, log: list[str], *, ok: bool = True, requires: tuple[Hashable, ...] = (),
+         after: tuple[Hashable, ...] = (), pause: float = 0.0) -> Step:
+    def run() -> bool:
+        time.sleep(pause)
+        log.append(key)
+        return ok
+
+    return Step(key, run, requires=requires, after=after)
+
+
+def test_requirements_run_first_and_everything_runs() -> None:
+    log: list[str] = []
+    steps = [step("leaf", log, requires=("mid",)), step("mid", log, requires=("root",)), step("root", log)]
+    outcomes = run_steps(steps, workers=2)
+    assert log == ["root", "mid", "leaf"]
+    assert {k: o.status for k, o in outcomes.items()} == {"root": OK, "mid": OK, "leaf": OK}
+
+
+def test_a_failure_skips_only_what_requires_it_and_names_the_cause() -> None:
+    log: list[str] = []
+    skipped: dict[Hashable, Hashable] = {}
+    steps = [step("root", log), step("bad", log, ok=False, requires=("root",)),
+             step("under-bad", log, requires=("bad",)), step("deep", log, requires=("under-bad",)),
+             step("sibling", log, requires=("root",))]
+    outcomes = run_steps(steps, workers=2, on_skip=lambda key, cause: skipped.__setitem__(key, cause))
+    assert outcomes["bad"].status == FAILED
+    assert outcomes["sibling"].status == OK and "sibling" in log
+    assert outcomes["under-bad"] == outcomes["deep"]
+    assert outcomes["deep"].status == SKIPPED and outcomes["deep"].cause == "bad"
+    assert skipped == {"under-bad": "bad", "deep": "bad"}
+    assert "under-bad" not in log and "deep" not in log
+
+
+def test_after_waits_for_failed_steps_but_not_for_their_success() -> None:
+    log: list[str] = []
+    steps = [step("amd64", log, ok=False), step("arm64", log, pause=0.05),
+             step("publish", log, after=("amd64", "arm64"))]
+    outcomes = run_steps(steps, workers=2)
+    assert outcomes["publish"].status == OK
+    assert log[-1] == "publish"
+
+
+def test_a_step_that_raises_fails_alone() -> None:
+    def boom() -> bool:
+        raise RuntimeError("our bug")
+
+    log: list[str] = []
+    outcomes = run_steps([Step("boom", boom), step("other", log), step("child", log, requires=("boom",))], workers=1)
+    assert outcomes["boom"].status == FAILED and outcomes["other"].status == OK
+    assert outcomes["child"].status == SKIPPED
+
+
+def test_independent_steps_run_at_the_same_time() -> None:
+    started = threading.Barrier(2, timeout=5)
+
+    def together() -> bool:
+        started.wait()  # both must be running at once, or this times out and fails
+        return True
+
+    outcomes = run_steps([Step("a", together), Step("b", together)], workers=2)
+    assert {o.status for o in outcomes.values()} == {OK}
+
+
+def test_workers_bound_the_concurrency() -> None:
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def counted() -> bool:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+        return True
+
+    run_steps([Step(i, counted) for i in range(8)], workers=3)
+    assert peak[0] == 3
+
+
+def test_unknown_requirements_and_cycles_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown steps"):
+        run_steps([Step("a", lambda: True, requires=("nope",))], workers=1)
+    with pytest.raises(ValueError, match="can never start"):
+        run_steps([Step("a", lambda: True, requires=("b",)), Step("b", lambda: True, requires=("a",))], workers=1)
