@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a Debian machine for the stack builder, idempotently.
 #
-#   bash setup.sh          set up, then `doit build` the bundled stack into the local registry
+#   bash setup.sh          set up, then `stack-builder build` the bundled stack into the local registry
 #   bash setup.sh test     set up, run the whole test suite, then stop what this run started
 #   bash setup.sh env      set up only (engine, registry, base images, Python environment)
 #   bash setup.sh stop     stop the engine and registry that an earlier `setup.sh` started
@@ -169,8 +169,8 @@ cmd="${1:-build}"
 case "$cmd" in
   build)
     setup_all
-    say "running: doit build (registry $registry_addr)"
-    "$venv/bin/doit" build
+    say "running: stack-builder build (registry $registry_addr)"
+    "$venv/bin/stack-builder" build
     say "done. The engine and registry keep running; stop them with: bash setup.sh stop"
     ;;
   test)

@@ -1,13 +1,16 @@
 """User mistakes on the command line: one clear message, non-zero exit, no traceback, nothing done."""
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import git
 import pytest
 
-from stacks import DODO, Stack
+from stacks import DODO, REPO, STACK_BUILDER, Stack
 
 SPEC = "images:\n  a: {image_name: o/a}\n  b: {image_name: o/b, depend_on: a}\ntag: {prefix: '2024.1'}\n"
 
@@ -70,3 +73,50 @@ def test_tree_marks_reasons(stack: Stack) -> None:
     assert any(line.startswith("a ") and line.endswith("[build: changed: images/a/extra]") for line in lines)
     assert any("└── b" in line and line.endswith("[build: descendant of a]") for line in lines)
     assert "2 of 2 images would be built (base: merge-base with main" in result.stdout
+
+
+DATAHUB = REPO / "tests" / "fixtures" / "datahub-docker-stack"
+
+
+@pytest.fixture
+def datahub(tmp_path: Path) -> Path:
+    """The predecessor's repository (its own dodo.py and scripts/ package), as a git repository."""
+    folder = tmp_path / "datahub-docker-stack"
+    shutil.copytree(DATAHUB, folder)
+    repo = git.Repo.init(folder, initial_branch="main")
+    repo.git.add(A=True)
+    repo.git.commit("-m", "datahub", "--author", "Test <test@example.invalid>",
+                    env={"GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.invalid"})
+    return folder
+
+
+def test_doit_with_our_dodo_cannot_run_there(datahub: Path) -> None:
+    # Why the command exists: doit imports the stack's own dodo.py (and with it their scripts package).
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), "-d", str(datahub), "tree"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode != 0 and "ModuleNotFoundError" in result.stderr
+
+
+def test_stack_builder_runs_in_a_stack_with_its_own_dodo_and_scripts(datahub: Path, tmp_path: Path) -> None:
+    tree = subprocess.run([str(STACK_BUILDER), "tree", "--all"], cwd=datahub, capture_output=True, text=True,
+                          check=False)
+    assert tree.returncode == 0, tree.stdout + tree.stderr
+    assert [line.split("[")[0].rstrip() for line in tree.stdout.splitlines()[1:4]] == [
+        "datascience-notebook", "├── rstudio-notebook", "└── scipy-ml-notebook"]
+    # From elsewhere, with -d; the plan names each image with its parent.
+    plan = subprocess.run([str(STACK_BUILDER), "-d", str(datahub), "plan", "--all", "--registry", "127.0.0.1:1"],
+                          cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    data = json.loads((datahub / "artifacts" / "plan.json").read_text())
+    assert {name: entry["image"] for name, entry in data["parents"].items()} == {
+        "datascience-notebook": None, "rstudio-notebook": "datascience-notebook",
+        "scipy-ml-notebook": "datascience-notebook"}
+    assert [[job["image"] for job in level] for level in data["levels"]] == [
+        ["datascience-notebook"], ["rstudio-notebook", "scipy-ml-notebook"]]
+    assert not (datahub / "__pycache__").exists() and not (datahub / "scripts" / "__pycache__").exists()
+
+
+def test_stack_builder_names_a_missing_stack_folder(tmp_path: Path) -> None:
+    result = subprocess.run([str(STACK_BUILDER), "-d", str(tmp_path / "nope"), "tree"], capture_output=True,
+                            text=True, check=False)
+    refused(result, "no such folder")

@@ -68,4 +68,4 @@ def task_tag() -> dict[str, Any]:
 
 def task_test_gpu() -> dict[str, Any]:
     """Run the GPU tests of the gpu: true images on the engine at DOCKER_HOST and record them per digest."""
-    return _task("test_gpu", params.GPU, task_test_gpu.__doc__ or "")
+    return _task("gpu", params.GPU, task_test_gpu.__doc__ or "")

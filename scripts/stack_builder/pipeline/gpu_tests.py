@@ -21,7 +21,7 @@ from stack_builder.spec.stack_spec import Spec, load_spec
 LOGGER = logging.getLogger(__name__)
 
 
-def test_gpu_images(config: Config, tag: str, only: list[str]) -> list[gates.GateRecord]:
+def run_gpu_tests(config: Config, tag: str, only: list[str]) -> list[gates.GateRecord]:
     spec = load_spec(config.stack_dir)
     if not tag:
         raise StackError("give --tag, e.g. --tag 2024.1-main")
@@ -32,10 +32,10 @@ def test_gpu_images(config: Config, tag: str, only: list[str]) -> list[gates.Gat
         raise StackError("no image to test: none has gpu: true" + (" among --image" if only else ""))
     registry = RegistryClient(config.registry, find_credentials(config.registry))
     engine = engine_client.connect()
-    return [_test_one(config, spec, name, tag, registry, engine) for name in names]
+    return [_run_one(config, spec, name, tag, registry, engine) for name in names]
 
 
-def _test_one(config: Config, spec: Spec, name: str, tag: str, registry: RegistryClient,
+def _run_one(config: Config, spec: Spec, name: str, tag: str, registry: RegistryClient,
               engine: Engine) -> gates.GateRecord:
     repo = spec.images[name].repository.on(config.registry)
     tests = spec.images[name].context / "test_gpu"

@@ -6,12 +6,12 @@ from tabulate import tabulate
 
 from stack_builder.apps.runtime import run_task
 from stack_builder.config import make_config
-from stack_builder.pipeline.gpu_tests import test_gpu_images
+from stack_builder.pipeline.gpu_tests import run_gpu_tests
 
 
 def main(tag: str, image: list[str], registry: str) -> bool | TaskFailed:
     def work() -> bool:
-        records = test_gpu_images(make_config(registry=registry), tag, image)
+        records = run_gpu_tests(make_config(registry=registry), tag, image)
         print(tabulate([[r.image, r.digest[:19], r.passed, r.summary] for r in records],
                        headers=["image", "digest", "passed", "result"]))
         return all(r.passed for r in records)
