@@ -25,8 +25,9 @@ class Config:
         return self.stack_dir / "wiki"
 
 
-def make_config(*, registry: str = "", stack_dir: Path | None = None) -> Config:
+def make_config(*, registry: str = "", stack_dir: Path | None = None, uses_registry: bool = True) -> Config:
     """The stack in the current folder (``-d`` chooses it), and the registry: ``--registry``, else
-    $STACK_REGISTRY, else the local one. A malformed registry stops here, before any request."""
-    host = check_registry(registry or os.environ.get(REGISTRY_VAR) or DEFAULT_REGISTRY)
+    $STACK_REGISTRY, else the local one. A malformed registry stops here, before any request; a task
+    that never talks to a registry (``uses_registry=False``) does not read it at all."""
+    host = check_registry(registry or os.environ.get(REGISTRY_VAR) or DEFAULT_REGISTRY) if uses_registry else ""
     return Config(stack_dir=(stack_dir or Path.cwd()).resolve(), registry=host)

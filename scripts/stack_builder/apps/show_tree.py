@@ -10,7 +10,7 @@ from stack_builder.pipeline import planning
 
 def main(base_ref: str, all_images: bool, image: list[str]) -> bool | TaskFailed:
     def work() -> bool:
-        config = make_config()
+        config = make_config(uses_registry=False)
         selected = planning.select(config, planning.SelectionOptions(base_ref=base_ref, all_images=all_images,
                                                                      images=tuple(image)))
         selection = selected.selection

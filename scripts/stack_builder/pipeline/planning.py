@@ -50,9 +50,9 @@ class Planned:
     plan: Plan
 
 
-def select(config: Config, options: SelectionOptions) -> Selected:
+def select(config: Config, options: SelectionOptions, *, spec: Spec | None = None) -> Selected:
     """Load and check everything a user wrote (spec, refs, names, platform) before any network request."""
-    spec = load_spec(config.stack_dir)  # validation comes before anything else
+    spec = spec or load_spec(config.stack_dir)  # validation comes before anything else
     tree = StackTree(spec)
     selection = changes.select(spec, tree, base_ref=options.base_ref or None, build_all=options.all_images,
                                images=options.images)

@@ -35,11 +35,11 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
     started = time.monotonic()
     if options.workers < 1:
         raise StackError(f"--workers must be at least 1, not {options.workers}")
-    load_spec(config.stack_dir)  # a broken spec is reported before anything else, the lock included
+    spec = load_spec(config.stack_dir)  # a broken spec is reported before anything else, the lock included
     credentials = find_credentials(config.registry)
     registry = RegistryClient(config.registry, credentials)
     with lock.stack_lock(config.artifacts / ".build.lock"):
-        selected = planning.select(config, options.selection)
+        selected = planning.select(config, options.selection, spec=spec)
         engine = None
         if selected.selection.reasons:
             engine = engine_client.connect(pool_size=options.workers + 4)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from stack_builder.errors import StackError
@@ -58,7 +58,6 @@ class Plan:
     base: str | None = None
     base_source: str = ""
     platform: str | None = None  # the one platform of a CI job, else None
-    notes: tuple[str, ...] = field(default=())
 
     def tags(self) -> list[str]:
         return [t for t in (self.tag, self.commit_tag) if t]
