@@ -60,14 +60,28 @@ def test_a_parent_found_nowhere_joins_the_plan_with_its_own_parent(tmp_path: Pat
         [("leaf", "linux/amd64")]]
 
 
-def test_the_same_plan_whether_the_child_was_named_or_changed(tmp_path: Path) -> None:
-    # What CI runs (`build --image leaf`) and what a local build of a changed leaf runs agree.
-    named, _ = plan_for(tmp_path, {"leaf": "forced (--image)"}, {("mid", "linux/amd64"): "r/o/mid@sha256:1"})
-    changed, _ = plan_for(tmp_path, {"leaf": "changed: images/leaf/Dockerfile"},
-                          {("mid", "linux/amd64"): "r/o/mid@sha256:1"})
-    assert named.images == changed.images == ("leaf",)
-    assert named.parents == changed.parents == {("leaf", "linux/amd64"): ParentRef(
+def test_a_parent_found_in_the_registry_is_used_by_digest(tmp_path: Path) -> None:
+    plan, asked = plan_for(tmp_path, {"leaf": "changed: images/leaf/Dockerfile"},
+                           {("mid", "linux/amd64"): "r/o/mid@sha256:1"})
+    assert plan.images == ("leaf",) and asked == [("mid", "linux/amd64")]
+    assert plan.parents == {("leaf", "linux/amd64"): ParentRef(
         "r/o/mid@sha256:1", "2024.2-main", "registry tag 2024.2-main")}
+
+
+def test_a_parent_without_the_ci_platform_is_not_added_for_it(tmp_path: Path) -> None:
+    # p is amd64 only; its child c also wants arm64. An arm64 slice must not plan p, which has nothing to build.
+    text = ("images:\n  p: {image_name: o/p}\n"
+            "  c: {image_name: o/c, depend_on: p, platforms: [linux/amd64, linux/arm64]}\ntag: {prefix: '2024.2'}\n")
+    s = parse_spec(text, path=tmp_path / "spec.yml", stack_dir=tmp_path, check_files=False)
+    find, asked = finder({})
+    plan = make_plan(s, StackTree(s), Selection({"c": "forced (--image)"}, base_source="test"), tag="2024.2-main",
+                     commit_tag=None, commit="c" * 40, find_parent=find, platform="linux/arm64")
+    assert asked == [("p", "linux/arm64")]
+    assert plan.images == ("c",) and plan.platforms == {"c": ("linux/arm64",)} and plan.parents == {}
+    # Without the slice, p is missing for amd64, which it declares: then it joins.
+    plan = make_plan(s, StackTree(s), Selection({"c": "forced (--image)"}, base_source="test"), tag="2024.2-main",
+                     commit_tag=None, commit="c" * 40, find_parent=find)
+    assert plan.images == ("p", "c")
 
 
 def test_a_parent_missing_for_one_platform_is_rebuilt(tmp_path: Path) -> None:

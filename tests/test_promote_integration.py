@@ -1,7 +1,7 @@
 """`doit tag` on the real local registry: gates, dry runs, indexes, failures part way, re-runs.
 
 Only the GPU itself is stood in for: these machines have none, so a passing GPU record is written
-through the same gate-record code a GPU host's `doit test_gpu` uses, into the real registry.
+through the same gate-record code a GPU host's `stack-builder test_gpu` uses, into the real registry.
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def digests(registry: str, stack: Stack, tag: str) -> dict[str, str | None]:
 
 
 def record_gpu_pass(registry: str, stack: Stack) -> None:
-    """What a GPU host's `doit test_gpu` stores after passing tests (the one stand-in: no GPU here)."""
+    """What a GPU host's `stack-builder test_gpu` stores after passing tests (the one stand-in: no GPU here)."""
     gpu = stack.report()["images"]["gpu"]
     gates.write_record(RegistryClient(registry), f"{namespace_of(stack)}/gpu", gpu["digest"], gates.GateRecord(
         gates.GPU, "gpu", passed=True, summary="1 passed, 0 failed", details={"engine": "gpu-host"}))
@@ -104,7 +104,7 @@ def test_gate_refusal_moves_nothing(built: Stack, registry: str) -> None:
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "promotion refused; no tag was moved" in output
-    assert "gpu: no GPU test record for sha256:" in output and "doit test_gpu --tag 2024.1-main" in output
+    assert "gpu: no GPU test record for sha256:" in output and "stack-builder test_gpu --tag 2024.1-main" in output
     assert digests(registry, built, "2024.1-stable") == {"base": None, "gpu": None, "scorer": None}
     assert json.loads((built.root / "artifacts" / "promotion.json").read_text())["outcome"] == "refused"
 

@@ -78,18 +78,21 @@ def test_independent_steps_run_at_the_same_time() -> None:
 
 
 def test_workers_bound_the_concurrency() -> None:
-    running, peak, lock = [0], [0], threading.Lock()
+    # Steps meet three at a time: with fewer than 3 workers the barrier times out and the steps fail;
+    # with more, the counter sees a fourth step running.
+    meet, running, peak, lock = threading.Barrier(3, timeout=10), [0], [0], threading.Lock()
 
     def counted() -> bool:
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
-        time.sleep(0.1)
+        meet.wait()
         with lock:
             running[0] -= 1
         return True
 
-    run_steps([Step(i, counted) for i in range(8)], workers=3)
+    outcomes = run_steps([Step(i, counted) for i in range(6)], workers=3)
+    assert {o.status for o in outcomes.values()} == {OK}
     assert peak[0] == 3
 
 

@@ -77,8 +77,16 @@ def definers(name: str) -> set[str]:
 
 def test_one_helper_writes_json_and_timestamps() -> None:
     assert definers("utc_now") == definers("write_json") == {"records/files.py"}
-    users_of_now = {str(p) for p, tree in modules().items() if calls_to(tree, "now")}
-    assert users_of_now == {"records/files.py"}, users_of_now
+    for call in ("now", "utcnow", "time", "dump", "mkstemp"):  # timestamps, json.dump to a file, temp files
+        users = {str(p) for p, tree in modules().items() if calls_to(tree, call)}
+        assert users <= {"records/files.py"}, (call, users)
+    assert {str(p) for p in modules() if "os.replace(" in (PACKAGE / p).read_text()} == {"records/files.py"}
+
+
+def test_only_the_engine_touches_the_sdk_low_level_client() -> None:
+    users = {str(p) for p, tree in modules().items()
+             if any(isinstance(n, ast.Attribute) and n.attr == "api" for n in ast.walk(tree))}
+    assert users and all(path.startswith("engine/") for path in users), users
 
 
 def test_one_retry_loop() -> None:

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from stack_builder.spec.references import check_registry
+
+if TYPE_CHECKING:
+    from stack_builder.spec.stack_spec import Spec
 
 REGISTRY_VAR = "STACK_REGISTRY"
 DEFAULT_REGISTRY = "127.0.0.1:5000"
@@ -14,7 +18,8 @@ DEFAULT_REGISTRY = "127.0.0.1:5000"
 @dataclass(frozen=True, kw_only=True)
 class Config:
     stack_dir: Path
-    registry: str  # HOST[:PORT] that replaces the host of every image_name
+    spec: Spec  # validated before anything else is read
+    registry: str  # HOST[:PORT] that replaces the host of every image_name; "" for tasks that use none
 
     @property
     def artifacts(self) -> Path:
@@ -25,9 +30,19 @@ class Config:
         return self.stack_dir / "wiki"
 
 
-def make_config(*, registry: str = "", stack_dir: Path | None = None, uses_registry: bool = True) -> Config:
-    """The stack in the current folder (``-d`` chooses it), and the registry: ``--registry``, else
-    $STACK_REGISTRY, else the local one. A malformed registry stops here, before any request; a task
-    that never talks to a registry (``uses_registry=False``) does not read it at all."""
-    host = check_registry(registry or os.environ.get(REGISTRY_VAR) or DEFAULT_REGISTRY) if uses_registry else ""
-    return Config(stack_dir=(stack_dir or Path.cwd()).resolve(), registry=host)
+    def with_registry(self, registry: str) -> "Config":
+        """This config with the registry: ``--registry``, else $STACK_REGISTRY, else the local one."""
+        return replace(self, registry=check_registry(registry or os.environ.get(REGISTRY_VAR) or DEFAULT_REGISTRY))
+
+
+def make_config(*, registry: str = "", uses_registry: bool = True) -> Config:
+    """The stack in the current folder (``-d`` chooses it), its spec checked first, then the registry.
+
+    A broken spec or a malformed registry stops here, before any request; a task that never talks
+    to a registry (``uses_registry=False``) does not read that setting at all.
+    """
+    from stack_builder.spec.stack_spec import load_spec  # jsonschema and yaml: only when a task runs
+
+    folder = Path.cwd().resolve()
+    config = Config(stack_dir=folder, spec=load_spec(folder), registry="")
+    return config.with_registry(registry) if uses_registry else config

@@ -10,13 +10,12 @@ from stack_builder.pipeline.merge import merge, planned_images
 from stack_builder.plan.revision import read_revision
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import find_credentials
-from stack_builder.spec.stack_spec import load_spec
 
 
 def main(image: list[str], registry: str) -> bool | TaskFailed:
     def work() -> bool:
         config = make_config(registry=registry)
-        spec = load_spec(config.stack_dir)
+        spec = config.spec
         spec.require(image)
         names = list(image) or planned_images(config.artifacts) or list(spec.images)
         client = RegistryClient(config.registry, find_credentials(config.registry))

@@ -10,8 +10,9 @@ from stack_builder.pipeline import promote
 
 def main(tag: str, global_stable: bool, dry_run: bool, skip_gpu_test: bool, registry: str) -> bool | TaskFailed:
     def work() -> bool:
-        promote.parse_tag(tag, global_stable=global_stable)  # before the registry option is even read
-        result = promote.promote_stack(make_config(registry=registry), promote.PromoteOptions(
+        config = make_config(uses_registry=False)
+        promote.parse_tag(tag, global_stable=global_stable)  # a malformed tag stops here, before the registry
+        result = promote.promote_stack(config.with_registry(registry), promote.PromoteOptions(
             tag=tag, global_stable=global_stable, dry_run=dry_run, skip_gpu_test=skip_gpu_test))
         print(promote.table(result.moves))
         if dry_run:

@@ -11,7 +11,7 @@ from stack_builder.records.wiki import rerender
 def main() -> bool | TaskFailed:
     def work() -> bool:
         config = make_config(uses_registry=False)
-        pages = rerender(config.stack_dir, config.wiki_dir)
+        pages = rerender(config.spec, config.wiki_dir)
         print(f"wiki: {pages} pages in {config.wiki_dir}, all links resolve")
         return True
 

@@ -27,14 +27,14 @@ class BuildRequest:
     platform: str | None = None
 
 
-def build_image(api: docker.APIClient, request: BuildRequest, log: IO[str]) -> str:
+def build_image(client: docker.DockerClient, request: BuildRequest, log: IO[str]) -> str:
     """Build and return the image ID. Raises ``StepFailed`` with Docker's error."""
     try:
         dockerfile = request.dockerfile.relative_to(request.context).as_posix()
     except ValueError:
         dockerfile = str(request.dockerfile)  # the SDK adds a Dockerfile outside the context itself
     try:
-        stream = api.build(path=str(request.context), dockerfile=dockerfile, buildargs=dict(request.build_args),
+        stream = client.api.build(path=str(request.context), dockerfile=dockerfile, buildargs=dict(request.build_args),
                            labels=dict(request.labels), rm=True, forcerm=True, pull=False, decode=True,
                            platform=request.platform)
         return _follow(stream, log)

@@ -17,7 +17,7 @@ import docker
 from docker.models.containers import Container as Container  # re-exported: the type of what we start
 
 from stack_builder.engine.client import ENGINE_FAILURES
-from stack_builder.errors import StepFailed
+from stack_builder.errors import StackError, StepFailed
 
 LOGGER = logging.getLogger(__name__)
 
@@ -145,6 +145,13 @@ def _read_file(container: Container, path: str) -> bytes | None:
         return handle.read() if handle else None
 
 
+NO_GPU_HINTS = ("could not select device driver", "nvidia-container-cli", "unknown or invalid runtime name: nvidia")
+
+
+class GpuUnavailable(StackError):
+    """The engine cannot give a container a GPU (no NVIDIA runtime there)."""
+
+
 class TrackedContainers:
     """Starts containers of one image for image tests and always removes them (``remove_all``).
 
@@ -159,7 +166,7 @@ class TrackedContainers:
 
     def run(self, command: str | list[str], **kwargs: Any) -> tuple[int, str]:
         """Run ``command`` to completion (``timeout`` seconds, default 300); return (exit code, output)."""
-        limit = float(kwargs.pop("timeout", 300))
+        limit = timeout_s(float(kwargs.pop("timeout", 300)))
         container = self.start(command, **kwargs)
         code = wait(container, timeout=limit, what=f"container of {self.image}")
         return code, container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
@@ -167,7 +174,16 @@ class TrackedContainers:
     def start(self, command: str | list[str] | None = None, **kwargs: Any) -> Container:
         if self.gpu:
             kwargs.setdefault("device_requests", [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])])
-        container = self.client.containers.run(self.image, command, detach=True, **kwargs)
+        try:
+            container = self.client.containers.run(self.image, command, detach=True, **kwargs)
+        except ENGINE_FAILURES as exc:
+            if self.gpu and any(hint in str(exc) for hint in NO_GPU_HINTS):
+                where = os.environ.get("DOCKER_HOST") or "the local engine"
+                raise GpuUnavailable(
+                    f"no GPU available: the Docker engine at {where} cannot give this container a GPU "
+                    f"({_explain(exc)}). Run on a GPU host with the NVIDIA container runtime, "
+                    "e.g. DOCKER_HOST=ssh://user@gpu-host") from None
+            raise
         self.started.append(container)
         return container
 

@@ -19,7 +19,6 @@ class LocalImage:
     platform: str  # os/architecture from the image config
     labels: dict[str, str]
     size: int
-    attrs: dict[str, Any]
 
 
 def find(client: docker.DockerClient, reference: str) -> LocalImage | None:
@@ -32,7 +31,7 @@ def find(client: docker.DockerClient, reference: str) -> LocalImage | None:
         raise StepFailed(f"cannot inspect {reference}: {exc}") from None
     attrs = dict(image.attrs)
     return LocalImage(str(image.id), f"{attrs.get('Os')}/{attrs.get('Architecture')}",
-                      dict(image.labels or {}), int(attrs.get("Size") or 0), attrs)
+                      dict(image.labels or {}), int(attrs.get("Size") or 0))
 
 
 def history(client: docker.DockerClient, image_id: str) -> list[dict[str, Any]]:

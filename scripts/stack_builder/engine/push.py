@@ -62,7 +62,7 @@ def _push_once(client: docker.DockerClient, repository: str, tag: str, auth: dic
                 digest = str(aux["Digest"])
     except ENGINE_FAILURES as exc:
         message = f"push of {repository}:{tag} failed: {type(exc).__name__}: {exc}"
-        raise Transient(message, StepFailed(message)) from None
+        _fail(message, str(exc))
     if digest is None:
         raise StepFailed(f"push of {repository}:{tag} reported no digest")
     return digest

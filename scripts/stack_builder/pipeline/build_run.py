@@ -5,7 +5,6 @@ require its parent's publish step; its publish step runs after all of its platfo
 """
 from __future__ import annotations
 
-import logging
 from typing import Callable, Hashable
 
 from stack_builder.pipeline import image_job, publish
@@ -13,8 +12,6 @@ from stack_builder.pipeline.context import BuildContext
 from stack_builder.pipeline.scheduler import Step, run_steps
 from stack_builder.records.files import utc_now
 from stack_builder.records.report import PENDING, SKIPPED, BuildReport, ImageResult
-
-LOGGER = logging.getLogger(__name__)
 
 
 def execute(ctx: BuildContext, *, workers: int) -> BuildReport:

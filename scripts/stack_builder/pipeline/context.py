@@ -47,7 +47,7 @@ class BuildContext:
     credentials: Credentials | None
     report: BuildReport
     wiki: Wiki | None = None
-    push_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    push_policy: RetryPolicy = field(default_factory=lambda: RetryPolicy(retries=4, backoff_s=1.0))
     native: str = field(default_factory=multiarch.native_platform)
     parents: dict[tuple[str, str], ParentRef] = field(default_factory=dict)
     outcomes: dict[str, dict[str, PlatformOutcome]] = field(default_factory=dict)

@@ -16,13 +16,13 @@ from stack_builder.records.files import write_json
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import find_credentials
 from stack_builder.spec.references import check_tag
-from stack_builder.spec.stack_spec import Spec, load_spec
+from stack_builder.spec.stack_spec import Spec
 
 LOGGER = logging.getLogger(__name__)
 
 
 def run_gpu_tests(config: Config, tag: str, only: list[str]) -> list[gates.GateRecord]:
-    spec = load_spec(config.stack_dir)
+    spec = config.spec
     if not tag:
         raise StackError("give --tag, e.g. --tag 2024.1-main")
     check_tag(tag)

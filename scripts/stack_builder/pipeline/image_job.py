@@ -70,7 +70,7 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: Platfo
     log.write(f"== build {ctx.repository(name)}:{ctx.plan.tag} for {platform}" +
               (f" FROM {parent.ref}" if parent else "") + "\n")
     requested = platform if (ctx.multi(name) or platform != ctx.native) else None
-    outcome.image_id = build_image(ctx.engine.api, BuildRequest(
+    outcome.image_id = build_image(ctx.engine, BuildRequest(
         context=image.context, dockerfile=image.dockerfile, build_args=build_args, labels=labels,
         platform=requested), log)
     _tag_locally(ctx, image, outcome.image_id, _local_tags(ctx, name, platform))
@@ -173,6 +173,9 @@ def _stable_baseline(ctx: BuildContext, name: str) -> tuple[str, str, str] | Non
         except RegistryError as exc:
             raise StepFailed(f"cannot look up the stable baseline for the drift check: {exc}") from None
         if digest:
-            images.pull(ctx.engine, str(repo), digest, auth=ctx.auth())
+            try:
+                images.pull(ctx.engine, str(repo), digest, auth=ctx.auth())
+            except StepFailed as exc:
+                raise StepFailed(f"the stable baseline for the drift check: {exc}") from None
             return f"{repo}@{digest}", digest, tag
     return None

@@ -1,7 +1,6 @@
 """`manifest`: the manifest record and wiki page of an image that is already in the registry."""
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from stack_builder.config import Config
@@ -13,14 +12,11 @@ from stack_builder.records.wiki import Wiki
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import find_credentials
 from stack_builder.spec.references import check_tag
-from stack_builder.spec.stack_spec import load_spec
-
-LOGGER = logging.getLogger(__name__)
 
 
 def record_manifest(config: Config, image: str, tag: str) -> tuple[dict[str, Any], str]:
     """Pull ``image:tag`` by digest, collect its manifest, save the record and the page; return both."""
-    spec = load_spec(config.stack_dir)
+    spec = config.spec
     if not image or not tag:
         raise StackError("give both --image NAME and --tag TAG")
     spec.require([image])

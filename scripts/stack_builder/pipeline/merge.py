@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +10,6 @@ from stack_builder.records import gates
 from stack_builder.registry import multiarch
 from stack_builder.registry.client import RegistryClient
 from stack_builder.spec.stack_spec import Spec
-
-LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

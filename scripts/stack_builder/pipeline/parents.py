@@ -26,7 +26,7 @@ class ParentLookup:
         self.spec = spec
         self.registry_host = registry_host
         self.registry = registry
-        self.engine = engine  # None: the registry only (a CI job takes parents from nowhere else)
+        self.engine = engine  # None when no engine answers: then the registry alone decides
         self.native = multiarch.native_platform()
         prefix = spec.tag_prefix
         self.candidates = list(dict.fromkeys([tag, f"{prefix}-main", f"{prefix}-stable", "stable"]))

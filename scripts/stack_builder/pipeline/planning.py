@@ -1,10 +1,9 @@
 """Compute the plan of a run: spec, tree, changes, revision and parent lookups, in that order.
 
-`plan` and `build` both call ``compute``, so what CI fans out and what a local run builds agree.
+`plan` and `build` both call ``select`` then ``resolve``, so what CI fans out and what a local run builds agree.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from stack_builder.config import Config
@@ -18,9 +17,7 @@ from stack_builder.plan.revision import Revision, read_revision
 from stack_builder.plan.tree import StackTree
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import find_credentials
-from stack_builder.spec.stack_spec import Spec, load_spec
-
-LOGGER = logging.getLogger(__name__)
+from stack_builder.spec.stack_spec import Spec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,9 +47,9 @@ class Planned:
     plan: Plan
 
 
-def select(config: Config, options: SelectionOptions, *, spec: Spec | None = None) -> Selected:
-    """Load and check everything a user wrote (spec, refs, names, platform) before any network request."""
-    spec = spec or load_spec(config.stack_dir)  # validation comes before anything else
+def select(config: Config, options: SelectionOptions) -> Selected:
+    """Check everything else a user wrote (refs, names, platform) before any network request."""
+    spec = config.spec
     tree = StackTree(spec)
     selection = changes.select(spec, tree, base_ref=options.base_ref or None, build_all=options.all_images,
                                images=options.images)

@@ -25,7 +25,7 @@ from stack_builder.records.files import utc_now, write_json, write_lines
 from stack_builder.records.wiki import Wiki
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import find_credentials
-from stack_builder.spec.stack_spec import Spec, load_spec
+from stack_builder.spec.stack_spec import Spec
 
 LOGGER = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def _gpu_gate(registry: RegistryClient, move: Move, digest: str, skip: bool) -> 
         return "skipped (--skip-gpu-test)"
     record = gates.read_record(registry, move.repository, digest, gates.GPU)
     if record is None:
-        move.problems.append(f"no GPU test record for {digest}: run `doit test_gpu --tag "
+        move.problems.append(f"no GPU test record for {digest}: run `stack-builder test_gpu --tag "
                              f"{move.source_tag}` on a GPU host first (or --skip-gpu-test, which is recorded)")
         return "no record"
     if not record.passed:
@@ -125,7 +125,7 @@ def _model_gate(registry: RegistryClient, move: Move, digest: str) -> str:
     record = gates.read_record(registry, move.repository, digest, gates.MODEL)
     if record is None:
         move.problems.append(f"no model check record for {digest}: it was not built and checked "
-                             "by `doit build`")
+                             "by `stack-builder build`")
         return "no record"
     if not record.passed:
         move.problems.append(f"the model checks of {digest} failed ({record.summary})")
@@ -215,8 +215,7 @@ def promote_stack(config: Config, options: PromoteOptions) -> Promoted:
 
     Real runs write artifacts/promotion.json and IMAGES_TAGGED, and a row in the wiki.
     """
-    spec = load_spec(config.stack_dir)
-    parse_tag(options.tag, global_stable=options.global_stable)  # a malformed tag stops here, before any request
+    spec = config.spec
     registry = RegistryClient(config.registry, find_credentials(config.registry))
     kind = "global stable" if options.global_stable else "quarter stable"
 

@@ -33,6 +33,10 @@ def finalise(ctx: BuildContext, name: str) -> bool:
     built = [o for o in ordered if o.ok]
     failed = {o.platform: o.reason for o in ordered if not o.ok}
     log_path = ctx.log_path(name, ordered[0].platform if len(ordered) == 1 else None)
+    if not ordered:  # the plan gave it no platform to build, so nothing was tried
+        ctx.report.update(name, ctx.artifacts, status=FAILED, duration_s=0.0,
+                          reason=f"no platform of {name} is built in this run")
+        return False
     fields = _fields(ctx, name, ordered, built, failed)
     if not built or (failed and image.require_all_platforms):
         why = "; ".join(f"{p}: {r}" for p, r in failed.items()) if ctx.multi(name) else next(iter(failed.values()))
@@ -66,8 +70,8 @@ def finalise(ctx: BuildContext, name: str) -> bool:
 def _fields(ctx: BuildContext, name: str, ordered: list[PlatformOutcome], built: list[PlatformOutcome],
             failed: dict[str, str]) -> dict[str, object]:
     return {
-        "image_id": built[0].image_id if len(built) == 1 else None,
-        "parent": ordered[0].parent if ordered else None,
+        "image_id": built[0].image_id if built else None,
+        "parent": built[0].parent if built else None,
         "tests": TestCounts.total({o.platform: o.tests for o in ordered if o.tests.junit}),
         "model": ModelResult.merged({o.platform: o.model for o in ordered if o.model is not None}),
         "log": str(ctx.log_path(name, ordered[0].platform if len(ordered) == 1 else None)),
@@ -110,8 +114,9 @@ def _publish(ctx: BuildContext, name: str, built: list[PlatformOutcome], log: IO
     else:
         digest = _push_verified(ctx, repo, tags[0], log)
         for tag in tags[1:]:
-            if _push_verified(ctx, repo, tag, log) != digest:
-                raise StepFailed(f"tags of one image pushed with different digests ({digest} vs another)")
+            other = _push_verified(ctx, repo, tag, log)
+            if other != digest:
+                raise StepFailed(f"tags of one image pushed with different digests ({digest} vs {other})")
         result.digest = digest
         ctx.parent_for_children(name, built[0].platform, ParentRef(f"{repo}@{digest}", ctx.plan.tag,
                                                                    "built in this run"))

@@ -14,11 +14,11 @@ from stack_builder.pipeline.planning import Planned, SelectionOptions
 from stack_builder.plan.plan import Plan
 from stack_builder.plan.revision import Revision
 from stack_builder.records.files import utc_now, write_lines
-from stack_builder.records.report import BUILT, PENDING, BuildReport, ImageResult
+from stack_builder.records.report import BUILT, PENDING, UNCHANGED, BuildReport, ImageResult
 from stack_builder.records.wiki import Wiki
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import find_credentials
-from stack_builder.spec.stack_spec import Spec, load_spec
+from stack_builder.spec.stack_spec import Spec
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,11 +35,10 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
     started = time.monotonic()
     if options.workers < 1:
         raise StackError(f"--workers must be at least 1, not {options.workers}")
-    spec = load_spec(config.stack_dir)  # a broken spec is reported before anything else, the lock included
     credentials = find_credentials(config.registry)
     registry = RegistryClient(config.registry, credentials)
     with lock.stack_lock(config.artifacts / ".build.lock"):
-        selected = planning.select(config, options.selection, spec=spec)
+        selected = planning.select(config, options.selection)
         engine = None
         if selected.selection.reasons:
             engine = engine_client.connect(pool_size=options.workers + 4)
@@ -63,8 +62,7 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
         LOGGER.info("building %d of %d images on tag %s -> %s%s", len(plan.images), len(planned.spec.images),
                     plan.tag, config.registry, "" if options.push else " (no push)")
         pages = Wiki(config.wiki_dir) if options.push else None  # the wiki describes published images only
-        if engine is None:  # not reached: a plan has images only when its selection had some
-            engine = engine_client.connect(pool_size=options.workers + 4)
+        engine = engine or engine_client.connect(pool_size=options.workers + 4)  # (connected above, in practice)
         ctx = BuildContext(spec=planned.spec, plan=plan, revision=planned.revision, registry_host=config.registry,
                            push=options.push, artifacts=config.artifacts, engine=engine, registry=registry,
                            credentials=credentials, report=report, wiki=pages)
@@ -81,7 +79,7 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
 
 def initial_report(spec: Spec, plan: Plan, *, revision: Revision, registry: str, push: bool) -> BuildReport:
     why = f"no changes since {plan.base[:12]}" if plan.base else f"not selected ({plan.base_source})"
-    images = {name: ImageResult(PENDING if name in plan.reasons else "unchanged", plan.reasons.get(name, why))
+    images = {name: ImageResult(PENDING if name in plan.reasons else UNCHANGED, plan.reasons.get(name, why))
               for name in spec.images}
     return BuildReport(commit=revision.commit, branch=revision.branch, tag=plan.tag, registry=registry, pushed=push,
                        base=plan.base, base_source=plan.base_source, images=images, started=utc_now())

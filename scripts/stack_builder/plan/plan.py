@@ -112,10 +112,11 @@ def make_plan(spec: Spec, tree: StackTree, selection: Selection, *, tag: str, co
                     parents[(name, wanted)] = found
                     LOGGER.info("%s (%s): parent %s is not rebuilt; using %s (%s)", name, wanted, parent,
                                 found.ref, found.source)
-                else:
+                elif wanted in spec.images[parent].platforms:
                     reasons[parent] = f"needed: parent of {name}, not found for {wanted}"
                     changed = True
                     break
+                # else: the parent is never built for this platform; the child's job says so
     order = [n for n in tree.breadth_first() if n in reasons]
     # Parents found for an image that is now rebuilt anyway come from this run instead.
     parents = {key: ref for key, ref in parents.items() if spec.images[key[0]].parent not in reasons}

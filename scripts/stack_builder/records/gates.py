@@ -49,8 +49,13 @@ class GateRecord:
         """The record in ``data``, or None when it is not one of ours."""
         if not isinstance(data, dict) or data.get("kind") not in KINDS or not isinstance(data.get("passed"), bool):
             return None
+        base = {"kind", "image", "passed", "summary", "details", "repository", "digest", "recorded"}
+        # Records written before ``details`` existed kept those facts at the top level.
+        nested = data.get("details")
+        details: dict[str, Any] = nested if isinstance(nested, dict) else \
+            {k: v for k, v in data.items() if k not in base}
         return cls(kind=data["kind"], image=str(data.get("image", "")), passed=data["passed"],
-                   summary=str(data.get("summary", "")), details=dict(data.get("details") or {}),
+                   summary=str(data.get("summary", "")), details=dict(details),
                    repository=str(data.get("repository", "")), digest=str(data.get("digest", "")),
                    recorded=str(data.get("recorded", "")))
 

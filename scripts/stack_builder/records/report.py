@@ -1,4 +1,4 @@
-"""The build report: ``artifacts/build-report.json``, IMAGES_CHANGED, IMAGES_BUILT and a summary table.
+"""The build report: ``artifacts/build-report.json``, IMAGES_BUILT and a summary table.
 
 The report is rewritten atomically after every image, so a run that dies still leaves
 a complete, valid file saying what was done and what was not.
@@ -15,7 +15,7 @@ from tabulate import tabulate
 from stack_builder.records.files import write_json, write_lines
 from stack_builder.records.results import ModelResult, TestCounts
 
-BUILT, FAILED, SKIPPED, PENDING = "built", "failed", "skipped", "pending"
+BUILT, FAILED, SKIPPED, PENDING, UNCHANGED = "built", "failed", "skipped", "pending", "unchanged"
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from stack_builder.records import manifests
 from stack_builder.records.files import write_json
 from stack_builder.errors import StackError
-from stack_builder.spec.stack_spec import Spec, load_spec
+from stack_builder.spec.stack_spec import Spec
 
 LOGGER = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class Wiki:
         stable = self.stable()
         lines = ["# Global stable tag", ""]
         if not stable:
-            return "\n".join(lines + ["No global `stable` tag yet: `doit tag --tag YYYY.Q --global-stable` sets it.",
+            return "\n".join(lines + ["No global `stable` tag yet: `stack-builder tag --tag YYYY.Q --global-stable` sets it.",
                                       ""])
         lines += [f"`stable` points at the images of **{stable['tag']}**, set {stable['time']} "
                   f"by {stable.get('by', 'unknown')}.", "", "| image | digest |", "| --- | --- |"]
@@ -191,9 +191,8 @@ def broken_links(folder: Path) -> list[str]:
     return broken
 
 
-def rerender(stack_dir: Path, folder: Path) -> int:
+def rerender(spec: Spec, folder: Path) -> int:
     """Render Home and Stable_Tag again, fold pages over the cap, check every link; return the page count."""
-    spec = load_spec(stack_dir)
     pages = Wiki(folder)
     pages.render(spec)
     broken = broken_links(pages.folder)

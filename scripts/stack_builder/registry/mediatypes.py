@@ -8,7 +8,6 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 
 INDEX_TYPES = (DOCKER_LIST, OCI_INDEX)
-IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 # Every manifest and index type, indexes first: a retag must get the bytes exactly as stored.
 MANIFEST_TYPES = (OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST)
 ACCEPT = ", ".join(MANIFEST_TYPES)

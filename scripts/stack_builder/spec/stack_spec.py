@@ -124,7 +124,7 @@ def find_spec(stack_dir: Path) -> Path:
             return candidate
     raise StackError(
         f"no spec found in {stack_dir}: create spec.yml (or images/spec.yml) declaring the images; "
-        "run doit from the stack folder or pass -d <stack folder>"
+        "run stack-builder from the stack folder or pass -d <stack folder>"
     )
 
 
