@@ -154,12 +154,43 @@ ensure_test_tools() {
   fi
 }
 
+# Builds go through BuildKit, which the docker SDK cannot drive: a docker CLI must speak it. Either the
+# buildx plugin, or a client older than 23.0 (Debian's docker.io) with DOCKER_BUILDKIT=1.
+buildkit_client() {
+  docker buildx version >/dev/null 2>&1 && return 0
+  local cli version
+  for cli in "$(command -v docker || true)" /usr/bin/docker; do
+    [ -x "$cli" ] || continue
+    version="$("$cli" version --format '{{.Client.Version}}' 2>/dev/null || true)"
+    [ -n "$version" ] && [ "${version%%.*}" -lt 23 ] 2>/dev/null && return 0
+  done
+  return 1
+}
+
+ensure_buildkit_client() {
+  buildkit_client && return 0
+  # Debian trixie's docker-buildx is a static plugin binary: fetch it without touching the system's
+  # apt sources, and put it where every docker client looks for CLI plugins.
+  say "installing the docker buildx plugin (Debian trixie's docker-buildx)"
+  local work="$run_dir/buildx" plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+  mkdir -p "$work/lists/partial" "$plugins"
+  echo "deb http://deb.debian.org/debian trixie main" >"$work/trixie.list"
+  local apt_opts=(-o "Dir::Etc::sourcelist=$work/trixie.list" -o Dir::Etc::sourceparts=/dev/null
+                  -o "Dir::State::Lists=$work/lists")
+  as_root apt-get "${apt_opts[@]}" update -qq
+  (cd "$work" && apt-get "${apt_opts[@]}" download -qq docker-buildx)
+  dpkg -x "$(ls "$work"/docker-buildx_*.deb | head -1)" "$work/root"
+  install -m 0755 "$work/root/usr/libexec/docker/cli-plugins/docker-buildx" "$plugins/docker-buildx"
+  buildkit_client || die "no docker client can build with BuildKit (see .stack-run/buildx)"
+}
+
 setup_all() {
   command -v apt-get >/dev/null || die "this set-up is for Debian (apt-get not found)"
   ensure_packages git curl ca-certificates python3-venv mmdebstrap busybox-static
   ensure_python_env
   ensure_qemu
   ensure_engine
+  ensure_buildkit_client
   ensure_registry
   say "making sure base images are present"
   "$venv/bin/python" -m stack_builder.engine.baseimages --stack "$here"

@@ -15,6 +15,7 @@ import tarfile
 import tempfile
 import textwrap
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -329,3 +330,69 @@ def push_two_platform_index(registry: str, repository: str, tag: str) -> tuple[s
                         "manifests": entries}).encode()
     digest = client.put_manifest(repository, tag, index, "application/vnd.oci.image.index.v1+json")
     return digest, [f"linux/{e['platform']['architecture']}" for e in entries]
+
+
+def publish_test_base_index(engine: docker.DockerClient, registry: str) -> str:
+    """The test base for amd64 and arm64 as one two-platform index in ``registry``; return its reference.
+
+    BuildKit resolves a base per platform from a registry (a local-only image only for the engine's
+    own platform), as a multi-platform stack's bases are in production.
+    """
+    from stack_builder.registry import multiarch
+
+    arm64 = ensure_test_base_arm64(engine)
+    amd64 = ensure_test_base(engine)
+    repository = f"{registry}/stack-test/busybox"
+    entries = []
+    for platform, local in (("linux/amd64", amd64), ("linux/arm64", arm64)):
+        tag = multiarch.platform_tag("2", platform)
+        engine.images.get(local).tag(repository, tag)
+        digest = None
+        for chunk in engine.api.push(repository, tag=tag, stream=True, decode=True):
+            if "error" in chunk:
+                raise RuntimeError(f"push of the test base failed: {chunk['error']}")
+            digest = (chunk.get("aux") or {}).get("Digest") or digest
+        if digest is None:
+            raise RuntimeError(f"push of {repository}:{tag} reported no digest")
+        entries.append(multiarch.Entry(platform, str(digest), "", 0))
+    multiarch.publish_index(RegistryClient(registry), "stack-test/busybox", ["2"], entries)
+    return f"{repository}:2"
+
+
+ARCH_TEST = """\
+import os
+
+MACHINE = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+
+
+def test_runs_on_its_platform(container):
+    code, output = container.run(["uname", "-m"])
+    assert code == 0 and output.strip() == MACHINE[os.environ["STACK_PLATFORM"]]
+"""
+
+
+def two_platform_stack(stack: Stack, base: str, namespace: str, *, extra: str = "", require_all: bool = True,
+                       literal_from: bool = False) -> None:
+    """root -> child, both for amd64 and arm64, tested on each platform. The root builds FROM ``base``
+    through ``ARG BASE_IMAGE=<base>``, or with ``literal_from`` as a plain ``FROM <base>``."""
+    flag = "" if require_all else "\n    require_all_platforms: false"
+    stack.write("spec.yml", f"""\
+images:
+  root:
+    image_name: ghcr.io/{namespace}/root
+    platforms: [linux/amd64, linux/arm64]{flag}
+    build_args: {{NONCE: "{uuid.uuid4().hex}"}}  # a fresh value: the RUN steps really run, never cached
+  child:
+    image_name: ghcr.io/{namespace}/child
+    depend_on: root
+    platforms: [linux/amd64, linux/arm64]
+tag:
+  prefix: "2024.1"
+""")
+    stack.write(".gitignore", "artifacts/\n.doit.json*\n")
+    source = f"FROM {base}" if literal_from else f"ARG BASE_IMAGE={base}\nFROM ${{BASE_IMAGE}}"
+    stack.write("images/root/Dockerfile", f"{source}\nARG NONCE\nRUN echo $NONCE && uname -m && uname -m > /root-arch\n"
+                                          f"{extra}")
+    stack.write("images/child/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN uname -m > /child-arch\n")
+    stack.write("images/tests_common/test_arch.py", ARCH_TEST)
+    stack.commit("two platforms")

@@ -185,7 +185,7 @@ def test_engine_dying_mid_build_fails_that_image_and_skips_its_descendants(make_
         stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     log = stack.root / "artifacts" / "logs" / "left.log"
-    while not (log.is_file() and "Running in" in log.read_text()):  # the build log is live
+    while not (log.is_file() and "sleep 20" in log.read_text()):  # the build log is live: the RUN step began
         assert time.monotonic() < deadline and process.poll() is None, "left's RUN step never started"
         time.sleep(0.2)
     time.sleep(2)

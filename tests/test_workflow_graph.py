@@ -21,7 +21,7 @@ import yaml
 
 from gha_expressions import Status, condition, render, simulate, to_string
 from stack_builder.registry.client import RegistryClient
-from stacks import REPO, STACK_BUILDER, Stack, ensure_test_base_arm64
+from stacks import REPO, STACK_BUILDER, Stack, publish_test_base_index
 
 pytestmark = pytest.mark.integration
 
@@ -97,11 +97,11 @@ def read_outputs(path: Path) -> dict[str, str]:
 def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry: str, engine: docker.DockerClient,
                                                         test_base: str) -> None:
     """A push to main that adds the stack: the jobs whose if: holds run, level by level, as on GitHub."""
-    ensure_test_base_arm64(engine)
+    base = publish_test_base_index(engine, registry)
     origin = Stack(tmp_path / "origin", registry)
     origin.write("README.md", "A stack of images\n")
     before = origin.commit("start")
-    write_stack(origin, test_base)
+    write_stack(origin, base)
     wiki_remote = tmp_path / "wiki.git"
     git.Repo.init(wiki_remote, bare=True, initial_branch="master")
 

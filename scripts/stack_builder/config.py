@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from pathlib import Path
 
+from stack_builder.registry.credentials import declare_secrets
 from stack_builder.spec.references import check_registry
 
 if TYPE_CHECKING:
@@ -45,4 +46,5 @@ def make_config(*, registry: str = "", uses_registry: bool = True) -> Config:
 
     folder = Path.cwd().resolve()
     config = Config(stack_dir=folder, spec=load_spec(folder), registry="")
+    declare_secrets(var for image in config.spec.images.values() for var in image.secrets.values())
     return config.with_registry(registry) if uses_registry else config

@@ -52,6 +52,9 @@ def run_tests(spec: Spec, name: str, image: str, *, junit: Path, log: Path, dirs
         LOGGER.warning("%s: no tests found (images/tests_common, test/ folders): nothing was checked", name)
         return TestOutcome()
     env = without_secrets(os.environ)
+    for declared in spec.images.values():  # build secrets are for builds only, never for tests
+        for variable in declared.secrets.values():
+            env.pop(variable, None)  # (also when this spec was loaded without declaring them)
     env.update(extra_env or {})
     env["STACK_IMAGE"] = image
     env["STACK_IMAGE_NAME"] = name

@@ -1,21 +1,33 @@
-"""Build one image on the engine, streaming Docker's output to a log file.
+"""Build one image with BuildKit, through a docker CLI that speaks it, streaming its plain log.
 
-An error anywhere in Docker's stream is a failure, never a silent success.
+The docker SDK cannot drive BuildKit, so builds go through the CLI, always as an argument list
+(never a shell): ``docker buildx build`` where the buildx plugin is installed, else a docker
+client older than 23.0 (Debian's docker.io) with DOCKER_BUILDKIT=1. A failed build raises
+``StepFailed`` with the failing step's last lines; an engine that went away says so.
 """
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
-from dataclasses import dataclass
+import shutil
+import subprocess
+import tempfile
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Mapping
+from typing import IO, Mapping
 
 import docker
 
 from stack_builder.engine.client import ENGINE_FAILURES
-from stack_builder.errors import StepFailed
+from stack_builder.errors import EngineError, StepFailed
 
 LOGGER = logging.getLogger(__name__)
+
+BUILD_TIMEOUT_S = 4 * 3600
+LEGACY_CLI = Path("/usr/bin/docker")  # Debian's docker.io client: BuildKit built in, no plugin needed
 
 
 @dataclass(frozen=True)
@@ -25,67 +37,120 @@ class BuildRequest:
     build_args: Mapping[str, str]
     labels: Mapping[str, str]
     platform: str | None = None
+    secrets: Mapping[str, str] = field(default_factory=dict)  # secret id -> environment variable holding it
+    cache_from: tuple[str, ...] = ()  # images whose inline build cache this build may reuse
+
+
+@dataclass(frozen=True)
+class BuildKitCli:
+    """How to start a BuildKit build: the argument list up to the options, and extra environment."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    name: str
+
+
+def _run_quietly(argv: list[str]) -> str | None:
+    try:
+        done = subprocess.run([*argv], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=4)
+def find_cli(clients: tuple[str, ...] | None = None) -> BuildKitCli:
+    """The first BuildKit-capable client among ``clients`` (default: docker on PATH, then /usr/bin/docker):
+    one with the buildx plugin, else one older than 23.0."""
+    found = clients if clients is not None else (shutil.which("docker"), str(LEGACY_CLI))
+    candidates = list(dict.fromkeys(p for p in found if p and Path(p).exists()))
+    for binary in candidates:
+        if _run_quietly([binary, "buildx", "version"]):
+            return BuildKitCli((binary, "buildx", "build", "--load"), {}, f"{binary} buildx")
+    for binary in candidates:
+        version = _run_quietly([binary, "version", "--format", "{{.Client.Version}}"]) or ""
+        major = re.match(r"(\d+)\.", version)
+        if major and int(major.group(1)) < 23:
+            return BuildKitCli((binary, "build"), {"DOCKER_BUILDKIT": "1"}, f"{binary} {version} (DOCKER_BUILDKIT=1)")
+    raise EngineError(
+        "no docker client that can build with BuildKit: found " + (", ".join(candidates) or "no docker client") +
+        ". Install the buildx plugin (Debian trixie's docker-buildx, into ~/.docker/cli-plugins/) or Debian's "
+        "docker.io client (/usr/bin/docker); `bash setup.sh env` provides one")
 
 
 def build_image(client: docker.DockerClient, request: BuildRequest, log: IO[str]) -> str:
-    """Build and return the image ID. Raises ``StepFailed`` with Docker's error."""
-    try:
-        dockerfile = request.dockerfile.relative_to(request.context).as_posix()
-    except ValueError:
-        dockerfile = str(request.dockerfile)  # the SDK adds a Dockerfile outside the context itself
-    try:
-        stream = client.api.build(path=str(request.context), dockerfile=dockerfile, buildargs=dict(request.build_args),
-                           labels=dict(request.labels), rm=True, forcerm=True, pull=False, decode=True,
-                           platform=request.platform)
-        return _follow(stream, log)
-    except docker.errors.APIError as exc:
-        raise StepFailed(f"build refused by the engine: {exc.explanation or exc}") from None
-    except ENGINE_FAILURES as exc:
-        raise StepFailed(f"engine failed during the build: {type(exc).__name__}: {exc}") from None
-
-
-ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
-COMMAND_RE = re.compile(r"The command '(.*)' returned a non-zero code: (\d+)", re.S)
-
-
-def _short(message: str) -> str:
-    """Docker's 'The command ... returned a non-zero code' with the command cut to a readable length."""
-    message = ANSI_RE.sub("", message).strip()
-    found = COMMAND_RE.search(message)
-    if found:
-        command = " ".join(found.group(1).split())
-        command = command if len(command) <= 80 else command[:77] + "..."
-        return f"`{command}` exited {found.group(2)}"
-    return message
-
-
-def _context(lines: list[str]) -> str:
-    """The last lines that say 'error', else the last line: usually what went wrong."""
-    errors = [line for line in lines if "error" in line.lower()]
-    chosen = errors[-2:] or lines[-1:]
-    text = " | ".join(chosen)
-    return f": {text[:300]}" if text else ""
-
-
-def _follow(stream: Iterable[Mapping[str, Any]], log: IO[str]) -> str:
-    image_id: str | None = None
-    last_lines: list[str] = []
-    for chunk in stream:
-        if "error" in chunk or "errorDetail" in chunk:
-            message = chunk.get("error") or (chunk.get("errorDetail") or {}).get("message") or "unknown error"
-            log.write(f"ERROR: {message}\n")
-            log.flush()
-            raise StepFailed(f"build failed: {_short(message)}" + _context(last_lines))
-        text = chunk.get("stream") or chunk.get("status")
-        if text:
-            log.write(text if text.endswith("\n") else text + "\n")
-            log.flush()  # a live log: someone may be following it, and a crash must not lose it
-            lines = [ANSI_RE.sub("", t).strip() for t in text.splitlines()]
-            last_lines = (last_lines + [t for t in lines if t and not t.startswith("Removing intermediate")])[-8:]
-        aux = chunk.get("aux")
-        if isinstance(aux, dict) and aux.get("ID"):
-            image_id = str(aux["ID"])
-    log.flush()
-    if image_id is None:
-        raise StepFailed("build ended without an image ID in Docker's stream")
+    """Build and return the image ID. Raises ``StepFailed`` with the failing step's output."""
+    cli = find_cli()
+    missing = [f"{sid} (${var})" for sid, var in request.secrets.items() if not os.environ.get(var)]
+    if missing:
+        raise StepFailed(f"build secrets without a value: {', '.join(missing)}")
+    with tempfile.TemporaryDirectory(prefix="stack-build-") as tmp:
+        iidfile = Path(tmp) / "image-id"
+        argv = [*cli.argv, "--progress=plain", "--iidfile", str(iidfile), "--file", str(request.dockerfile)]
+        if request.platform:
+            argv += ["--platform", request.platform]
+        for key, value in {**request.build_args, "BUILDKIT_INLINE_CACHE": "1"}.items():
+            argv += ["--build-arg", f"{key}={value}"]
+        for key, value in request.labels.items():
+            argv += ["--label", f"{key}={value}"]
+        for ref in request.cache_from:
+            argv += ["--cache-from", ref]
+        for sid, var in request.secrets.items():
+            argv += ["--secret", f"id={sid},env={var}"]  # the value stays in the environment, never in argv
+        argv.append(str(request.context))
+        log.write(f"$ {cli.name} build {request.context.name}" +
+                  (f" --platform {request.platform}" if request.platform else "") + "\n")
+        log.flush()
+        code, tail = _stream(argv, {**os.environ, **cli.env}, log)
+        if code != 0:
+            raise StepFailed(_failure(client, tail))
+        try:
+            image_id = iidfile.read_text(encoding="utf-8").strip()
+        except OSError:
+            image_id = ""
+    if not image_id:
+        raise StepFailed("the build ended without an image ID")
     return image_id
+
+
+def _stream(argv: list[str], env: Mapping[str, str], log: IO[str]) -> tuple[int, list[str]]:
+    """Run the build, copying its output into the log as it comes; return the exit code and the last lines."""
+    tail: deque[str] = deque(maxlen=40)
+    with subprocess.Popen([*argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                          env=dict(env), text=True, errors="replace") as proc:
+        assert proc.stdout is not None  # PIPE above
+        for line in proc.stdout:
+            log.write(line)
+            log.flush()  # a live log: someone may be following it, and a crash must not lose it
+            if line.strip():
+                tail.append(line.rstrip("\n"))
+        try:
+            code = proc.wait(timeout=BUILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return -1, [*tail, f"the build did not finish within {BUILD_TIMEOUT_S} s"]
+    return code, list(tail)
+
+
+EXIT_RE = re.compile(r'(?:executor failed running \[(?P<a>.*)\]|process "(?P<b>.*)" did not complete successfully)'
+                     r": exit code: (?P<code>\d+)")
+STEP_OUTPUT_RE = re.compile(r"^#\d+ \d+\.\d+ (?P<text>.*)$")
+
+
+def _failure(client: docker.DockerClient, tail: list[str]) -> str:
+    """The reason a build failed: the command and its exit code, and its last output lines."""
+    try:
+        client.ping()
+    except ENGINE_FAILURES:
+        return f"the engine failed during the build: {tail[-1] if tail else 'no output'}"
+    for line in reversed(tail):
+        found = EXIT_RE.search(line)
+        if found:
+            command = " ".join((found.group("a") or found.group("b") or "").split())
+            command = command.removeprefix("/bin/sh -c ")
+            command = command if len(command) <= 80 else command[:77] + "..."
+            output = [m.group("text") for t in tail if (m := STEP_OUTPUT_RE.match(t))][-3:]
+            return f"build failed: `{command}` exited {found.group('code')}" + (
+                f": {' | '.join(output)[:300]}" if output else "")
+    errors = [t for t in tail if "error" in t.lower()]
+    return "build failed: " + " | ".join((errors or tail)[-2:])[:400]

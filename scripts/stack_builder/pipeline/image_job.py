@@ -72,7 +72,7 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: Platfo
     requested = platform if (ctx.multi(name) or platform != ctx.native) else None
     outcome.image_id = build_image(ctx.engine, BuildRequest(
         context=image.context, dockerfile=image.dockerfile, build_args=build_args, labels=labels,
-        platform=requested), log)
+        platform=requested, secrets=image.secrets, cache_from=_cache_sources(ctx, name, platform)), log)
     _tag_locally(ctx, image, outcome.image_id, _local_tags(ctx, name, platform))
 
     log.write(f"== test {outcome.image_id}\n")
@@ -111,16 +111,47 @@ def _parent_of(ctx: BuildContext, image: ImageSpec, platform: str) -> ParentRef 
 def _root_base(ctx: BuildContext, image: ImageSpec, platform: str) -> ParentRef | None:
     """For a root whose Dockerfile says ARG BASE_IMAGE=<default>: the default's image for this platform.
 
-    One local name holds one platform, so a set-up keeps other platforms as <default>-<os>-<arch>.
+    A default in the target registry is resolved there, to the digest of this platform's image,
+    whatever the engine holds under the same name. Otherwise a local image of this platform under
+    <default> (or <default>-<os>-<arch>) is used by name, which BuildKit finds for the engine's own
+    platform only.
     """
     default = base_arg_default(image.dockerfile)
     if default is None or (platform == ctx.native and not ctx.multi(image.name)):
         return None
+    host, _, rest = default.partition("/")
+    if host == ctx.registry_host and rest:
+        path, _, tag = rest.rpartition(":") if "@" not in rest else (rest, "", "")
+        try:
+            digest = multiarch.platform_digest(ctx.registry, path, tag or "latest", platform) if path else None
+        except RegistryError as exc:
+            raise StepFailed(f"cannot resolve the base {default} for {platform}: {exc}") from None
+        if digest is None:
+            raise StepFailed(f"the base {default} has no {platform} image in registry {ctx.registry_host}")
+        return ParentRef(f"{host}/{path}@{digest}", "", f"registry base {default}")
     for name in (default, multiarch.platform_tag(default, platform)):
         found = images.find(ctx.engine, name)
         if found is not None and found.platform == platform:
-            return ParentRef(found.id, "", f"local base {name}")
-    return None  # left to the engine (it pulls the platform from a registry when it can)
+            return ParentRef(name, "", f"local base {name}")
+    return None  # left to BuildKit, which resolves the name for this platform from its registry
+
+
+def _cache_sources(ctx: BuildContext, name: str, platform: str) -> tuple[str, ...]:
+    """The image's previous build in the registry, whose inline cache this build may reuse: the first of
+    this branch's tag, then <prefix>-main, <prefix>-stable and stable that exists (for a multi-platform
+    image, that tag's image of this platform)."""
+    if not ctx.push:
+        return ()
+    repo = ctx.repository(name)
+    prefix = ctx.spec.tag_prefix
+    for tag in dict.fromkeys([ctx.plan.tag, f"{prefix}-main", f"{prefix}-stable", "stable"]):
+        wanted = multiarch.platform_tag(tag, platform) if ctx.multi(name) else tag
+        try:
+            if ctx.registry.manifest_digest(repo.path, wanted):
+                return (f"{repo}:{wanted}",)
+        except RegistryError:
+            return ()  # no cache is slower, never wrong
+    return ()
 
 
 def _local_tags(ctx: BuildContext, name: str, platform: str) -> list[str]:

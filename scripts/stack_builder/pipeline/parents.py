@@ -49,6 +49,6 @@ class ParentLookup:
             return None
         for tag in self.candidates:
             found = images.find(self.engine, f"{repo}:{tag}")
-            if found is not None:
-                return ParentRef(found.id, tag, f"local image {repo}:{tag}")
+            if found is not None:  # by name: BuildKit finds local images by name, not by ID
+                return ParentRef(f"{repo}:{tag}", tag, f"local image {repo}:{tag}")
         return None

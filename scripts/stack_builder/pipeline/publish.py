@@ -90,7 +90,9 @@ def _publish(ctx: BuildContext, name: str, built: list[PlatformOutcome], log: IO
         setattr(result, key, value)
     if not ctx.push:
         for outcome in built:
-            ctx.parent_for_children(name, outcome.platform, ParentRef(str(outcome.image_id), ctx.plan.tag,
+            # By its local name: BuildKit finds local images by name (for the engine's own platform).
+            local = multiarch.platform_tag(ctx.plan.tag, outcome.platform) if ctx.multi(name) else ctx.plan.tag
+            ctx.parent_for_children(name, outcome.platform, ParentRef(f"{repo}:{local}", ctx.plan.tag,
                                                                        "built in this run (not pushed)"))
         _manifest(ctx, image, result, log)
         return result

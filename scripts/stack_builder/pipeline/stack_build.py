@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -50,6 +51,7 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
                                      "with --registry, or build without pushing: --no-push") from None
         planned = planning.resolve(config, selected, registry=registry, engine=engine)
         plan = planned.plan
+        check_secrets(planned.spec, plan.images)
         write_lines(config.artifacts / "IMAGES_CHANGED", list(plan.images))
         report = initial_report(planned.spec, plan, revision=planned.revision, registry=config.registry,
                                 push=options.push)
@@ -75,6 +77,15 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
                     time.monotonic() - started, sum(1 for r in result.images.values() if r.status == BUILT),
                     len(result.failed()), config.artifacts / "build-report.json")
         return result
+
+
+def check_secrets(spec: Spec, names: tuple[str, ...]) -> None:
+    """Every build secret the plan needs has a value, before anything is built."""
+    missing = [f"{spec.path.name}: images.{name}.secrets.{sid}: ${var} is unset or empty"
+               for name in names for sid, var in spec.images[name].secrets.items() if not os.environ.get(var)]
+    if missing:
+        raise StackError("build secrets have no value, so nothing was built:\n  " + "\n  ".join(missing) +
+                         "\n  Export each variable (in CI, from the repository's secrets) and build again.")
 
 
 def initial_report(spec: Spec, plan: Plan, *, revision: Revision, registry: str, push: bool) -> BuildReport:

@@ -7,7 +7,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 LOGGER = logging.getLogger(__name__)
 
@@ -70,8 +70,18 @@ def _from_docker_config(registry: str, env: Mapping[str, str]) -> Credentials | 
     return None
 
 
+# Environment variables that hold build secrets, as the loaded spec declares them (see declare_secrets).
+_BUILD_SECRET_VARS: set[str] = set()
+
+
+def declare_secrets(variables: Iterable[str]) -> None:
+    """Name environment variables whose values are secrets too (a spec's build secrets): from now on
+    they are redacted from the log and kept from child processes that need no secrets."""
+    _BUILD_SECRET_VARS.update(variables)
+
+
 class RedactingFilter(logging.Filter):
-    """Replaces known secret values in every log record."""
+    """Replaces known secret values in every log record: the given ones, and the declared ones as they are now."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
@@ -79,7 +89,7 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = redact(message, self.secrets)
+        redacted = redact(message, [*self.secrets, *(os.environ.get(v, "") for v in sorted(_BUILD_SECRET_VARS))])
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
@@ -99,4 +109,4 @@ def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
 
 def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
     """A copy of ``env`` for child processes that need no registry credentials."""
-    return {k: v for k, v in env.items() if k not in (USER_VAR, *SECRET_VARS)}
+    return {k: v for k, v in env.items() if k not in (USER_VAR, *SECRET_VARS, *_BUILD_SECRET_VARS)}

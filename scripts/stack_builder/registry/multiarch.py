@@ -44,13 +44,37 @@ class Entry:
     size: int
 
 
+def is_attestation(item: dict[str, object]) -> bool:
+    """An index entry that is an attestation (provenance, SBOM), not an image: BuildKit writes these with
+    platform unknown/unknown and a ``vnd.docker.reference.type`` annotation."""
+    found = item.get("platform")
+    annotations = item.get("annotations")
+    kind = annotations.get("vnd.docker.reference.type") if isinstance(annotations, dict) else None
+    return kind == "attestation-manifest" or (
+        isinstance(found, dict) and found.get("os") == "unknown" and found.get("architecture") == "unknown")
+
+
+def image_entries(index: dict[str, object]) -> list[dict[str, object]]:
+    """The entries of an index that are images, attestations left out."""
+    items = index.get("manifests")
+    return [i for i in items if isinstance(i, dict) and not is_attestation(i)] if isinstance(items, list) else []
+
+
 def check_entry(registry: RegistryClient, repository: str, platform: str, digest: str) -> Entry:
-    """Confirm ``repository@digest`` exists and is an image of ``platform``."""
+    """Confirm ``repository@digest`` exists and is an image of ``platform``.
+
+    An engine with the containerd image store pushes even one platform as an index that also holds
+    an attestation: then the index's one image entry is the platform image.
+    """
     manifest = registry.get_manifest(repository, digest)
     if manifest is None:
         raise RegistryError(f"{repository}@{digest} ({platform}) is not in the registry")
     if manifest.media_type in INDEX_TYPES:
-        raise RegistryError(f"{repository}@{digest} ({platform}) is an index, not a platform image")
+        images = image_entries(json.loads(manifest.body))
+        if len(images) != 1:
+            raise RegistryError(f"{repository}@{digest} ({platform}) is an index of {len(images)} images, "
+                                "not one platform image")
+        return check_entry(registry, repository, platform, str(images[0]["digest"]))
     config_digest = json.loads(manifest.body)["config"]["digest"]
     config = json.loads(registry.get_blob(repository, config_digest))
     claimed = split(platform)
@@ -93,8 +117,10 @@ def platform_digest(registry: RegistryClient, repository: str, reference: str, p
     if manifest.media_type not in INDEX_TYPES:
         return manifest.digest if _matches(registry, repository, manifest.digest, platform) else None
     wanted = split(platform)
-    for item in json.loads(manifest.body).get("manifests", []):
-        found = item.get("platform", {})
+    for item in image_entries(json.loads(manifest.body)):
+        found = item.get("platform")
+        if not isinstance(found, dict):
+            continue
         if found.get("os") == wanted["os"] and found.get("architecture") == wanted["architecture"]:
             return str(item["digest"])
     return None

@@ -73,6 +73,7 @@ class ImageSpec:
     integration_tests: bool = False
     prune: bool = False
     prepull: bool = True
+    secrets: Mapping[str, str] = field(default_factory=dict)  # build secret id -> environment variable
     platforms: tuple[str, ...] = DEFAULT_PLATFORMS
     require_all_platforms: bool = True
     gpu: bool = False
@@ -324,6 +325,7 @@ def _build(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: _Prob
             integration_tests=bool(raw.get("integration_tests", False)),
             prune=bool(raw.get("prune", False)),
             prepull=bool(raw.get("prepull", True)),
+            secrets={str(k): str(v) for k, v in (raw.get("secrets") or {}).items()},
             platforms=platforms,
             require_all_platforms=bool(raw.get("require_all_platforms", True)),
             gpu=bool(raw.get("gpu", False)),
