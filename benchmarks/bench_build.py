@@ -101,7 +101,7 @@ def cold_rebuild(stack: Stack, engine: docker.DockerClient, registry: str, image
     """Cold full build, then (cold again) a build after a last-line change; print their ratio."""
     cold_engine(engine, registry)
     full = timed(stack, "build", "--image", image)
-    dockerfile.write_text(dockerfile.read_text() + f"RUN echo {uuid.uuid4().hex} > /last-change.txt\n")
+    dockerfile.write_text(dockerfile.read_text() + f"RUN echo {uuid.uuid4().hex} > /tmp/last-change.txt\n")
     stack.commit("change the last instruction")
     cold_engine(engine, registry)
     rebuilt = timed(stack, "build", "--image", image)
