@@ -173,13 +173,16 @@ ensure_buildkit_client() {
   # apt sources, and put it where every docker client looks for CLI plugins.
   say "installing the docker buildx plugin (Debian trixie's docker-buildx)"
   local work="$run_dir/buildx" plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
-  mkdir -p "$work/lists/partial" "$plugins"
+  rm -rf "$work"
+  mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$plugins"
   echo "deb http://deb.debian.org/debian trixie main" >"$work/trixie.list"
   local apt_opts=(-o "Dir::Etc::sourcelist=$work/trixie.list" -o Dir::Etc::sourceparts=/dev/null
-                  -o "Dir::State::Lists=$work/lists")
+                  -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache")
   as_root apt-get "${apt_opts[@]}" update -qq
   (cd "$work" && apt-get "${apt_opts[@]}" download -qq docker-buildx)
-  dpkg -x "$(ls "$work"/docker-buildx_*.deb | head -1)" "$work/root"
+  local debs=("$work"/docker-buildx_*.deb)
+  [ -f "${debs[0]}" ] || die "docker-buildx could not be downloaded from Debian trixie"
+  dpkg -x "${debs[0]}" "$work/root"
   install -m 0755 "$work/root/usr/libexec/docker/cli-plugins/docker-buildx" "$plugins/docker-buildx"
   buildkit_client || die "no docker client can build with BuildKit (see .stack-run/buildx)"
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from stack_builder.errors import StackError
-from stack_builder.spec.references import TAG_RE, check_registry, check_tag, parse_repository, sanitize_branch
+from stack_builder.spec.references import split_reference, TAG_RE, check_registry, check_tag, parse_repository, sanitize_branch
 from stack_builder.registry.client import is_loopback
 
 
@@ -59,3 +59,13 @@ def test_registry_values() -> None:
 def test_loopback_detection() -> None:
     assert is_loopback("127.0.0.1:5000") and is_loopback("localhost:5000") and is_loopback("[::1]:5000")
     assert not is_loopback("ghcr.io") and not is_loopback("10.0.0.1:5000")
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("stack-test/busybox:2", ("stack-test/busybox", "2")),
+    ("ns/img", ("ns/img", "latest")),
+    ("ns/img@sha256:" + "a" * 64, ("ns/img", "sha256:" + "a" * 64)),
+    ("ns/img:1@sha256:" + "b" * 64, ("ns/img", "sha256:" + "b" * 64)),
+])
+def test_split_reference(name: str, expected: tuple[str, str]) -> None:
+    assert split_reference(name) == expected

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import docker
 
 from stack_builder.engine.client import ENGINE_FAILURES
 from stack_builder.errors import EngineError, StepFailed
+from stack_builder.registry.credentials import redact
 
 LOGGER = logging.getLogger(__name__)
 
@@ -50,12 +52,13 @@ class BuildKitCli:
     name: str
 
 
-def _run_quietly(argv: list[str]) -> str | None:
+def _run_quietly(argv: list[str], *, any_exit: bool = False) -> str | None:
+    """The command's output, or None when it fails (``any_exit``: whatever its exit status)."""
     try:
         done = subprocess.run([*argv], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    return done.stdout.strip() if done.returncode == 0 or any_exit else None
 
 
 @functools.lru_cache(maxsize=4)
@@ -68,7 +71,8 @@ def find_cli(clients: tuple[str, ...] | None = None) -> BuildKitCli:
         if _run_quietly([binary, "buildx", "version"]):
             return BuildKitCli((binary, "buildx", "build", "--load"), {}, f"{binary} buildx")
     for binary in candidates:
-        version = _run_quietly([binary, "version", "--format", "{{.Client.Version}}"]) or ""
+        # The client's version prints even when the engine does not answer (then the exit status is 1).
+        version = _run_quietly([binary, "version", "--format", "{{.Client.Version}}"], any_exit=True) or ""
         major = re.match(r"(\d+)\.", version)
         if major and int(major.group(1)) < 23:
             return BuildKitCli((binary, "build"), {"DOCKER_BUILDKIT": "1"}, f"{binary} {version} (DOCKER_BUILDKIT=1)")
@@ -101,7 +105,8 @@ def build_image(client: docker.DockerClient, request: BuildRequest, log: IO[str]
         log.write(f"$ {cli.name} build {request.context.name}" +
                   (f" --platform {request.platform}" if request.platform else "") + "\n")
         log.flush()
-        code, tail = _stream(argv, {**os.environ, **cli.env}, log)
+        secrets = [os.environ[var] for var in request.secrets.values() if os.environ.get(var)]
+        code, tail = _stream(argv, {**os.environ, **cli.env}, log, secrets)
         if code != 0:
             raise StepFailed(_failure(client, tail))
         try:
@@ -113,22 +118,27 @@ def build_image(client: docker.DockerClient, request: BuildRequest, log: IO[str]
     return image_id
 
 
-def _stream(argv: list[str], env: Mapping[str, str], log: IO[str]) -> tuple[int, list[str]]:
-    """Run the build, copying its output into the log as it comes; return the exit code and the last lines."""
+def _stream(argv: list[str], env: Mapping[str, str], log: IO[str], secrets: list[str]) -> tuple[int, list[str]]:
+    """Run the build, copying its output (build secrets redacted) into the log as it comes; return the exit
+    code and the last lines. A build that runs past BUILD_TIMEOUT_S is killed."""
     tail: deque[str] = deque(maxlen=40)
     with subprocess.Popen([*argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                           env=dict(env), text=True, errors="replace") as proc:
-        assert proc.stdout is not None  # PIPE above
-        for line in proc.stdout:
-            log.write(line)
-            log.flush()  # a live log: someone may be following it, and a crash must not lose it
-            if line.strip():
-                tail.append(line.rstrip("\n"))
+        watchdog = threading.Timer(BUILD_TIMEOUT_S, proc.kill)
+        watchdog.start()
         try:
-            code = proc.wait(timeout=BUILD_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return -1, [*tail, f"the build did not finish within {BUILD_TIMEOUT_S} s"]
+            for line in proc.stdout or ():
+                line = redact(line, secrets)  # a step that prints a secret must not put it in our files
+                log.write(line)
+                log.flush()  # a live log: someone may be following it, and a crash must not lose it
+                if line.strip():
+                    tail.append(line.rstrip("\n"))
+            code = proc.wait()
+        finally:
+            timed_out = not watchdog.is_alive() and proc.returncode is not None and proc.returncode < 0
+            watchdog.cancel()
+    if timed_out:
+        return -1, [*tail, f"the build did not finish within {BUILD_TIMEOUT_S} s and was stopped"]
     return code, list(tail)
 
 

@@ -19,6 +19,7 @@ from stack_builder.records.files import utc_now
 from stack_builder.records.results import DriftResult, ModelResult
 from stack_builder.registry import multiarch
 from stack_builder.spec.dockerfile import base_arg_default
+from stack_builder.spec.references import split_reference
 from stack_builder.spec.stack_spec import ImageSpec, ModelSpec
 
 LOGGER = logging.getLogger(__name__)
@@ -121,9 +122,9 @@ def _root_base(ctx: BuildContext, image: ImageSpec, platform: str) -> ParentRef 
         return None
     host, _, rest = default.partition("/")
     if host == ctx.registry_host and rest:
-        path, _, tag = rest.rpartition(":") if "@" not in rest else (rest, "", "")
+        path, reference = split_reference(rest)
         try:
-            digest = multiarch.platform_digest(ctx.registry, path, tag or "latest", platform) if path else None
+            digest = multiarch.platform_digest(ctx.registry, path, reference, platform)
         except RegistryError as exc:
             raise StepFailed(f"cannot resolve the base {default} for {platform}: {exc}") from None
         if digest is None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from stack_builder.config import Config
 from stack_builder.engine import client as engine_client
+from stack_builder.engine.build import find_cli
 from stack_builder.errors import RegistryError, StackError
 from stack_builder.pipeline import build_run, lock, planning
 from stack_builder.pipeline.context import BuildContext
@@ -43,6 +44,7 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
         engine = None
         if selected.selection.reasons:
             engine = engine_client.connect(pool_size=options.workers + 4)
+            find_cli()  # no BuildKit-capable client: say what to install, before anything is built
             if options.push:
                 try:
                     registry.ping()  # before building anything: a run that cannot publish stops here

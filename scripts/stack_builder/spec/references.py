@@ -83,3 +83,13 @@ def sanitize_branch(branch: str, *, prefix: str) -> str:
         suffix = "-" + hashlib.sha256(branch.encode()).hexdigest()[:8]
         tag = tag[: MAX_TAG - len(suffix)].rstrip(".-") + suffix
     return check_tag(tag)
+
+
+def split_reference(name: str) -> tuple[str, str]:
+    """``repository[:tag][@digest]`` as (repository, the digest, else the tag, else ``latest``)."""
+    repository, _, digest = name.partition("@")
+    last = repository.rsplit("/", 1)[-1]
+    tag = ""
+    if ":" in last:
+        repository, _, tag = repository.rpartition(":")
+    return repository, digest or tag or "latest"
