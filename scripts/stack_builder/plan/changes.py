@@ -81,29 +81,32 @@ def resolve_base(repo: git.Repo, base_ref: str | None, env: Mapping[str, str]) -
         found = _github_base(repo, env)
         if found is not None:
             return found
-    for branch in DEFAULT_BRANCHES:
+    found = _first_merge_base(repo, DEFAULT_BRANCHES)
+    if found is not None:
+        return found[0], f"merge-base with {found[1]}"
+    LOGGER.warning("no main or master branch: comparing with HEAD (uncommitted changes only)")
+    return repo.head.commit, "HEAD (no main branch)"
+
+
+def _first_merge_base(repo: git.Repo, refs: tuple[str, ...]) -> tuple[git.Commit, str] | None:
+    """The merge-base of HEAD with the first of ``refs`` that exists and shares history, and that ref."""
+    for ref in refs:
         try:
-            other = repo.commit(branch)
+            other = repo.commit(ref)
         except (git.BadName, ValueError):
             continue
         bases = repo.merge_base(other, repo.head.commit)
         if bases:
-            return bases[0], f"merge-base with {branch}"
-    LOGGER.warning("no main or master branch: comparing with HEAD (uncommitted changes only)")
-    return repo.head.commit, "HEAD (no main branch)"
+            return bases[0], ref
+    return None
 
 
 def _github_base(repo: git.Repo, env: Mapping[str, str]) -> tuple[git.Commit | None, str] | None:
     event = env.get("GITHUB_EVENT_NAME", "")
     if event.startswith("pull_request") and env.get("GITHUB_BASE_REF"):
-        for ref in (f"origin/{env['GITHUB_BASE_REF']}", env["GITHUB_BASE_REF"]):
-            try:
-                other = repo.commit(ref)
-            except (git.BadName, ValueError):
-                continue
-            bases = repo.merge_base(other, repo.head.commit)
-            if bases:
-                return bases[0], f"pull request base {ref}"
+        found = _first_merge_base(repo, (f"origin/{env['GITHUB_BASE_REF']}", env["GITHUB_BASE_REF"]))
+        if found is not None:
+            return found[0], f"pull request base {found[1]}"
         raise GitError(f"the pull request's base branch '{env['GITHUB_BASE_REF']}' is not in this clone: "
                        "check out with fetch-depth: 0")
     if event == "push" and env.get("GITHUB_EVENT_PATH"):
