@@ -26,11 +26,23 @@ def engine() -> Iterator[docker.DockerClient]:
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def registry_binary() -> str:
     binary = shutil.which("docker-registry") or shutil.which("registry")
     if binary is None:
         pytest.fail("docker-registry is not installed; run `bash setup.sh env` first", pytrace=False)
-    with running_registry(binary, tmp_path_factory.mktemp("registry")) as host:
+    return binary
+
+
+@pytest.fixture(scope="session")
+def registry(registry_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_registry(registry_binary, tmp_path_factory.mktemp("registry")) as host:
+        yield host
+
+
+@pytest.fixture(scope="module")
+def empty_registry(registry_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A registry of the module's own, empty when its first test starts."""
+    with running_registry(registry_binary, tmp_path_factory.mktemp("empty-registry")) as host:
         yield host
 
 

@@ -36,6 +36,8 @@ def test_ci_job_and_local_build_execute_the_same_plan(make_stack, tmp_path, regi
     assert job.returncode == 0, job.stdout + job.stderr
     assert stack.lines("IMAGES_CHANGED") == plan["images"]
     assert {n for n, r in stack.report()["images"].items() if r["status"] == "built"} == {"root", "left", "leaf"}
+    right = stack.doit("build", "--image", "right")  # else `right` is planned too: the registry lacks it
+    assert right.returncode == 0, right.stdout + right.stderr
 
     # Now a change to the leaf alone, on a branch: change detection plans the leaf, its parent from the registry.
     git.Repo.clone_from(stack.root, tmp_path / "clone")

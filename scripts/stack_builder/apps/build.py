@@ -10,12 +10,12 @@ from stack_builder.pipeline.stack_build import BuildOptions, build
 
 
 def main(base_ref: str, all_images: bool, image: list[str], workers: int, registry: str, no_push: bool,
-         platform: str) -> bool | TaskFailed:
+         no_reuse: bool, platform: str) -> bool | TaskFailed:
     def work() -> bool:
         config = make_config(registry=registry)
         options = BuildOptions(selection=SelectionOptions(base_ref=base_ref, all_images=all_images,
                                                           images=tuple(image), platform=platform),
-                               workers=workers, push=not no_push)
+                               workers=workers, push=not no_push, reuse=not no_reuse)
         report = build(config, options)
         print(report.table())
         return not report.failed()

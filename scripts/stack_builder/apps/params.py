@@ -28,10 +28,13 @@ BUILD = [
     _param("workers", "workers", os.cpu_count() or 1, "images built at the same time (default: number of cores)",
            int),
     REGISTRY,
-    _param("no_push", "no-push", False, "build and test only; push nothing", bool),
+    _param("no_push", "no-push", False, "build and test only; push nothing (the registry, when it answers, "
+           "still says which images it lacks)", bool),
+    _param("no_reuse", "no-reuse", False, "build every planned image, even one whose input key (Dockerfile, "
+           "context, build args, secret ids, platform, parent digest) is already published", bool),
     PLATFORM,
 ]
-TREE = list(SELECTION)
+TREE = [*SELECTION, REGISTRY]
 MERGE = [
     _param("image", "image", [], "merge only this image (repeat); default: the images in artifacts/plan.json, "
            "else every multi-platform image", list),

@@ -1,4 +1,4 @@
-"""`tree`: the stack as a tree, marking what would be built and why (no registry is asked)."""
+"""`tree`: the stack as a tree, marking what would be built and why (changes, and what the registry lacks)."""
 from __future__ import annotations
 
 from doit.exceptions import TaskFailed
@@ -6,21 +6,28 @@ from doit.exceptions import TaskFailed
 from stack_builder.apps.runtime import run_task
 from stack_builder.config import make_config
 from stack_builder.pipeline import planning
+from stack_builder.registry.client import RegistryClient
+from stack_builder.registry.credentials import find_credentials
 
 
-def main(base_ref: str, all_images: bool, image: list[str]) -> bool | TaskFailed:
+def main(base_ref: str, all_images: bool, image: list[str], registry: str) -> bool | TaskFailed:
     def work() -> bool:
-        config = make_config(uses_registry=False)
+        config = make_config(registry=registry)
         selected = planning.select(config, planning.SelectionOptions(base_ref=base_ref, all_images=all_images,
                                                                      images=tuple(image)))
-        selection = selected.selection
+        client = RegistryClient(config.registry, find_credentials(config.registry))
+        lookups = None if selected.selection.by_hand else planning.reach(
+            client, consequence="images it lacks are not marked")
+        selection = planning.with_missing(config, selected, lookups)
         marks = {n: f"[build: {r}]" for n, r in selection.reasons.items()}
         for name in selected.spec.images:
             marks.setdefault(name, "[unchanged]")
         print(selected.tree.render(marks))
         base = f" {selection.base[:12]}" if selection.base else ""
+        checked = f"; registry {config.registry} checked" if lookups is not None else \
+            f"; registry {config.registry} not checked" if not selection.by_hand else ""
         print(f"\n{len(selection.reasons)} of {len(selected.spec.images)} images would be built "
-              f"(base: {selection.base_source}{base})")
+              f"(base: {selection.base_source}{base}{checked})")
         return True
 
     return run_task(work)

@@ -15,6 +15,7 @@ from stack_builder.records.wiki import Wiki
 from stack_builder.registry import multiarch
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import Credentials
+from stack_builder.registry.lookups import Lookups
 from stack_builder.retry import RetryPolicy
 from stack_builder.spec.references import Repository
 from stack_builder.spec.stack_spec import Spec
@@ -30,6 +31,8 @@ class PlatformOutcome:
     image_id: str | None = None
     digest: str | None = None
     parent: str | None = None
+    input_key: str | None = None
+    reused_from: str | None = None  # the tag whose image (same input key) stands in for a build
     tests: TestCounts = field(default_factory=TestCounts)
     model: ModelResult | None = None
 
@@ -47,6 +50,8 @@ class BuildContext:
     credentials: Credentials | None
     report: BuildReport
     wiki: Wiki | None = None
+    lookups: Lookups | None = None  # None when the registry is not asked (a --no-push run without one)
+    reuse: bool = False
     push_policy: RetryPolicy = field(default_factory=lambda: RetryPolicy(retries=4, backoff_s=1.0))
     native: str = field(default_factory=multiarch.native_platform)
     parents: dict[tuple[str, str], ParentRef] = field(default_factory=dict)

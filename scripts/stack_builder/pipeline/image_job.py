@@ -1,4 +1,5 @@
-"""One platform of one image: build it FROM its parent, tag it locally, test it, check the model.
+"""One platform of one image: reuse it if its input key is published, else build it FROM its parent,
+tag it locally, test it, check the model.
 
 Nothing here pushes: an image is published only after every platform's job has passed.
 """
@@ -10,15 +11,15 @@ import traceback
 from typing import IO
 
 from stack_builder.checks import imagetests, modelcheck
-from stack_builder.engine import images
+from stack_builder.engine import images, inputkey
 from stack_builder.engine.build import BuildRequest, build_image
 from stack_builder.errors import RegistryError, StepFailed
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
-from stack_builder.plan.plan import ParentRef
+from stack_builder.plan.plan import ParentRef, lookup_tags
 from stack_builder.records.files import utc_now
 from stack_builder.records.results import DriftResult, ModelResult
 from stack_builder.registry import multiarch
-from stack_builder.spec.dockerfile import base_arg_default
+from stack_builder.spec.dockerfile import base_arg_default, base_images
 from stack_builder.spec.references import split_reference
 from stack_builder.spec.stack_spec import ImageSpec, ModelSpec
 
@@ -32,7 +33,6 @@ def run(ctx: BuildContext, name: str, platform: str) -> PlatformOutcome:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("")
     where = f" ({platform})" if ctx.multi(name) else ""
-    LOGGER.info("%s%s: building (%s)", name, where, ctx.plan.reasons[name])
     outcome = PlatformOutcome(platform)
     try:
         with log_path.open("a", encoding="utf-8") as log:
@@ -57,6 +57,7 @@ def run(ctx: BuildContext, name: str, platform: str) -> PlatformOutcome:
 
 def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: PlatformOutcome, log: IO[str]) -> None:
     image = ctx.spec.images[name]
+    where = f" ({platform})" if ctx.multi(name) else ""
     parent = _parent_of(ctx, image, platform)
     build_args = dict(image.build_args)
     labels = _labels(ctx)
@@ -66,10 +67,15 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: Platfo
             build_args["BASE_TAG"] = parent.tag
             labels["org.opencontainers.image.base.name"] = parent.ref
         outcome.parent = parent.ref
-        if image.prepull and image.parent is not None and "@sha256:" in parent.ref:
-            _prepull(ctx, parent.ref, platform, log)
+    outcome.input_key = labels[inputkey.LABEL] = _input_key(ctx, image, platform, build_args, parent)
+    if ctx.reuse and _reuse(ctx, name, platform, outcome, log):
+        LOGGER.info("%s%s: reused %s from %s (same input key)", name, where, outcome.digest, outcome.reused_from)
+        return
+    LOGGER.info("%s%s: building (%s)", name, where, ctx.plan.reasons[name])
+    if parent is not None and image.prepull and image.parent is not None and "@sha256:" in parent.ref:
+        _prepull(ctx, parent.ref, platform, log)
     log.write(f"== build {ctx.repository(name)}:{ctx.plan.tag} for {platform}" +
-              (f" FROM {parent.ref}" if parent else "") + "\n")
+              (f" FROM {parent.ref}" if parent else "") + f" (input key {outcome.input_key})\n")
     requested = platform if (ctx.multi(name) or platform != ctx.native) else None
     outcome.image_id = build_image(ctx.engine, BuildRequest(
         context=image.context, dockerfile=image.dockerfile, build_args=build_args, labels=labels,
@@ -85,6 +91,49 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: Platfo
     if image.model is not None:
         log.write("== model checks\n")
         outcome.model = check_model(ctx, name, image.model, outcome.image_id)
+
+
+def _input_key(ctx: BuildContext, image: ImageSpec, platform: str, build_args: dict[str, str],
+               parent: ParentRef | None) -> str:
+    """The image's input key for ``platform``: what it is built from, the parent by digest or image ID."""
+    bases = {}
+    for base in base_images(image.dockerfile):  # FROM lines the Dockerfile names itself (stages, a root's base)
+        found = images.find(ctx.engine, base)
+        bases[base] = found.id if found is not None and found.platform == platform else base
+    parent_id = ""
+    if parent is not None:
+        found = None if "@sha256:" in parent.ref else images.find(ctx.engine, parent.ref)
+        parent_id = parent.ref.partition("@")[2] if "@sha256:" in parent.ref else (found.id if found else parent.ref)
+    args = {k: v for k, v in build_args.items() if k not in ("BASE_IMAGE", "BASE_TAG")}  # the parent stands for them
+    return inputkey.input_key(context=image.context, dockerfile=image.dockerfile, build_args=args,
+                              secret_ids=image.secrets, platform=platform,
+                              parent=" ".join([parent_id, *(f"{k}={v}" for k, v in sorted(bases.items()))]),
+                              tests=imagetests.test_dirs(ctx.spec, image.name))
+
+
+def _reuse(ctx: BuildContext, name: str, platform: str, outcome: PlatformOutcome, log: IO[str]) -> bool:
+    """Find this platform's input key among the published images; True (outcome filled in) when found.
+
+    Looked for under this commit's tag first (a fast-forward merge built it already), then the lookup tags.
+    """
+    lookups = ctx.lookups
+    if lookups is None or outcome.input_key is None:
+        return False
+    repo = ctx.repository(name)
+    multi = ctx.multi(name)
+    try:
+        for tag in dict.fromkeys([*ctx.plan.tags()[1:], *lookup_tags(ctx.spec.tag_prefix, ctx.plan.tag)]):
+            digest = lookups.digest(repo.path, multiarch.platform_tag(tag, platform)) if multi else None
+            digest = digest or lookups.platform_digest(repo.path, tag, platform)
+            if digest and lookups.labels(repo.path, digest).get(inputkey.LABEL) == outcome.input_key:
+                outcome.digest, outcome.reused_from = digest, tag
+                log.write(f"== reused {repo}@{digest} from tag {tag}: its input key is {outcome.input_key}\n")
+                return True
+    except RegistryError as exc:  # not finding a reusable image costs a build, never a wrong image
+        log.write(f"== not reused: cannot look for input key {outcome.input_key}: {exc}\n")
+        LOGGER.warning("%s (%s): building, since the registry cannot be asked for a reusable image: %s",
+                       name, platform, exc)
+    return False
 
 
 def _prepull(ctx: BuildContext, ref: str, platform: str, log: IO[str]) -> None:
@@ -141,14 +190,13 @@ def _cache_sources(ctx: BuildContext, name: str, platform: str) -> tuple[str, ..
     """The image's previous build in the registry, whose inline cache this build may reuse: the first of
     this branch's tag, then <prefix>-main, <prefix>-stable and stable that exists (for a multi-platform
     image, that tag's image of this platform)."""
-    if not ctx.push:
+    if not ctx.push or ctx.lookups is None:
         return ()
     repo = ctx.repository(name)
-    prefix = ctx.spec.tag_prefix
-    for tag in dict.fromkeys([ctx.plan.tag, f"{prefix}-main", f"{prefix}-stable", "stable"]):
+    for tag in lookup_tags(ctx.spec.tag_prefix, ctx.plan.tag):
         wanted = multiarch.platform_tag(tag, platform) if ctx.multi(name) else tag
         try:
-            if ctx.registry.manifest_digest(repo.path, wanted):
+            if ctx.lookups.digest(repo.path, wanted):
                 return (f"{repo}:{wanted}",)
         except RegistryError:
             return ()  # no cache is slower, never wrong

@@ -6,18 +6,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import logging
+
 from stack_builder.config import Config
 from stack_builder.engine import client as engine_client
 from stack_builder.engine.client import Engine
-from stack_builder.errors import EngineError
-from stack_builder.pipeline.parents import ParentLookup
+from stack_builder.errors import EngineError, RegistryError
+from stack_builder.pipeline.parents import ParentLookup, missing_images
 from stack_builder.plan import changes
 from stack_builder.plan.plan import Plan, check_platform, make_plan
 from stack_builder.plan.revision import Revision, read_revision
 from stack_builder.plan.tree import StackTree
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import find_credentials
+from stack_builder.registry.lookups import Lookups
 from stack_builder.spec.stack_spec import Spec
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,22 +62,50 @@ def select(config: Config, options: SelectionOptions) -> Selected:
     return Selected(spec, tree, read_revision(config.stack_dir), selection, platform)
 
 
-def resolve(config: Config, selected: Selected, *, registry: RegistryClient, engine: Engine | None) -> Planned:
-    """The plan: the selection with its parents looked up, missing ones added, in levels."""
-    spec, revision = selected.spec, selected.revision
+def reach(registry: RegistryClient, *, consequence: str) -> Lookups | None:
+    """The run's lookups when the registry answers; None, after saying what that means, when it does not."""
+    try:
+        registry.ping()
+    except RegistryError as exc:
+        LOGGER.warning("%s; %s", exc, consequence)
+        return None
+    return Lookups(registry)
+
+
+def with_missing(config: Config, selected: Selected, lookups: Lookups | None) -> changes.Selection:
+    """The selection plus the images the registry holds under none of the lookup tags (not for --image)."""
+    selection = selected.selection
+    if lookups is None or selection.by_hand:
+        return selection
+    tree, spec = selected.tree, selected.spec
+    unselected = [n for n in tree.breadth_first() if n not in selection.reasons]
+    tag, _ = selected.revision.tags(spec.tag_prefix)
+    missing = missing_images(spec, unselected, tag=tag, registry_host=config.registry, lookups=lookups)
+    return changes.with_missing(spec, tree, selection, missing, config.registry)
+
+
+def resolve(config: Config, selected: Selected, *, lookups: Lookups | None, engine: Engine | None) -> Planned:
+    """The plan: the selection plus what the registry lacks, parents looked up, missing ones added, in levels."""
+    spec, revision, tree = selected.spec, selected.revision, selected.tree
     tag, commit_tag = revision.tags(spec.tag_prefix)
-    lookup = ParentLookup(spec, tag=tag, registry_host=config.registry, registry=registry, engine=engine)
-    plan = make_plan(spec, selected.tree, selected.selection, tag=tag, commit_tag=commit_tag,
-                     commit=revision.commit, find_parent=lookup, platform=selected.platform)
-    return Planned(spec, selected.tree, revision, plan)
+    selection = with_missing(config, selected, lookups)
+    lookup = ParentLookup(spec, tag=tag, registry_host=config.registry, lookups=lookups, engine=engine)
+    plan = make_plan(spec, tree, selection, tag=tag, commit_tag=commit_tag, commit=revision.commit,
+                     find_parent=lookup, platform=selected.platform)
+    return Planned(spec, tree, revision, plan)
+
+
+def try_engine(pool_size: int = 10) -> Engine | None:
+    """The engine, or None when none answers (then the registry alone says where parents are)."""
+    try:
+        return engine_client.connect(pool_size=pool_size)
+    except EngineError:
+        return None
 
 
 def plan_only(config: Config, options: SelectionOptions) -> Plan:
     """The plan `build` would execute, computed the same way, without building: for `plan` and CI."""
     selected = select(config, options)
-    try:  # as `build` does, a parent in the local engine counts; without an engine, the registry alone decides
-        engine = engine_client.connect() if selected.selection.reasons else None
-    except EngineError:
-        engine = None
     registry = RegistryClient(config.registry, find_credentials(config.registry))
-    return resolve(config, selected, registry=registry, engine=engine).plan
+    lookups = reach(registry, consequence="the plan cannot say which images it lacks or find parents in it")
+    return resolve(config, selected, lookups=lookups, engine=try_engine()).plan

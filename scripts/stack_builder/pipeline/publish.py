@@ -3,9 +3,13 @@
 Only an image whose every required platform passed its tests is pushed. The digest is read back
 from the registry and compared; a model image's check results are stored as a gate record bound
 to that digest; and what is inside the image is recorded for the wiki.
+
+A reused platform (its input key was already published) is not pushed: its manifest is put under
+this run's tags registry-side, so the digest, and every gate record bound to it, stay the same.
 """
 from __future__ import annotations
 
+import json
 import logging
 import traceback
 from typing import IO
@@ -16,9 +20,10 @@ from stack_builder.errors import RegistryError, StepFailed
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.plan.plan import ParentRef
 from stack_builder.records import gates, manifests
-from stack_builder.records.report import BUILT, FAILED, ImageResult
+from stack_builder.records.report import BUILT, FAILED, REUSED, ImageResult
 from stack_builder.records.results import ModelResult, TestCounts
 from stack_builder.registry import multiarch
+from stack_builder.registry.mediatypes import INDEX_TYPES
 from stack_builder.spec.references import Repository
 from stack_builder.spec.stack_spec import ImageSpec
 
@@ -62,8 +67,9 @@ def finalise(ctx: BuildContext, name: str) -> bool:
     result.duration_s = ctx.duration(name)
     ctx.report.update(name, ctx.artifacts, **vars(result))
     note = f" [{', '.join(result.platforms_built)}]" if ctx.multi(name) else ""
-    LOGGER.info("%s: %s in %.1fs -> %s%s", name, "built and pushed" if ctx.push else "built",
-                result.duration_s, result.ref, note)
+    done = f"reused from {result.reused_from}" if result.status == REUSED else \
+        "built and pushed" if ctx.push else "built"
+    LOGGER.info("%s: %s in %.1fs -> %s%s", name, done, result.duration_s, result.ref, note)
     return True
 
 
@@ -72,6 +78,8 @@ def _fields(ctx: BuildContext, name: str, ordered: list[PlatformOutcome], built:
     return {
         "image_id": built[0].image_id if built else None,
         "parent": built[0].parent if built else None,
+        "input_key": built[0].input_key if built and not ctx.multi(name) else None,
+        "input_keys": {o.platform: o.input_key for o in ordered if o.input_key} if ctx.multi(name) else {},
         "tests": TestCounts.total({o.platform: o.tests for o in ordered if o.tests.junit}),
         "model": ModelResult.merged({o.platform: o.model for o in ordered if o.model is not None}),
         "log": str(ctx.log_path(name, ordered[0].platform if len(ordered) == 1 else None)),
@@ -85,9 +93,15 @@ def _publish(ctx: BuildContext, name: str, built: list[PlatformOutcome], log: IO
     image = ctx.spec.images[name]
     repo = ctx.repository(name)
     tags = ctx.plan.tags()
-    result = ImageResult(BUILT, ctx.plan.reasons[name], ref=f"{repo}:{ctx.plan.tag}", tags=list(tags))
+    sources = {o.reused_from for o in built}
+    reused = None not in sources
+    result = ImageResult(REUSED if reused else BUILT, ctx.plan.reasons[name], ref=f"{repo}:{ctx.plan.tag}",
+                         tags=list(tags))
     for key, value in fields.items():
         setattr(result, key, value)
+    if reused:
+        result.reused_from = ", ".join(f"{repo}:{s}" for s in sorted(str(s) for s in sources))
+        result.reason = f"{result.reason}; same input key as {result.reused_from}"
     if not ctx.push:
         for outcome in built:
             # By its local name: BuildKit finds local images by name (for the engine's own platform).
@@ -99,37 +113,78 @@ def _publish(ctx: BuildContext, name: str, built: list[PlatformOutcome], log: IO
     if ctx.multi(name):
         for outcome in built:
             tag = multiarch.platform_tag(ctx.plan.tag, outcome.platform)
-            outcome.digest = _push_verified(ctx, repo, tag, log)
+            outcome.digest = _retag(ctx, repo, str(outcome.digest), [tag], log) if outcome.reused_from \
+                else _push_verified(ctx, repo, tag, log)
             ctx.parent_for_children(name, outcome.platform, ParentRef(f"{repo}@{outcome.digest}", ctx.plan.tag,
-                                                                       "built in this run"))
+                                                                       "published in this run"))
         if ctx.plan.platform:
             # One platform of a CI fan-out: `merge` assembles the index when every platform is pushed.
             only = built[0]
             result.ref, result.digest = f"{repo}:{multiarch.platform_tag(ctx.plan.tag, only.platform)}", only.digest
             result.tags = [multiarch.platform_tag(ctx.plan.tag, only.platform)]
         else:
-            entries = [multiarch.Entry(o.platform, str(o.digest), "", 0) for o in built]
-            try:
-                result.digest = multiarch.publish_index(ctx.registry, repo.path, tags, entries)
-            except RegistryError as exc:
-                raise StepFailed(f"index not published: {exc}") from None
+            result.digest = _index(ctx, name, built, tags, log, source=sources.pop() if len(sources) == 1 else None)
     else:
-        digest = _push_verified(ctx, repo, tags[0], log)
-        for tag in tags[1:]:
-            other = _push_verified(ctx, repo, tag, log)
-            if other != digest:
-                raise StepFailed(f"tags of one image pushed with different digests ({digest} vs {other})")
+        only = built[0]
+        if only.reused_from:
+            digest = _retag(ctx, repo, str(only.digest), tags, log)
+        else:
+            digest = _push_verified(ctx, repo, tags[0], log)
+            for tag in tags[1:]:
+                other = _push_verified(ctx, repo, tag, log)
+                if other != digest:
+                    raise StepFailed(f"tags of one image pushed with different digests ({digest} vs {other})")
         result.digest = digest
-        ctx.parent_for_children(name, built[0].platform, ParentRef(f"{repo}@{digest}", ctx.plan.tag,
-                                                                   "built in this run"))
+        ctx.parent_for_children(name, only.platform, ParentRef(f"{repo}@{digest}", ctx.plan.tag,
+                                                               "published in this run"))
+    if reused:  # the original build's manifest page and gate records describe this very digest
+        result.manifest = ctx.wiki.page_for_digest(result.digest) if ctx.wiki is not None else None
+        return result
     if result.model is not None and result.digest:
         # Gates bind check results to the exact digest that was pushed (the index, when there is one).
         result.model.digest = result.digest
         _record_model_gate(ctx, name, repo, result.digest, result.model, log)
     _manifest(ctx, image, result, log)
     if image.prune:
-        _prune(ctx, image, built, log)
+        _prune(ctx, image, [o for o in built if not o.reused_from], log)
     return result
+
+
+def _index(ctx: BuildContext, name: str, built: list[PlatformOutcome], tags: list[str], log: IO[str], *,
+           source: str | None) -> str:
+    """The image's index under ``tags``: the reused index itself when every platform came from its tag
+    (same digest, so its gate records still apply), else a new index of the platforms published."""
+    repo = ctx.repository(name)
+    try:
+        if source is not None and ctx.lookups is not None:
+            index_digest = ctx.lookups.digest(repo.path, source)
+            index = ctx.lookups.manifest(repo.path, index_digest) if index_digest else None
+            listed = {str(i["digest"]) for i in multiarch.image_entries(json.loads(index.body))} \
+                if index is not None and index.media_type in INDEX_TYPES else set()
+            if index_digest and listed == {str(o.digest) for o in built}:
+                return _retag(ctx, repo, index_digest, tags, log)
+        entries = [multiarch.Entry(o.platform, str(o.digest), "", 0) for o in built]
+        return multiarch.publish_index(ctx.registry, repo.path, tags, entries)
+    except RegistryError as exc:
+        raise StepFailed(f"index not published: {exc}") from None
+
+
+def _retag(ctx: BuildContext, repo: Repository, digest: str, tags: list[str], log: IO[str]) -> str:
+    """Put the published manifest ``digest`` under ``tags`` registry-side (same bytes, same digest)."""
+    try:
+        manifest = ctx.lookups.manifest(repo.path, digest) if ctx.lookups is not None else \
+            ctx.registry.get_manifest(repo.path, digest)
+        if manifest is None:
+            raise StepFailed(f"{repo}@{digest} disappeared from the registry before it could be reused")
+        for tag in tags:
+            stored = ctx.registry.put_manifest(repo.path, tag, manifest.body, manifest.media_type)
+            found = ctx.registry.manifest_digest(repo.path, tag)
+            if stored != digest or found != digest:
+                raise StepFailed(f"reusing {repo}@{digest}: the registry has {found or 'nothing'} under {tag}")
+            log.write(f"== tagged {repo}:{tag} -> {digest} (registry-side, no push)\n")
+    except RegistryError as exc:
+        raise StepFailed(f"could not reuse {repo}@{digest}: {exc}") from None
+    return digest
 
 
 def _push_verified(ctx: BuildContext, repo: Repository, tag: str, log: IO[str]) -> str:

@@ -16,10 +16,11 @@ from stack_builder.pipeline.planning import Planned, SelectionOptions
 from stack_builder.plan.plan import Plan
 from stack_builder.plan.revision import Revision
 from stack_builder.records.files import utc_now, write_lines
-from stack_builder.records.report import BUILT, PENDING, UNCHANGED, BuildReport, ImageResult
+from stack_builder.records.report import BUILT, PENDING, PUBLISHED, REUSED, UNCHANGED, BuildReport, ImageResult
 from stack_builder.records.wiki import Wiki
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import find_credentials
+from stack_builder.registry.lookups import Lookups
 from stack_builder.spec.stack_spec import Spec
 
 LOGGER = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class BuildOptions:
     selection: SelectionOptions
     workers: int
     push: bool
+    reuse: bool = True  # an image whose input key is already published is retagged, not built
 
 
 def build(config: Config, options: BuildOptions) -> BuildReport:
@@ -41,18 +43,20 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
     registry = RegistryClient(config.registry, credentials)
     with lock.stack_lock(config.artifacts / ".build.lock"):
         selected = planning.select(config, options.selection)
-        engine = None
-        if selected.selection.reasons:
-            engine = engine_client.connect(pool_size=options.workers + 4)
-            find_cli()  # no BuildKit-capable client: say what to install, before anything is built
-            if options.push:
-                try:
-                    registry.ping()  # before building anything: a run that cannot publish stops here
-                except RegistryError as exc:
-                    raise StackError(f"{exc}. Start it (`bash setup.sh env` starts the local one), name another "
-                                     "with --registry, or build without pushing: --no-push") from None
-        planned = planning.resolve(config, selected, registry=registry, engine=engine)
+        if options.push:
+            try:
+                registry.ping()  # before building anything: a run that cannot publish stops here
+            except RegistryError as exc:
+                raise StackError(f"{exc}. Start it (`bash setup.sh env` starts the local one), name another "
+                                 "with --registry, or build without pushing: --no-push") from None
+        lookups = planning.reach(registry, consequence="not checking which images it lacks (--no-push), and "
+                                 "parents come from the local engine") if not options.push else Lookups(registry)
+        engine = planning.try_engine(pool_size=options.workers + 4)
+        planned = planning.resolve(config, selected, lookups=lookups, engine=engine)
         plan = planned.plan
+        if plan.images:
+            engine = engine or engine_client.connect(pool_size=options.workers + 4)  # says why it cannot
+            find_cli()  # no BuildKit-capable client: say what to install, before anything is built
         check_secrets(planned.spec, plan.images)
         write_lines(config.artifacts / "IMAGES_CHANGED", list(plan.images))
         report = initial_report(planned.spec, plan, revision=planned.revision, registry=config.registry,
@@ -60,23 +64,27 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
         if not plan.images:
             report.finished = report.started
             report.save(config.artifacts)
-            LOGGER.info("nothing to build: no image changed since %s (%.1fs)", plan.base_source,
+            LOGGER.info("nothing to build: no image changed since %s%s (%.1fs)", plan.base_source,
+                        f", and registry {config.registry} has every image" if lookups else "",
                         time.monotonic() - started)
             return report
         LOGGER.info("building %d of %d images on tag %s -> %s%s", len(plan.images), len(planned.spec.images),
                     plan.tag, config.registry, "" if options.push else " (no push)")
         pages = Wiki(config.wiki_dir) if options.push else None  # the wiki describes published images only
-        engine = engine or engine_client.connect(pool_size=options.workers + 4)  # (connected above, in practice)
+        if engine is None:  # (connected above; this keeps the type checker informed)
+            raise StackError("no Docker engine answers")
         ctx = BuildContext(spec=planned.spec, plan=plan, revision=planned.revision, registry_host=config.registry,
                            push=options.push, artifacts=config.artifacts, engine=engine, registry=registry,
-                           credentials=credentials, report=report, wiki=pages)
+                           credentials=credentials, report=report, wiki=pages, lookups=lookups,
+                           reuse=options.reuse and options.push and lookups is not None)
         result = build_run.execute(ctx, workers=options.workers)
         result.registry_stats = {**registry.stats, "push_retries": ctx.push_policy.retried}
         result.save(config.artifacts)
         if pages is not None:
             _record_build(pages, planned, result)
-        LOGGER.info("build finished in %.1fs: %d built, %d failed or skipped; report: %s",
-                    time.monotonic() - started, sum(1 for r in result.images.values() if r.status == BUILT),
+        statuses = [r.status for r in result.images.values()]
+        LOGGER.info("build finished in %.1fs: %d built, %d reused, %d failed or skipped; report: %s",
+                    time.monotonic() - started, statuses.count(BUILT), statuses.count(REUSED),
                     len(result.failed()), config.artifacts / "build-report.json")
         return result
 
@@ -99,8 +107,9 @@ def initial_report(spec: Spec, plan: Plan, *, revision: Revision, registry: str,
 
 
 def _record_build(pages: Wiki, planned: Planned, result: BuildReport) -> None:
-    built = [{"name": n, "tag": result.tag, "page": r.manifest} for n, r in result.images.items()
-             if r.status == BUILT]
+    built = [{"name": n, "tag": result.tag, "page": r.manifest,
+              **({"reused_from": r.reused_from} if r.status == REUSED else {})}
+             for n, r in result.images.items() if r.status in PUBLISHED]
     if built:
         pages.record_build({"commit": planned.revision.commit, "commit_url": planned.revision.commit_url(),
                             "branch": planned.revision.branch, "tag": result.tag, "time": result.started,

@@ -31,6 +31,11 @@ class Selection:
     base: str | None = None  # the commit compared against, when there was one
     base_source: str = ""  # how the base was chosen, for the log and the report
 
+    @property
+    def by_hand(self) -> bool:
+        """Chosen with --image: exactly those images (and parents found nowhere), nothing else."""
+        return self.base_source == "--image"
+
 
 def select(spec: Spec, tree: StackTree, *, base_ref: str | None = None, build_all: bool = False,
            images: tuple[str, ...] = (), env: Mapping[str, str] | None = None) -> Selection:
@@ -63,6 +68,23 @@ def select(spec: Spec, tree: StackTree, *, base_ref: str | None = None, build_al
             changed_ancestor = next(a for a in reversed(spec.ancestors(name)) if a in direct)
             reasons[name] = f"descendant of {changed_ancestor}"
     return Selection(reasons, base=base.hexsha if base else None, base_source=source)
+
+
+def with_missing(spec: Spec, tree: StackTree, selection: Selection, missing: set[str], host: str) -> Selection:
+    """``selection`` plus the images the registry does not hold, and their descendants."""
+    reasons: dict[str, str] = {}
+    added: dict[str, str] = {}  # image -> the missing ancestor that brought it in
+    for name in tree.breadth_first():
+        parent = spec.images[name].parent
+        if name in selection.reasons:
+            reasons[name] = selection.reasons[name]
+        elif name in missing:
+            reasons[name] = f"not in registry {host}"
+            added[name] = name
+        elif parent in added:
+            added[name] = added[parent]
+            reasons[name] = f"descendant of {added[parent]} (not in registry {host})"
+    return Selection(reasons, base=selection.base, base_source=selection.base_source)
 
 
 def open_repo(stack_dir: Path) -> git.Repo:

@@ -76,6 +76,11 @@ class Plan:
         }
 
 
+def lookup_tags(prefix: str, tag: str) -> list[str]:
+    """Where a published image is looked for, in order: this branch's tag, then main's, stable's, stable."""
+    return list(dict.fromkeys([tag, f"{prefix}-main", f"{prefix}-stable", "stable"]))
+
+
 def check_platform(platform: str) -> str:
     if not PLATFORM_RE.match(platform):
         raise StackError(f"--platform '{platform}' is not OS/ARCH[/VARIANT], e.g. linux/arm64")

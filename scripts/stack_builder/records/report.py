@@ -15,7 +15,8 @@ from tabulate import tabulate
 from stack_builder.records.files import write_json, write_lines
 from stack_builder.records.results import ModelResult, TestCounts
 
-BUILT, FAILED, SKIPPED, PENDING, UNCHANGED = "built", "failed", "skipped", "pending", "unchanged"
+BUILT, REUSED, FAILED, SKIPPED, PENDING, UNCHANGED = "built", "reused", "failed", "skipped", "pending", "unchanged"
+PUBLISHED = (BUILT, REUSED)
 
 
 @dataclass
@@ -26,6 +27,9 @@ class ImageResult:
     digest: str | None = None
     image_id: str | None = None
     parent: str | None = None
+    input_key: str | None = None  # per platform when it has several: {platform: key} in input_keys
+    input_keys: dict[str, str] = field(default_factory=dict)
+    reused_from: str | None = None  # for status reused: the reference whose image this run published again
     duration_s: float | None = None
     tags: list[str] = field(default_factory=list)
     tests: TestCounts = field(default_factory=TestCounts)
@@ -66,7 +70,7 @@ class BuildReport:
     def save(self, artifacts: Path) -> None:
         with self._lock:
             write_json(artifacts / "build-report.json", self.as_dict())
-            pushed = [r.ref for r in self.images.values() if r.status == BUILT and self.pushed and r.ref]
+            pushed = [r.ref for r in self.images.values() if r.status in PUBLISHED and self.pushed and r.ref]
             write_lines(artifacts / "IMAGES_BUILT", pushed)
 
     def failed(self) -> list[str]:
@@ -78,6 +82,7 @@ class BuildReport:
             tests = f"{r.tests.passed} passed, {r.tests.failed} failed" \
                 if r.status in (BUILT, FAILED) and r.tests.junit else ""
             duration = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
-            detail = r.ref if r.status == BUILT else r.reason
+            detail = r.ref if r.status == BUILT else f"{r.ref} (from {r.reused_from})" if r.status == REUSED \
+                else r.reason
             rows.append([name, r.status, duration, tests, detail])
         return tabulate(rows, headers=["image", "status", "time", "tests", "ref / reason"])

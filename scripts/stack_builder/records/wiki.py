@@ -114,7 +114,8 @@ class Wiki:
                 if build.get("label"):
                     commit_cell = build["label"]
                 images = "<br>".join(
-                    f"[{i['name']}:{i['tag']}]({self.link(i['page'])})" if i.get("page") else f"{i['name']}:{i['tag']}"
+                    (f"[{i['name']}:{i['tag']}]({self.link(i['page'])})" if i.get("page") else f"{i['name']}:{i['tag']}")
+                    + (f" (reused from {i['reused_from']})" if i.get("reused_from") else "")
                     for i in build["images"])
                 lines.append(f"| {build['time']} | {commit_cell} | {build.get('branch', '')} | "
                              f"{build.get('kind', 'build')} | {images} |")

@@ -1,7 +1,12 @@
-"""An OCI distribution (v2) registry client: manifests by tag or digest, Basic and Bearer auth.
+"""An OCI distribution (v2) registry client: manifests by tag or digest, tag lists, Basic and Bearer auth.
 
 Only transient failures (connection errors, 429, 5xx) are retried, with exponential
 backoff; a 401, a 404 or a digest mismatch is definitive.
+
+TLS as dockerd does it: HTTPS everywhere, except that a loopback or insecure registry
+(``STACK_REGISTRY_INSECURE=1``) that does not speak TLS is spoken to in plain HTTP. The CA to
+trust is ``STACK_REGISTRY_CA``, else the engine's ``/etc/docker/certs.d/<host>/ca.crt``.
+``STACK_REGISTRY_TLS=1`` forces HTTPS and ``STACK_REGISTRY_TLS=0`` forces plain HTTP.
 """
 from __future__ import annotations
 
@@ -12,9 +17,11 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from stack_builder.registry.credentials import Credentials
 from stack_builder.errors import RegistryError, Transient
@@ -24,6 +31,9 @@ from stack_builder.retry import RetryPolicy
 LOGGER = logging.getLogger(__name__)
 
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+CERTS_D = Path("/etc/docker/certs.d")  # where dockerd looks for a registry's CA (ca.crt)
+POOL_SIZE = 32  # connections kept per host: lookups run concurrently
+UNTRUSTED = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "doesn't match", "does not match")
 
 
 def is_loopback(host: str) -> bool:
@@ -44,19 +54,33 @@ class Manifest:
     digest: str
 
 
+def trusted_ca(host: str) -> str | None:
+    """The CA certificate to trust for ``host``: STACK_REGISTRY_CA, else the engine's certs.d file."""
+    named = os.environ.get("STACK_REGISTRY_CA")
+    if named:
+        return named
+    engine_ca = CERTS_D / host / "ca.crt"
+    return str(engine_ca) if engine_ca.is_file() else None
+
+
 class RegistryClient:
-    """Talks to one registry host. Plain HTTP on loopback (as dockerd does), HTTPS elsewhere."""
+    """Talks to one registry host: HTTPS, or plain HTTP for a loopback/insecure one that has no TLS."""
 
     def __init__(self, host: str, credentials: Credentials | None = None, *, retries: int = 5,
                  backoff: float = 0.5, timeout: float | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self.host = host
         self.credentials = credentials
+        forced = os.environ.get("STACK_REGISTRY_TLS", "")
         insecure = os.environ.get("STACK_REGISTRY_INSECURE") == "1" or is_loopback(host)
-        scheme = "https" if os.environ.get("STACK_REGISTRY_TLS") == "1" else ("http" if insecure else "https")
-        self.base = f"{scheme}://{host}"
+        self.forced_scheme = {"1": "https", "0": "http"}.get(forced)
+        self.may_fall_back = self.forced_scheme is None and insecure  # dockerd's rule for insecure registries
+        self.base = f"{self.forced_scheme or 'https'}://{host}"
         self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
         # Passed on every request: a Session's own verify loses to REQUESTS_CA_BUNDLE from the environment.
-        self.verify: str | bool = os.environ.get("STACK_REGISTRY_CA") or True
+        self.verify: str | bool = trusted_ca(host) or True
         self.policy = RetryPolicy(retries=retries, backoff_s=backoff, sleep=sleep)
         self.timeout = timeout or float(os.environ.get("STACK_REGISTRY_TIMEOUT") or 30)
         self._auth: dict[str, str] = {}  # scope -> Authorization header value
@@ -116,6 +140,26 @@ class RegistryClient:
             raise RegistryError(f"blob {digest} from {self.host} does not match its digest")
         return data
 
+    def tags(self, repository: str) -> set[str]:
+        """Every tag of ``repository`` (empty when the repository does not exist), following pagination."""
+        found: set[str] = set()
+        path: str | None = "/tags/list?n=1000"
+        url: str | None = None
+        for _page in range(1000):  # a registry that links pages forever is stopped
+            response = self._request("GET", repository, path or "", accept_missing=True, url=url)
+            if response.status_code == 404:
+                return found
+            try:
+                listed = response.json().get("tags") or []
+            except (ValueError, AttributeError):
+                raise RegistryError(f"registry {self.host} sent a tag list for {repository} that is not JSON") from None
+            found.update(str(t) for t in listed)
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return found
+            url, path = (following if "://" in following else f"{self.base}{following}"), None
+        raise RegistryError(f"registry {self.host} kept paginating the tags of {repository}")
+
     def ping(self) -> None:
         """Raise ``RegistryError`` unless the registry answers its API root."""
         self._request("GET", None, "/")
@@ -129,13 +173,13 @@ class RegistryClient:
                  data: bytes | None = None, headers: dict[str, str] | None = None,
                  url: str | None = None) -> requests.Response:
         """One request under the retry policy: transient failures are retried, anything else raised at once."""
-        target = url or self._url(repository, path)
         scope = f"repository:{repository}:pull,push" if repository else ""
         sent_headers = {"Accept": ACCEPT, **(headers or {})}
         attempts = [0]
 
         def attempt() -> requests.Response:
             attempts[0] += 1
+            target = url or self._url(repository, path)  # per attempt: the scheme may have fallen back
             return self._attempt(method, target, scope, sent_headers, data, accept_missing, attempts[0])
 
         def count(_number: int, _delay: float, _reason: str) -> None:
@@ -154,12 +198,14 @@ class RegistryClient:
                 response = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout,
                                                 verify=self.verify)
             except requests.exceptions.SSLError as exc:
-                raise RegistryError(f"TLS verification of registry {self.host} failed ({_reason(exc)}): if it uses "
-                                    "a private certificate authority, set STACK_REGISTRY_CA to its certificate") from None
+                if self._fell_back(url, exc):
+                    url = "http://" + url[len("https://"):]
+                    continue
+                raise RegistryError(self._tls_failure(exc)) from None
             except requests.exceptions.RequestException as exc:
                 raise Transient(f"{type(exc).__name__} on {method} {url}", RegistryError(
-                    f"registry {self.host} is unreachable after {number} attempts ({type(exc).__name__}): "
-                    f"is it running? {method} {url}")) from None
+                    f"registry {self.host} is not running or not reachable: {type(exc).__name__} after {number} "
+                    f"attempts on {method} {url}. Start it, or check --registry / the host and port")) from None
             if response.status_code == 401 and not authed_once:
                 authed_once = True
                 self._authenticate(response, scope)
@@ -170,9 +216,36 @@ class RegistryClient:
                     f"after {number} attempts"))
             if response.status_code == 404 and accept_missing:
                 return response
+            if response.status_code == 401 and self.credentials is not None and self.session.auth is not None:
+                raise RegistryError(f"registry {self.host} refused the credentials of "
+                                    f"'{self.credentials.username}' (HTTP 401): check STACK_REGISTRY_USER and "
+                                    "STACK_REGISTRY_PASSWORD, or the login in ~/.docker/config.json")
+            if response.status_code == 400 and url.startswith("http://") and b"HTTPS server" in response.content:
+                raise RegistryError(f"registry {self.host} speaks TLS (HTTPS), but this client spoke plain HTTP "
+                                    "to it" + (": unset STACK_REGISTRY_TLS=0" if self.forced_scheme == "http" else ""))
             if response.status_code >= 400:
                 raise RegistryError(_describe(response, method, url, self.host))
             return response
+
+    def _fell_back(self, url: str, exc: requests.exceptions.SSLError) -> bool:
+        """True when an insecure registry turned out not to speak TLS: from now on, plain HTTP (as dockerd)."""
+        if not self.may_fall_back or not url.startswith("https://") or _untrusted(exc):
+            return False
+        if self.base.startswith("https://"):
+            LOGGER.info("registry %s does not speak TLS (%s): using plain HTTP, as dockerd does for a "
+                        "loopback or insecure registry", self.host, _reason(exc))
+            self.base = f"http://{self.host}"
+        return True
+
+    def _tls_failure(self, exc: requests.exceptions.SSLError) -> str:
+        if _untrusted(exc):
+            where = f"STACK_REGISTRY_CA ({self.verify})" if os.environ.get("STACK_REGISTRY_CA") else (
+                f"{self.verify}" if isinstance(self.verify, str) else "the system's certificate store")
+            return (f"registry {self.host} speaks TLS, but its certificate is not trusted by {where} "
+                    f"({_reason(exc)}): set STACK_REGISTRY_CA to the certificate of the authority that signed it, "
+                    f"or put that certificate in {CERTS_D / self.host / 'ca.crt'} as dockerd expects")
+        return (f"TLS with registry {self.host} failed ({_reason(exc)}): if it speaks plain HTTP, set "
+                "STACK_REGISTRY_INSECURE=1 (loopback registries fall back to HTTP by themselves)")
 
     def _authenticate(self, response: requests.Response, scope: str) -> None:
         challenge = response.headers.get("WWW-Authenticate", "")
@@ -211,6 +284,11 @@ class RegistryClient:
         if not token:
             raise RegistryError(f"token service of {self.host} sent no token")
         self._auth[scope] = f"Bearer {token}"
+
+
+def _untrusted(exc: Exception) -> bool:
+    text = str(exc)
+    return any(marker in text for marker in UNTRUSTED)
 
 
 def _reason(exc: Exception) -> str:
