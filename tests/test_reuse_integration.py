@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from stacks import Stack, registry_digest, small_stack
+from stacks import Stack, free_port, registry_digest, release_port, small_stack
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +118,18 @@ def test_what_changes_the_input_key_builds_and_what_does_not_is_reused(
 
     ok(stack.doit("build", "--all", "--no-reuse"))
     assert set(statuses(stack).values()) == {"built"}
+
+
+def test_no_push_without_a_registry_skips_the_check_and_says_so(make_stack, test_base: str) -> None:
+    port = free_port()  # held closed: nothing answers there
+    try:
+        stack = make_stack(registry=f"127.0.0.1:{port}")
+        small_stack(stack, test_base, namespace="offline")
+        stack.commit("initial")
+        output = ok(stack.doit("build", "--no-push"))
+        tree = ok(stack.doit("tree"))
+    finally:
+        release_port(port)
+    assert f"registry 127.0.0.1:{port} is not running or not reachable" in output
+    assert "not checking which images it lacks (--no-push)" in output and "nothing to build" in output
+    assert "images it lacks are not marked" in tree and f"registry 127.0.0.1:{port} not checked" in tree

@@ -17,7 +17,7 @@ def main(base_ref: str, all_images: bool, image: list[str], registry: str) -> bo
                                                                      images=tuple(image)))
         client = RegistryClient(config.registry, find_credentials(config.registry))
         lookups = None if selected.selection.by_hand else planning.reach(
-            client, consequence="images it lacks are not marked")
+            client, patient=False, consequence="images it lacks are not marked")
         selection = planning.with_missing(config, selected, lookups)
         marks = {n: f"[build: {r}]" for n, r in selection.reasons.items()}
         for name in selected.spec.images:

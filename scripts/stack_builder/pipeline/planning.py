@@ -62,10 +62,13 @@ def select(config: Config, options: SelectionOptions) -> Selected:
     return Selected(spec, tree, read_revision(config.stack_dir), selection, platform)
 
 
-def reach(registry: RegistryClient, *, consequence: str) -> Lookups | None:
-    """The run's lookups when the registry answers; None, after saying what that means, when it does not."""
+def reach(registry: RegistryClient, *, consequence: str, patient: bool = True) -> Lookups | None:
+    """The run's lookups when the registry answers; None, after saying what that means, when it does not.
+
+    Impatient (a `tree`, a --no-push build) asks once more at most: the run does not need the registry.
+    """
     try:
-        registry.ping()
+        registry.ping(patient=patient)
     except RegistryError as exc:
         LOGGER.warning("%s; %s", exc, consequence)
         return None

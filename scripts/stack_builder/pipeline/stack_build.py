@@ -49,8 +49,9 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
             except RegistryError as exc:
                 raise StackError(f"{exc}. Start it (`bash setup.sh env` starts the local one), name another "
                                  "with --registry, or build without pushing: --no-push") from None
-        lookups = planning.reach(registry, consequence="not checking which images it lacks (--no-push), and "
-                                 "parents come from the local engine") if not options.push else Lookups(registry)
+        lookups = planning.reach(registry, patient=False, consequence="not checking which images it lacks "
+                                 "(--no-push), and parents come from the local engine") \
+            if not options.push else Lookups(registry)
         engine = planning.try_engine(pool_size=options.workers + 4)
         planned = planning.resolve(config, selected, lookups=lookups, engine=engine)
         plan = planned.plan

@@ -160,9 +160,10 @@ class RegistryClient:
             url, path = (following if "://" in following else f"{self.base}{following}"), None
         raise RegistryError(f"registry {self.host} kept paginating the tags of {repository}")
 
-    def ping(self) -> None:
-        """Raise ``RegistryError`` unless the registry answers its API root."""
-        self._request("GET", None, "/")
+    def ping(self, *, patient: bool = True) -> None:
+        """Raise ``RegistryError`` unless the registry answers its API root; impatient: one retry only."""
+        self._request("GET", None, "/", policy=None if patient else RetryPolicy(
+            retries=1, backoff_s=self.policy.backoff_s, sleep=self.policy.sleep))
 
     # -- transport -------------------------------------------------------------------------------
 
@@ -171,7 +172,7 @@ class RegistryClient:
 
     def _request(self, method: str, repository: str | None, path: str, *, accept_missing: bool = False,
                  data: bytes | None = None, headers: dict[str, str] | None = None,
-                 url: str | None = None) -> requests.Response:
+                 url: str | None = None, policy: RetryPolicy | None = None) -> requests.Response:
         """One request under the retry policy: transient failures are retried, anything else raised at once."""
         scope = f"repository:{repository}:pull,push" if repository else ""
         sent_headers = {"Accept": ACCEPT, **(headers or {})}
@@ -185,7 +186,7 @@ class RegistryClient:
         def count(_number: int, _delay: float, _reason: str) -> None:
             self.stats["retries"] += 1
 
-        return self.policy.run(attempt, what=f"registry {self.host}", on_retry=count)
+        return (policy or self.policy).run(attempt, what=f"registry {self.host}", on_retry=count)
 
     def _attempt(self, method: str, url: str, scope: str, headers: dict[str, str], data: bytes | None,
                  accept_missing: bool, number: int) -> requests.Response:
