@@ -15,7 +15,7 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from stack_builder.errors import SpecError, StackError
+from stack_builder.errors import SpecError, StackError, shown
 from stack_builder.pipeline.promote import parse_tag
 from stack_builder.spec.references import TAG_RE, check_registry, check_tag, parse_repository, sanitize_branch
 from stack_builder.spec.stack_spec import DEFAULT_PLATFORMS, Spec, parse_spec
@@ -267,21 +267,23 @@ def valid_host(value: str) -> bool:
 
 def expected_problem(check: str, text: str) -> tuple[str, ...] | None:
     """None when ``text`` is valid for ``check``, else phrases its error message must contain."""
-    if check == "tag":
-        return None if valid_tag(text) else (f"tag '{text}' is not a valid Docker tag",
+    if check == "tag":  # the offending value is shown cut to 120 characters
+        return None if valid_tag(text) else (f"tag '{shown(text)}' is not a valid Docker tag",
                                               "up to 128 of A-Z a-z 0-9 _ . -, not starting with . or -")
     if check == "registry":
-        return None if valid_host(text) else (f"registry '{text}' is not HOST[:PORT]",
-                                               "for example ghcr.io or 127.0.0.1:5000")
+        if not valid_host(text):
+            return f"registry '{shown(text)}' is not HOST[:PORT]", "for example ghcr.io or 127.0.0.1:5000"
+        port = text.rpartition(":")[2] if ":" in text.rpartition("]")[2] else ""
+        return (f"port {port} is not from 1 to 65535",) if port and not 1 <= int(port) <= 65535 else None
     first, slash, rest = text.partition("/")
     host, path = (first, rest) if slash and ("." in first or ":" in first or first == "localhost") else (None, text)
     if host is not None and not valid_host(host):
-        return f"'{text}': registry host '{host}' is not a valid host[:port]",
+        return f"'{shown(text)}': registry host '{shown(host)}' is not a valid host[:port]",
     if not all(valid_path_component(part) for part in path.split("/")):
-        return (f"'{text}' is not a valid repository name",
+        return (f"'{shown(text)}' is not a valid repository name",
                 "use lowercase letters, digits and separators (. _ -) in path components joined by '/'")
     if len(text) > 255:
-        return f"'{text}' is longer than 255 characters",
+        return f"'{shown(text)}' is longer than 255 characters",
     return None
 
 

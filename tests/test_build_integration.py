@@ -69,7 +69,7 @@ def test_leaf_change_builds_exactly_that_image(built: Stack, tmp_path, registry:
     # Work in a clone so the shared stack stays as it was for other tests.
     git.Repo.clone_from(built.root, tmp_path / "clone")
     clone = Stack(tmp_path / "clone", registry)
-    clone.repo.git.checkout("-b", "feature/leaf")
+    clone.repo.git.checkout("-b", "feature-leaf")
     dockerfile = clone.root / "images" / "leaf" / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + "RUN echo changed > /changed.txt\n")
     clone.commit("leaf only")

@@ -387,7 +387,7 @@ def test_a_shallow_stack_publishes_only_after_a_clean_build_on_main() -> None:
     ran, _ = run_main(push(), depth=2, workflow=workflow)
     assert ran == ["plan", "level0", "level1", "merge", "wiki"]
     ran, _ = run_main(push(), depth=2, failing="level1", workflow=workflow)
-    assert "merge" in ran and "wiki" not in ran, "a failed build must not publish"
+    assert "merge" not in ran and "wiki" not in ran, "a failed build must not publish"
     ran, _ = run_main(PULL_REQUEST, depth=2, workflow=workflow)
     assert "wiki" not in ran
     assert never_true("main.yml", workflow) == ([], [])
@@ -418,9 +418,9 @@ def test_a_failed_plan_stops_everything() -> None:
     assert ran == ["plan"]
 
 
-def test_a_failed_level_stops_the_wiki() -> None:
+def test_a_failed_level_stops_the_merge_and_the_wiki() -> None:
     ran, _ = run_main(push(), depth=5, failing="level2")
-    assert "merge" in ran and "wiki" not in ran
+    assert "merge" not in ran and "wiki" not in ran
 
 
 # --- The tag workflow's gate ----------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_manifest_records_and_shows_a_package_added_between_builds(make_stack, r
 
     page = (stack.root / "wiki" / f"{name}.md").read_text()
     assert "| apt | stack-test-pkg | — | 1.0 |" in page
-    assert f"Compared with `os:2024.1-git-{first[:12]}`" in page
+    assert f"Compared with ` os:2024.1-git-{first[:12]} `" in page
     assert "<details>" in page  # 60 lines of output are folded
     home = (stack.root / "wiki" / "Home.md").read_text()
     assert home.index(second[:12]) < home.index(first[:12])  # newest first

@@ -78,7 +78,7 @@ def test_a_hanging_info_command_is_stopped_and_its_container_removed(make_stack,
     root = stack.report()["images"]["root"]
     assert root["status"] == "built" and root["manifest"] is None
     log = (stack.root / "artifacts" / "logs" / "root.log").read_text()
-    assert "the info commands of" in log and "did not finish within 5 s" in log
+    assert "the info commands of" in log and "timed out after 5 s" in log
     left_over = engine.containers.list(all=True, filters={"ancestor": root["image_id"]})
     assert left_over == [], [c.name for c in left_over]
 

@@ -10,14 +10,32 @@ from stack_builder.registry.client import is_loopback
 
 @pytest.mark.parametrize("branch,tag", [
     ("main", "2024.1-main"),
-    ("feature/new-image", "2024.1-feature-new-image"),
-    ("dependabot/pip/numpy-2.0", "2024.1-dependabot-pip-numpy-2.0"),
-    ("weird branch!!name", "2024.1-weird-branch-name"),
-    ("-leading.dots.", "2024.1-leading.dots"),
-    ("////", "2024.1-unknown"),
+    ("feat-x", "2024.1-feat-x"),
+    ("release-2.0_rc1", "2024.1-release-2.0_rc1"),
+    # Sanitised names keep a hash of the whole name: feat/x and feat-x never share a tag.
+    ("feat/x", "2024.1-feat-x-79b4cc55"),
+    ("dependabot/pip/numpy-2.0", "2024.1-dependabot-pip-numpy-2.0-34f6d826"),
+    ("weird branch!!name", "2024.1-weird-branch-name-0f85de86"),
+    ("////", "2024.1-unknown-0ea28b45"),
+    # Names that would make a tag only the tool may make are hashed too.
+    ("stable", "2024.1-stable-f379ccb9"),
+    ("my-Stable", "2024.1-my-Stable-bdb1feaa"),
+    ("git-0123456789ab", "2024.1-git-0123456789ab-1f8925c2"),
+    ("main-linux-arm64", "2024.1-main-linux-arm64-0c7ec748"),
+    ("linux-amd64", "2024.1-linux-amd64-abb35c61"),
+    ("x-linux-arm-v7", "2024.1-x-linux-arm-v7-1e0608fa"),
+    ("release-rollback", "2024.1-release-rollback-4ab73b59"),
 ])
 def test_branch_becomes_valid_tag(branch: str, tag: str) -> None:
     assert sanitize_branch(branch, prefix="2024.1") == tag
+
+
+def test_no_branch_tag_is_reserved_or_shared() -> None:
+    tags = {sanitize_branch(b, prefix="2024.1") for b in ("feat/x", "feat-x", "feat_x", "feat.x", "feat--x")}
+    assert len(tags) == 5
+    for branch in ("stable", "2024.1-stable", "git-0123456789ab", "main-linux-amd64", "x-yanked"):
+        tag = sanitize_branch(branch, prefix="2024.1")
+        assert not tag.endswith("stable") and not tag.endswith("-linux-amd64") and not tag.endswith("yanked")
 
 
 def test_long_branches_are_cut_to_128_and_stay_distinct() -> None:

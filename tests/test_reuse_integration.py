@@ -80,7 +80,7 @@ def test_fresh_registry_builds_everything_then_nothing_then_a_merge_reuses(
     assert "reused" in table and commit_tag in table
     assert "== build" not in Path(leaf["log"]).read_text()
     home = (stack.root / "wiki" / "Home.md").read_text()
-    assert "leaf:2024.1-main" in home and f"(reused from {empty_registry}/fresh/leaf:{commit_tag})" in home
+    assert "leaf:2024.1-main" in home and f"(reused from ` {empty_registry}/fresh/leaf:{commit_tag} `)" in home
 
 
 def test_what_changes_the_input_key_builds_and_what_does_not_is_reused(

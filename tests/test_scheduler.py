@@ -101,3 +101,23 @@ def test_unknown_requirements_and_cycles_are_refused() -> None:
         run_steps([Step("a", lambda: True, requires=("nope",))], workers=1)
     with pytest.raises(ValueError, match="can never start"):
         run_steps([Step("a", lambda: True, requires=("b",)), Step("b", lambda: True, requires=("a",))], workers=1)
+
+
+def test_once_stop_is_true_nothing_new_starts_and_the_rest_is_cancelled() -> None:
+    ran: list[str] = []
+    stopped = {"now": False}
+
+    def step(name: str) -> Step:
+        def run() -> bool:
+            ran.append(name)
+            stopped["now"] = name == "a"  # the signal comes while the first step runs
+            return True
+        return Step(name, run, requires=() if name == "a" else ("a",))
+
+    cancelled: list[object] = []
+    outcomes = run_steps([step("a"), step("b"), step("c")], workers=1, stop=lambda: stopped["now"],
+                         on_cancel=cancelled.append)
+    assert ran == ["a"]
+    assert outcomes["a"].status == "ok"
+    assert outcomes["b"].status == outcomes["c"].status == "cancelled"
+    assert sorted(map(str, cancelled)) == ["b", "c"]

@@ -97,3 +97,24 @@ def test_main_fans_out_level_by_level() -> None:
             assert f"level{i - 1}" in job["needs"]
     assert set(main["jobs"]["merge"]["needs"]) >= {f"level{i}" for i in range(5)}
     assert main["jobs"]["wiki"]["needs"] == ["plan", "merge"]
+
+
+@pytest.mark.parametrize("failed, merges", [(None, True), ("level0", False), ("level1", False)])
+def test_merge_runs_only_when_every_platform_job_succeeded(failed: str | None, merges: bool) -> None:
+    from gha_expressions import simulate
+
+    main = load(REPO / ".github" / "workflows" / "main.yml")
+    levels = {f"level{i}": json.dumps([{"image": f"img{i}", "platform": "linux/amd64", "runner": "ubuntu-latest"}])
+              for i in range(2)} | {f"level{i}": "[]" for i in range(2, 5)}
+    plan_outputs = {**levels, "images": json.dumps(["img0", "img1"]), "tag": "2024.1-main"}
+    contexts = {"github": {"ref": "refs/heads/main", "event_name": "push", "event": {"head_commit": {"message": "x"}}},
+                "inputs": {}, "secrets": {}}
+
+    def job(name: str, _contexts: Any) -> tuple[str, dict[str, str]]:
+        if name == "plan":
+            return "success", plan_outputs
+        return ("failure" if name == failed else "success"), {}
+
+    run = simulate(main, contexts, job)
+    assert (run.results["merge"] != "skipped") is merges, run.results
+    assert run.results["level3"] == "skipped"  # levels without jobs are skipped, which does not stop the merge

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from pathlib import Path
 
+from stack_builder.errors import StackError, shown
 from stack_builder.registry.credentials import declare_secrets
 from stack_builder.spec.references import check_registry
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 
 REGISTRY_VAR = "STACK_REGISTRY"
 DEFAULT_REGISTRY = "127.0.0.1:5000"
+MAX_NAME = 255  # host/path, as Docker's reference grammar limits it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,7 +35,13 @@ class Config:
 
     def with_registry(self, registry: str) -> "Config":
         """This config with the registry: ``--registry``, else $STACK_REGISTRY, else the local one."""
-        return replace(self, registry=check_registry(registry or os.environ.get(REGISTRY_VAR) or DEFAULT_REGISTRY))
+        host = check_registry(registry or os.environ.get(REGISTRY_VAR) or DEFAULT_REGISTRY)
+        for name, image in self.spec.images.items():  # Docker's limit on a whole name, host included
+            full = f"{host}/{image.repository.path}"
+            if len(full) > MAX_NAME:
+                raise StackError(f"images.{name}.image_name: on registry {host} the name is {len(full)} characters "
+                                 f"({shown(full)}), more than the {MAX_NAME} a registry accepts: shorten it")
+        return replace(self, registry=host)
 
 
 def make_config(*, registry: str = "", uses_registry: bool = True) -> Config:

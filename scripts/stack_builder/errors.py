@@ -4,6 +4,15 @@ Anything that is not a ``StackError`` is our bug and keeps its traceback.
 """
 from __future__ import annotations
 
+SHOWN_CHARS = 120  # how much of an offending value a message shows
+MAX_PROBLEMS = 50  # how many problems one error lists
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``value`` as text for a message, cut to ``limit`` characters with "…": a hostile value stays small."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
 
 class StackError(Exception):
     """A mistake or an unmet precondition the user can fix; the message says how."""
@@ -16,7 +25,9 @@ class SpecError(StackError):
         self.problems = problems
         count = len(problems)
         head = "spec is invalid (1 problem):" if count == 1 else f"spec is invalid ({count} problems):"
-        super().__init__("\n".join([head, *("  " + p for p in problems)]))
+        listed = ["  " + shown(p, 4 * SHOWN_CHARS) for p in problems[:MAX_PROBLEMS]]
+        more = [f"  … and {count - MAX_PROBLEMS} more"] if count > MAX_PROBLEMS else []
+        super().__init__("\n".join([head, *listed, *more]))
 
 
 class EngineError(StackError):
@@ -36,6 +47,10 @@ class StepFailed(StackError):
 
     It fails that image only: the build records it and skips the image's descendants.
     """
+
+
+class Interrupted(StepFailed):
+    """The run was asked to stop (SIGINT, SIGTERM) while this step ran; the image is marked interrupted."""
 
 
 class Transient(Exception):

@@ -15,6 +15,7 @@ from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand
 
 from stack_builder.apps import doit_tasks
+from stack_builder.registry import credentials
 
 STACK_DIR_OPTION = {
     "section": "task loader",
@@ -47,6 +48,9 @@ class StackBuilderMain(DoitMain):  # type: ignore[misc]  # doit has no type hint
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if os.environ.get(credentials.PASSWORD_VAR) and argv is None:
+        credentials.hand_over(args, os.environ)  # never returns: the same command, without them in its environment
+    credentials.receive()
     return int(StackBuilderMain(StackTaskLoader()).run(args))
 
 

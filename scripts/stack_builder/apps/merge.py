@@ -20,10 +20,14 @@ def main(image: list[str], registry: str) -> bool | TaskFailed:
         names = list(image) or planned_images(config.artifacts) or list(spec.images)
         client = RegistryClient(config.registry, find_credentials(config.registry))
         results = merge(spec, read_revision(config.stack_dir), client, config.registry, names)
-        rows = [[r.image, "merged", ", ".join(r.platforms), r.digest[:19]] if r.merged else
-                [r.image, "not merged", f"missing {', '.join(r.missing)}", ""] for r in results]
+        rows = [[r.image, "merged", ", ".join(r.platforms) + _stale(r.stale), r.digest[:19]] if r.merged else
+                [r.image, "not merged", f"missing {', '.join(r.missing)}" + _stale(r.stale), ""] for r in results]
         print(tabulate(rows, headers=["image", "index", "platforms", "digest"]) if rows else
               "no multi-platform image to merge")
         return all(r.merged for r in results)
 
     return run_task(work)
+
+
+def _stale(platforms: tuple[str, ...]) -> str:
+    return f" (left out, from another commit: {', '.join(platforms)})" if platforms else ""

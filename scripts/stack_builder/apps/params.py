@@ -32,6 +32,12 @@ BUILD = [
            "still says which images it lacks)", bool),
     _param("no_reuse", "no-reuse", False, "build every planned image, even one whose input key (Dockerfile, "
            "context, build args, secret ids, platform, parent digest) is already published", bool),
+    _param("test_timeout", "test-timeout", 0, "seconds each image's tests may run, for this run, over the spec's "
+           "`timeouts: {tests: N}` (default 1800)", int),
+    _param("model_timeout", "model-timeout", 0, "seconds each model check container may run (spec: "
+           "`timeouts: {model: N}`, default 900)", int),
+    _param("info_timeout", "info-timeout", 0, "seconds each image's info commands may run together (spec: "
+           "`timeouts: {info_cmds: N}`, default 600)", int),
     PLATFORM,
 ]
 TREE = [*SELECTION, REGISTRY]
@@ -52,10 +58,14 @@ TAG = [
     _param("dry_run", "dry-run", False, "print the plan (digests, targets, gate results) and change nothing", bool),
     _param("skip_gpu_test", "skip-gpu-test", False, "promote gpu: true images without a passing GPU test record; "
            "this is written into promotion.json and the wiki", bool),
+    _param("allow_platform_drop", "allow-platform-drop", False, "promote even when the target has a platform the "
+           "source lacks (the platform disappears from it)", bool),
     REGISTRY,
 ]
 GPU = [
     _param("tag", "tag", "", "the tag whose gpu: true images are tested, e.g. 2024.1-main"),
     _param("image", "image", [], "test only this gpu image (repeat for several)", list),
     REGISTRY,
+    _param("test_timeout", "test-timeout", 0, "seconds each image's GPU tests may run (spec: "
+           "`timeouts: {gpu_tests: N}`, default 3600)", int),
 ]

@@ -8,6 +8,7 @@ from typing import Callable
 
 from doit.exceptions import TaskFailed
 
+from stack_builder import signals
 from stack_builder.errors import StackError
 from stack_builder.registry.credentials import RedactingFilter, secret_values
 
@@ -28,9 +29,21 @@ def configure_logging() -> None:
 
 
 def run_task(work: Callable[[], bool]) -> bool | TaskFailed:
-    """Run a task body: user errors become one clear message and a failed task, never a traceback."""
+    """Run a task body: user errors become one clear message and a failed task, never a traceback.
+
+    A run stopped by SIGINT or SIGTERM (see ``signals``) exits 130 or 143 once it has cleaned up.
+    """
     configure_logging()
     try:
-        return True if work() else TaskFailed("see the messages above")
+        result: bool | TaskFailed = True if work() else TaskFailed("see the messages above")
     except StackError as exc:
-        return TaskFailed(f"error: {exc}")
+        result = TaskFailed(f"error: {exc}")
+    except KeyboardInterrupt:  # a task that does not handle signals itself: stop quietly
+        raise SystemExit(130) from None
+    code = signals.exit_code()
+    if code is not None:
+        if isinstance(result, TaskFailed):
+            print(result.message, file=sys.stderr)
+        print(f"stopped by {signals.signal_name()}: exiting {code}", file=sys.stderr)
+        raise SystemExit(code)
+    return result

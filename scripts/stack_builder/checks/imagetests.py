@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stack_builder.errors import StepFailed
+from stack_builder import signals
+from stack_builder.errors import Interrupted, StepFailed
 from stack_builder.records.results import TestCounts
 from stack_builder.registry.credentials import without_secrets
 from stack_builder.spec.stack_spec import Spec
@@ -18,7 +19,7 @@ LOGGER = logging.getLogger(__name__)
 
 COMMON = Path("images/tests_common")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-TEST_TIMEOUT_S = 3600
+TEST_TIMEOUT_S = 1800  # default: 30 minutes per image's test run (spec `timeouts: {tests: N}`, --timeout tests=N)
 
 
 @dataclass
@@ -44,7 +45,7 @@ def test_dirs(spec: Spec, name: str) -> list[Path]:
 
 
 def run_tests(spec: Spec, name: str, image: str, *, junit: Path, log: Path, dirs: list[Path] | None = None,
-              extra_env: dict[str, str] | None = None) -> TestOutcome:
+              extra_env: dict[str, str] | None = None, timeout_s: float | None = None) -> TestOutcome:
     """Run the image's tests (or ``dirs``); raise ``TestsFailed`` naming the failing tests when any fail."""
     dirs = test_dirs(spec, name) if dirs is None else dirs
     junit.parent.mkdir(parents=True, exist_ok=True)
@@ -62,20 +63,26 @@ def run_tests(spec: Spec, name: str, image: str, *, junit: Path, log: Path, dirs
     command = [sys.executable, "-m", "pytest", *map(str, dirs), f"--junitxml={junit}", "-p", "stack_builder.checks.pytest_plugin",
                "-p", "no:cacheprovider", "--import-mode=importlib", "-c", os.devnull,
                f"--rootdir={spec.stack_dir}", "-q", "-o", f"junit_suite_name={name}"]
+    limit = timeout_s or TEST_TIMEOUT_S
     with log.open("a", encoding="utf-8") as out:
         out.write(f"$ pytest {' '.join(str(d.relative_to(spec.stack_dir)) for d in dirs)}\n")
         out.flush()
-        try:
-            proc = subprocess.run(command, cwd=spec.stack_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=TEST_TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired:
-            raise StepFailed(f"tests did not finish within {TEST_TIMEOUT_S} s") from None
+        with subprocess.Popen(command, cwd=spec.stack_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, start_new_session=True) as proc, signals.child(proc):
+            try:
+                returncode = proc.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                signals.end(proc)
+                out.write(f"\n== tests timed out after {limit:.0f} s: stopped\n")
+                raise StepFailed(f"tests timed out after {limit:.0f} s") from None
+    if signals.stopping():
+        raise Interrupted(f"the tests were stopped ({signals.signal_name()})")
     outcome = read_junit(junit)
-    if proc.returncode == 5 and outcome.passed == 0:
+    if returncode == 5 and outcome.passed == 0:
         LOGGER.warning("%s: pytest collected no tests in %s", name, ", ".join(map(str, dirs)))
         return outcome
-    if proc.returncode != 0 or outcome.failed:
-        names = ", ".join(outcome.failures[:5]) or f"pytest exited {proc.returncode}; see {log}"
+    if returncode != 0 or outcome.failed:
+        names = ", ".join(outcome.failures[:5]) or f"pytest exited {returncode}; see {log}"
         more = f" (+{len(outcome.failures) - 5} more)" if len(outcome.failures) > 5 else ""
         raise TestsFailed(outcome, f"tests failed: {names}{more}")
     return outcome

@@ -17,15 +17,15 @@ from typing import Any, Callable
 
 from stack_builder.engine import containers
 from stack_builder.engine.client import Engine
-from stack_builder.errors import StepFailed
+from stack_builder.errors import StepFailed, shown
 from stack_builder.records.results import DriftResult, FunctionalResult, ModelResult
-from stack_builder.spec.stack_spec import ModelSpec
+from stack_builder.spec.stack_spec import DEFAULT_TIMEOUTS, ModelSpec
 
 LOGGER = logging.getLogger(__name__)
 
 NULLS = {"", "nan", "null", "none", "inf", "-inf", "+inf", "infinity", "-infinity"}
 IO_DIR = "/tmp/stack-model"
-RUN_TIMEOUT_S = 900
+RUN_TIMEOUT_S = DEFAULT_TIMEOUTS["model"]  # each model run (spec `timeouts: {model: N}`, --timeout model=N)
 
 
 @dataclass(frozen=True)
@@ -62,12 +62,13 @@ class ModelCheckFailed(StepFailed):
         self.model = model
 
 
-def run_model(client: Engine, image: str, model: ModelSpec, table: Table) -> Table:
+def run_model(client: Engine, image: str, model: ModelSpec, table: Table, *,
+              timeout_s: float = RUN_TIMEOUT_S) -> Table:
     """Run the image once on ``table``; return its output table."""
     command = [part.replace("{input}", f"{IO_DIR}/input.csv").replace("{output}", f"{IO_DIR}/output.csv")
                for part in model.command]
-    finished = containers.run(client, image, command, timeout=containers.timeout_s(RUN_TIMEOUT_S),
-                              what="the model run", files_in={f"{IO_DIR}/input.csv": table.text().encode("utf-8")},
+    finished = containers.run(client, image, command, timeout=containers.timeout_s(timeout_s),
+                              what="the model check", files_in={f"{IO_DIR}/input.csv": table.text().encode("utf-8")},
                               files_out=[f"{IO_DIR}/output.csv"], network_disabled=True)
     if finished.exit_code != 0:
         logs = finished.output.strip().splitlines()[-5:]
@@ -75,7 +76,12 @@ def run_model(client: Engine, image: str, model: ModelSpec, table: Table) -> Tab
     output = finished.files.get(f"{IO_DIR}/output.csv")
     if output is None:
         raise StepFailed(f"model wrote no {IO_DIR}/output.csv")
-    return Table.parse(output.decode("utf-8"))
+    if b"\0" in output:
+        raise StepFailed(f"the model's {IO_DIR}/output.csv is binary, not CSV text")
+    try:
+        return Table.parse(output.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise StepFailed(f"the model's {IO_DIR}/output.csv is not UTF-8 CSV ({shown(str(exc))})") from None
 
 
 def is_null(value: str) -> bool:
@@ -118,12 +124,13 @@ _TYPES: dict[str, Callable[[str], bool]] = {
 }
 
 
-def functional_check(client: Engine, image: str, model: ModelSpec) -> FunctionalResult:
+def functional_check(client: Engine, image: str, model: ModelSpec, *,
+                     timeout_s: float = RUN_TIMEOUT_S) -> FunctionalResult:
     """Run the examples; every check is a named true/false with details. Raises nothing for a failed check."""
     source = Table.read(model.examples / "input.csv")
     declared = [name for name, _ in model.columns]
     try:
-        out = run_model(client, image, model, source)
+        out = run_model(client, image, model, source, timeout_s=timeout_s)
     except StepFailed as exc:
         return FunctionalResult(False, {"runs": False}, {"error": str(exc)})
     checks: dict[str, bool] = {}
@@ -152,10 +159,10 @@ def functional_check(client: Engine, image: str, model: ModelSpec) -> Functional
         checks["matches_reference"] = not off and out.header == reference.header
         if off:
             details["rows_off_reference"] = off[:20]
-        again = run_model(client, image, model, source)
+        again = run_model(client, image, model, source, timeout_s=timeout_s)
         checks["two_runs_agree"] = not disagreeing_rows(out, again, 1e-9)
         # Order: the output for reversed input, reversed back, must be the same output.
-        backwards = run_model(client, image, model, Table(source.header, source.rows[::-1]))
+        backwards = run_model(client, image, model, Table(source.header, source.rows[::-1]), timeout_s=timeout_s)
         checks["order_kept"] = not disagreeing_rows(out, Table(backwards.header, backwards.rows[::-1]), 1e-9)
     return FunctionalResult(all(checks.values()), checks, details)
 
@@ -173,7 +180,7 @@ def sample_pool(model: ModelSpec, n: int, seed: str) -> tuple[Table, bool] | Non
 
 
 def drift_check(client: Engine, candidate: str, baseline: tuple[str, str, str] | None,
-                model: ModelSpec) -> DriftResult:
+                model: ModelSpec, *, timeout_s: float = RUN_TIMEOUT_S) -> DriftResult:
     """Compare the candidate with the current stable on n sampled inputs.
 
     ``baseline`` is (pullable reference, digest, tag) or None when there is no stable yet.
@@ -192,8 +199,8 @@ def drift_check(client: Engine, candidate: str, baseline: tuple[str, str, str] |
         return replace(result, status="no reference pool (examples/reference.csv)")
     table, with_replacement = sample
     try:
-        ours = run_model(client, candidate, model, table)
-        theirs = run_model(client, ref, model, table)
+        ours = run_model(client, candidate, model, table, timeout_s=timeout_s)
+        theirs = run_model(client, ref, model, table, timeout_s=timeout_s)
     except StepFailed as exc:
         return replace(result, status=f"a model run failed: {exc}", passed=False)
     off = disagreeing_rows(ours, theirs, settings.tolerance)

@@ -22,9 +22,10 @@ from typing import IO, Mapping
 
 import docker
 
+from stack_builder import signals
 from stack_builder.engine.client import ENGINE_FAILURES
-from stack_builder.errors import EngineError, StepFailed
-from stack_builder.registry.credentials import redact
+from stack_builder.errors import EngineError, Interrupted, StepFailed
+from stack_builder.registry.credentials import all_secrets, redact
 
 LOGGER = logging.getLogger(__name__)
 
@@ -105,8 +106,10 @@ def build_image(client: docker.DockerClient, request: BuildRequest, log: IO[str]
         log.write(f"$ {cli.name} build {request.context.name}" +
                   (f" --platform {request.platform}" if request.platform else "") + "\n")
         log.flush()
-        secrets = [os.environ[var] for var in request.secrets.values() if os.environ.get(var)]
+        secrets = [*(os.environ[var] for var in request.secrets.values() if os.environ.get(var)), *all_secrets()]
         code, tail = _stream(argv, {**os.environ, **cli.env}, log, secrets)
+        if signals.stopping():
+            raise Interrupted(f"the build was stopped ({signals.signal_name()})")
         if code != 0:
             raise StepFailed(_failure(client, tail))
         try:
@@ -123,7 +126,8 @@ def _stream(argv: list[str], env: Mapping[str, str], log: IO[str], secrets: list
     code and the last lines. A build that runs past BUILD_TIMEOUT_S is killed."""
     tail: deque[str] = deque(maxlen=40)
     with subprocess.Popen([*argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                          env=dict(env), text=True, errors="replace") as proc:
+                          env=dict(env), text=True, errors="replace", start_new_session=True) as proc, \
+            signals.child(proc):  # a stop request ends the client, and with it the build in the engine
         watchdog = threading.Timer(BUILD_TIMEOUT_S, proc.kill)
         watchdog.start()
         try:

@@ -22,6 +22,33 @@ from stack_builder.errors import StackError, StepFailed
 LOGGER = logging.getLogger(__name__)
 
 TIMEOUT_VAR = "STACK_CONTAINER_TIMEOUT_S"
+RUN_LABEL, IMAGE_LABEL = "io.stack-builder.run", "io.stack-builder.image"
+RUN_VAR, IMAGE_VAR = "STACK_RUN_ID", "STACK_IMAGE_NAME"  # set by the run, inherited by image test processes
+
+
+def run_labels() -> dict[str, str]:
+    """The labels of every container the tool starts: the run's id, and the image under test when known."""
+    labels = {RUN_LABEL: os.environ.get(RUN_VAR, "")}
+    if os.environ.get(IMAGE_VAR):
+        labels[IMAGE_LABEL] = os.environ[IMAGE_VAR]
+    return {k: v for k, v in labels.items() if v}
+
+
+def _labelled(options: dict[str, Any]) -> dict[str, Any]:
+    return {**options, "labels": {**(options.get("labels") or {}), **run_labels()}}
+
+
+def remove_labelled(client: docker.DockerClient, run_id: str, image: str | None = None) -> list[str]:
+    """Remove (forcibly) every container of run ``run_id`` (of ``image`` only, when given); return their ids."""
+    wanted = [f"{RUN_LABEL}={run_id}"] + ([f"{IMAGE_LABEL}={image}"] if image else [])
+    try:
+        found = client.containers.list(all=True, filters={"label": wanted})
+    except ENGINE_FAILURES as exc:
+        LOGGER.warning("could not list the containers of run %s: %s", run_id, exc)
+        return []
+    for container in found:
+        remove(container)
+    return [c.short_id for c in found]
 
 
 def timeout_s(default: float) -> float:
@@ -48,7 +75,7 @@ def created(client: docker.DockerClient, image: str, command: Sequence[str] | st
             **options: Any) -> Iterator[Container]:
     """A created (not started) container of ``image``, removed with everything in it on exit."""
     try:
-        container = client.containers.create(image, command, **options)
+        container = client.containers.create(image, command, **_labelled(options))
     except ENGINE_FAILURES as exc:
         raise StepFailed(f"container of {image} could not be created: {_explain(exc)}") from None
     try:
@@ -80,8 +107,7 @@ def wait(container: Container, *, timeout: float, what: str) -> int:
                 container.kill()
             except ENGINE_FAILURES:
                 pass
-            raise StepFailed(f"{what} did not finish within {timeout:.0f} s (stopped; {TIMEOUT_VAR} "
-                             "lowers the limit)") from None
+            raise StepFailed(f"{what} timed out after {timeout:.0f} s (stopped and removed)") from None
         raise StepFailed(f"{what}: the engine failed while waiting: {type(exc).__name__}: {exc}") from None
     return int(status.get("StatusCode", -1))
 
@@ -134,14 +160,32 @@ def _tar(files: Mapping[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+MAX_FILE_BYTES = 64 * 1024 * 1024  # a file read out of a container (a model's output) larger than this is refused
+
+
 def _read_file(container: Container, path: str) -> bytes | None:
+    """The regular file at ``path`` in the container, or None; a symlink or a file over MAX_FILE_BYTES is refused."""
     try:
-        stream, _ = container.get_archive(path)
+        stream, stat = container.get_archive(path)
     except docker.errors.NotFound:
         return None
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-        member = next((m for m in tar.getmembers() if m.isfile()), None)
-        handle = tar.extractfile(member) if member else None
+    if int(stat.get("size") or 0) > MAX_FILE_BYTES:
+        raise StepFailed(f"{path} in the container is {int(stat['size']):,} bytes, more than {MAX_FILE_BYTES:,}")
+    if stat.get("linkTarget"):
+        raise StepFailed(f"{path} in the container is a symlink (to {stat['linkTarget']}), not a file")
+    buffer = io.BytesIO()
+    for chunk in stream:
+        buffer.write(chunk)
+        if buffer.tell() > MAX_FILE_BYTES + 1024 * 1024:
+            raise StepFailed(f"{path} in the container is more than {MAX_FILE_BYTES:,} bytes")
+    buffer.seek(0)
+    with tarfile.open(fileobj=buffer) as tar:
+        member = next(iter(tar.getmembers()), None)
+        if member is None:
+            return None
+        if not member.isfile():
+            raise StepFailed(f"{path} in the container is not a regular file")
+        handle = tar.extractfile(member)
         return handle.read() if handle else None
 
 
@@ -174,9 +218,13 @@ class TrackedContainers:
     def start(self, command: str | list[str] | None = None, **kwargs: Any) -> Container:
         if self.gpu:
             kwargs.setdefault("device_requests", [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])])
+        container = None
         try:
-            container = self.client.containers.run(self.image, command, detach=True, **kwargs)
+            container = self.client.containers.create(self.image, command, **_labelled(kwargs))
+            container.start()
         except ENGINE_FAILURES as exc:
+            if container is not None:  # created, but it could not start (no GPU): it must not stay behind
+                remove(container)
             if self.gpu and any(hint in str(exc) for hint in NO_GPU_HINTS):
                 where = os.environ.get("DOCKER_HOST") or "the local engine"
                 raise GpuUnavailable(

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Callable, Hashable
 
+from stack_builder import signals
 from stack_builder.pipeline import image_job, publish
 from stack_builder.pipeline.context import BuildContext
 from stack_builder.pipeline.scheduler import Step, run_steps
 from stack_builder.records.files import utc_now
-from stack_builder.records.report import PENDING, SKIPPED, BuildReport, ImageResult
+from stack_builder.records.report import INTERRUPTED, PENDING, SKIPPED, BuildReport, ImageResult
 
 
 def execute(ctx: BuildContext, *, workers: int) -> BuildReport:
@@ -34,7 +35,18 @@ def execute(ctx: BuildContext, *, workers: int) -> BuildReport:
         if isinstance(key, tuple) and key[0] == "image" and isinstance(cause, tuple):
             ctx.report.update(key[1], ctx.artifacts, status=SKIPPED, reason=f"ancestor {cause[1]} failed")
 
-    run_steps(steps, workers=workers, on_skip=skipped)
+    def cancelled(key: Hashable) -> None:
+        if isinstance(key, tuple) and key[0] == "image":
+            ctx.report.update(key[1], ctx.artifacts, status=INTERRUPTED,
+                              reason=f"interrupted by {signals.signal_name()} {ctx.step_of(key[1])}")
+
+    run_steps(steps, workers=workers, on_skip=skipped, stop=signals.stopping, on_cancel=cancelled)
+    if signals.stopping():
+        ctx.report.interrupted = signals.signal_name()
+        for name, result in ctx.report.images.items():
+            if result.status == PENDING:
+                ctx.report.update(name, ctx.artifacts, status=INTERRUPTED,
+                                  reason=f"interrupted by {signals.signal_name()} {ctx.step_of(name)}")
     ctx.report.finished = utc_now()
     ctx.report.save(ctx.artifacts)
     return ctx.report

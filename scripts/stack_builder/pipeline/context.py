@@ -5,6 +5,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from stack_builder.engine.client import Engine
 from stack_builder.plan.plan import ParentRef, Plan
@@ -33,6 +34,7 @@ class PlatformOutcome:
     parent: str | None = None
     input_key: str | None = None
     reused_from: str | None = None  # the tag whose image (same input key) stands in for a build
+    interrupted: bool = False  # stopped by a signal (the reason says during which step)
     tests: TestCounts = field(default_factory=TestCounts)
     model: ModelResult | None = None
 
@@ -52,6 +54,11 @@ class BuildContext:
     wiki: Wiki | None = None
     lookups: Lookups | None = None  # None when the registry is not asked (a --no-push run without one)
     reuse: bool = False
+    run_id: str = ""  # every container of this run is labelled io.stack-builder.run=<run_id>
+    timeouts: Mapping[str, int] = field(default_factory=dict)  # --timeout KIND=SECONDS, over the spec's
+    steps: dict[str, str] = field(default_factory=dict)  # image -> the step it is in now, for interruptions
+    moved: dict[str, dict[str, str]] = field(default_factory=dict)  # image -> {tag: digest} written this run
+    notes: dict[str, list[str]] = field(default_factory=dict)  # image -> what the report must also say
     push_policy: RetryPolicy = field(default_factory=lambda: RetryPolicy(retries=4, backoff_s=1.0))
     native: str = field(default_factory=multiarch.native_platform)
     parents: dict[tuple[str, str], ParentRef] = field(default_factory=dict)
@@ -78,6 +85,17 @@ class BuildContext:
     def duration(self, name: str) -> float:
         """Seconds from the image's first platform job starting to now."""
         return round(time.monotonic() - self.began.get(name, time.monotonic()), 2)
+
+    def timeout(self, name: str, kind: str) -> int:
+        """Seconds the ``kind`` check of ``name`` may run: the command line's, else the spec's."""
+        return self.timeouts.get(kind) or self.spec.images[name].timeouts[kind]
+
+    def enter(self, name: str, step: str) -> None:
+        self.steps[name] = step
+
+    def step_of(self, name: str) -> str:
+        step = self.steps.get(name)
+        return f"during {step}" if step else "before it started"
 
     def parent_for_children(self, name: str, platform: str, parent: ParentRef) -> None:
         for child in self.spec.children(name):

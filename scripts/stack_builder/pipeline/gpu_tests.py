@@ -9,7 +9,7 @@ from stack_builder.config import Config
 from stack_builder.engine import client as engine_client
 from stack_builder.engine import images
 from stack_builder.engine.client import Engine
-from stack_builder.errors import StackError
+from stack_builder.errors import StackError, StepFailed
 from stack_builder.pipeline.promote import who
 from stack_builder.records import gates
 from stack_builder.records.files import write_json
@@ -21,7 +21,8 @@ from stack_builder.spec.stack_spec import Spec
 LOGGER = logging.getLogger(__name__)
 
 
-def run_gpu_tests(config: Config, tag: str, only: list[str]) -> list[gates.GateRecord]:
+def run_gpu_tests(config: Config, tag: str, only: list[str], *, timeout_s: int = 0) -> list[gates.GateRecord]:
+    """``timeout_s``: seconds each image's GPU tests may run (0: the spec's `timeouts: {gpu_tests: N}`)."""
     spec = config.spec
     if not tag:
         raise StackError("give --tag, e.g. --tag 2024.1-main")
@@ -32,11 +33,11 @@ def run_gpu_tests(config: Config, tag: str, only: list[str]) -> list[gates.GateR
         raise StackError("no image to test: none has gpu: true" + (" among --image" if only else ""))
     registry = RegistryClient(config.registry, find_credentials(config.registry))
     engine = engine_client.connect()
-    return [_run_one(config, spec, name, tag, registry, engine) for name in names]
+    return [_run_one(config, spec, name, tag, registry, engine, timeout_s) for name in names]
 
 
 def _run_one(config: Config, spec: Spec, name: str, tag: str, registry: RegistryClient,
-              engine: Engine) -> gates.GateRecord:
+             engine: Engine, timeout_s: int = 0) -> gates.GateRecord:
     repo = spec.images[name].repository.on(config.registry)
     tests = spec.images[name].context / "test_gpu"
     if not tests.is_dir():
@@ -50,9 +51,12 @@ def _run_one(config: Config, spec: Spec, name: str, tag: str, registry: Registry
     try:
         outcome = imagetests.run_tests(spec, name, f"{repo}@{digest}", junit=artifacts / "junit" / f"{name}-gpu.xml",
                                        log=artifacts / "logs" / f"{name}-gpu.log", dirs=[tests],
-                                       extra_env={"STACK_GPU": "1"})
+                                       extra_env={"STACK_GPU": "1"},
+                                       timeout_s=timeout_s or spec.images[name].timeouts["gpu_tests"])
     except imagetests.TestsFailed as exc:
         outcome = exc.outcome
+    except StepFailed as exc:  # timed out: the gate fails, and the record says why
+        outcome = imagetests.TestOutcome(failed=1, messages=[str(exc)])
     passed = outcome.failed == 0 and outcome.passed > 0
     summary = f"{outcome.passed} passed, {outcome.failed} failed"
     if outcome.messages:

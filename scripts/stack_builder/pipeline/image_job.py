@@ -10,10 +10,11 @@ import time
 import traceback
 from typing import IO
 
+from stack_builder import signals
 from stack_builder.checks import imagetests, modelcheck
-from stack_builder.engine import images, inputkey
+from stack_builder.engine import containers, images, inputkey
 from stack_builder.engine.build import BuildRequest, build_image
-from stack_builder.errors import RegistryError, StepFailed
+from stack_builder.errors import Interrupted, RegistryError, StepFailed
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.plan.plan import ParentRef, lookup_tags
 from stack_builder.records.files import utc_now
@@ -36,10 +37,14 @@ def run(ctx: BuildContext, name: str, platform: str) -> PlatformOutcome:
     outcome = PlatformOutcome(platform)
     try:
         with log_path.open("a", encoding="utf-8") as log:
+            signals.check()
             _build_and_test(ctx, name, platform, outcome, log)
         outcome.ok = True
     except StepFailed as exc:
         outcome.reason = str(exc)
+        if isinstance(exc, Interrupted) or signals.stopping():
+            outcome.interrupted = True
+            outcome.reason = f"interrupted by {signals.signal_name()} {ctx.step_of(name)}"
         if isinstance(exc, imagetests.TestsFailed):
             outcome.tests = exc.outcome.counts()
         if isinstance(exc, modelcheck.ModelCheckFailed):
@@ -49,7 +54,9 @@ def run(ctx: BuildContext, name: str, platform: str) -> PlatformOutcome:
             log.write(traceback.format_exc())
         outcome.reason = f"internal error {type(exc).__name__}: {exc} (traceback in {log_path})"
         LOGGER.exception("%s (%s): internal error", name, platform)
-    if not outcome.ok:
+    if outcome.interrupted:
+        LOGGER.warning("%s%s: %s (log: %s)", name, where, outcome.reason, log_path)
+    elif not outcome.ok:
         LOGGER.error("%s%s: FAILED: %s (log: %s)", name, where, outcome.reason, log_path)
     ctx.outcomes.setdefault(name, {})[platform] = outcome
     return outcome
@@ -72,6 +79,7 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: Platfo
         LOGGER.info("%s%s: reused %s from %s (same input key)", name, where, outcome.digest, outcome.reused_from)
         return
     LOGGER.info("%s%s: building (%s)", name, where, ctx.plan.reasons[name])
+    ctx.enter(name, f"the build{where}")
     if parent is not None and image.prepull and image.parent is not None and "@sha256:" in parent.ref:
         _prepull(ctx, parent.ref, platform, log)
     log.write(f"== build {ctx.repository(name)}:{ctx.plan.tag} for {platform}" +
@@ -82,13 +90,21 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: Platfo
         platform=requested, secrets=image.secrets, cache_from=_cache_sources(ctx, name, platform)), log)
     _tag_locally(ctx, image, outcome.image_id, _local_tags(ctx, name, platform))
 
+    signals.check()
+    ctx.enter(name, f"the tests{where}")
     log.write(f"== test {outcome.image_id}\n")
     log.flush()
     suffix = f"-{platform.replace('/', '-')}" if ctx.multi(name) else ""
     junit = ctx.artifacts / "junit" / f"{name}{suffix}.xml"
-    outcome.tests = imagetests.run_tests(ctx.spec, name, outcome.image_id, junit=junit, log=ctx.log_path(name, platform),
-                                         extra_env={"STACK_PLATFORM": platform}).counts()
+    try:
+        outcome.tests = imagetests.run_tests(
+            ctx.spec, name, outcome.image_id, junit=junit, log=ctx.log_path(name, platform),
+            extra_env={"STACK_PLATFORM": platform}, timeout_s=ctx.timeout(name, "tests")).counts()
+    finally:  # whatever ended the tests, none of their containers outlive them
+        containers.remove_labelled(ctx.engine, ctx.run_id, name)
     if image.model is not None:
+        signals.check()
+        ctx.enter(name, f"the model checks{where}")
         log.write("== model checks\n")
         outcome.model = check_model(ctx, name, image.model, outcome.image_id)
 
@@ -228,13 +244,14 @@ def _tag_locally(ctx: BuildContext, image: ImageSpec, image_id: str, tags: list[
 
 def check_model(ctx: BuildContext, name: str, model_spec: ModelSpec, image_id: str) -> ModelResult:
     """Functional check on the examples, then drift against the current stable; raise if either fails."""
-    functional = modelcheck.functional_check(ctx.engine, image_id, model_spec)
+    functional = modelcheck.functional_check(ctx.engine, image_id, model_spec, timeout_s=ctx.timeout(name, "model"))
     failed = [f"functional.{check}" for check, ok in functional.checks.items() if not ok]
     if failed:
         drift = DriftResult("not run: the functional check failed", False, n=0, epsilon=0.0, delta=0.0,
                                        reuses=0, tolerance=0.0, max_disagreement=0.0, candidate=image_id)
     else:
-        drift = modelcheck.drift_check(ctx.engine, image_id, _stable_baseline(ctx, name), model_spec)
+        drift = modelcheck.drift_check(ctx.engine, image_id, _stable_baseline(ctx, name), model_spec,
+                                       timeout_s=ctx.timeout(name, "model"))
         if not drift.passed:
             failed.append(f"drift (disagreement {drift.observed_rate} > allowed {drift.max_disagreement} vs "
                           f"{drift.baseline_tag})")

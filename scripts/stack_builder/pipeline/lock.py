@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from stack_builder import signals
 from stack_builder.errors import StackError
 
 LOGGER = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def stack_lock(path: Path, *, wait_s: float = 3600.0, what: str = "build") -> It
                     holder = handle.read().strip() or "unknown"
                     LOGGER.warning("another %s is running in this stack (%s); waiting for it to finish", what, holder)
                     told = True
+                signals.check()  # asked to stop while waiting: leave without starting
                 if time.monotonic() >= deadline:
                     raise StackError(f"another {what} still holds {path} after {wait_s:.0f} s; "
                                      "try again when it has finished") from None

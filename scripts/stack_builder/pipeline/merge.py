@@ -2,14 +2,20 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from stack_builder.errors import StackError
 from stack_builder.plan.revision import Revision
+from stack_builder.records.files import read_json
 from stack_builder.records import gates
 from stack_builder.registry import multiarch
 from stack_builder.registry.client import RegistryClient
+from stack_builder.registry.mediatypes import INDEX_TYPES
 from stack_builder.spec.stack_spec import Spec
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -19,38 +25,72 @@ class Merged:
     platforms: tuple[str, ...]
     digest: str = ""
     missing: tuple[str, ...] = ()
+    stale: tuple[str, ...] = ()  # platforms whose branch tag holds another commit's image
 
 
 def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, names: list[str]) -> list[Merged]:
-    """Merge ``names`` (the multi-platform ones among them); an image missing a required platform is not merged."""
+    """Merge ``names`` (the multi-platform ones among them) from this commit's platform images only; an
+    image missing a required platform is not merged.
+
+    A platform image counts when this commit's job published it: it is under the per-commit platform tag
+    (``<prefix>-git-<sha12>-<os>-<arch>``, written once), or, where there is no per-commit tag (a dirty
+    checkout), its revision label is this commit. A branch's platform tag left from an older commit is
+    never merged: it is reported, and ``require_all_platforms`` then refuses the index.
+    """
     tag, commit_tag = revision.tags(spec.tag_prefix)
     results = []
     for name in [n for n in names if len(spec.images[n].platforms) > 1]:
         image = spec.images[name]
         repo = image.repository.on(host)
-        entries, missing = [], []
+        entries, missing, stale = [], [], {}
         for platform in image.platforms:
             digest = registry.manifest_digest(repo.path, multiarch.platform_tag(tag, platform))
+            ours = _published_by_commit(registry, repo.path, platform, digest, revision.commit, commit_tag)
             if digest is None:
+                missing.append(platform)
+            elif not ours:
+                stale[platform] = digest
                 missing.append(platform)
             else:
                 entries.append(multiarch.Entry(platform, digest, "", 0))
+        for platform, digest in stale.items():
+            LOGGER.warning("%s: %s's %s image (%s) was not published by commit %s: left out of the index", name,
+                           multiarch.platform_tag(tag, platform), platform, digest[:19], revision.commit[:12])
         if not entries or (missing and image.require_all_platforms):
-            results.append(Merged(name, False, (), missing=tuple(missing)))
+            results.append(Merged(name, False, (), missing=tuple(missing), stale=tuple(stale)))
             continue
-        digest = multiarch.publish_index(registry, repo.path, [t for t in (tag, commit_tag) if t], entries)
+        digest = multiarch.publish_index(registry, repo.path, [tag], entries)
+        if commit_tag and registry.manifest_digest(repo.path, commit_tag) is None:  # written once
+            multiarch.publish_index(registry, repo.path, [commit_tag], entries)
         if image.model is not None:
             _merge_model_records(registry, repo.path, name, digest, entries)
-        results.append(Merged(name, True, tuple(e.platform for e in entries), digest))
+        results.append(Merged(name, True, tuple(e.platform for e in entries), digest, stale=tuple(stale)))
     return results
+
+
+def _published_by_commit(registry: RegistryClient, repository: str, platform: str, digest: str | None,
+                         commit: str, commit_tag: str | None) -> bool:
+    if digest is None:
+        return False
+    if commit_tag is not None:
+        return registry.manifest_digest(repository, multiarch.platform_tag(commit_tag, platform)) == digest
+    manifest = registry.get_manifest(repository, digest)
+    if manifest is None or manifest.media_type in INDEX_TYPES:
+        return False
+    config = json.loads(registry.get_blob(repository, json.loads(manifest.body)["config"]["digest"]))
+    labels = (config.get("config") or {}).get("Labels") or {}
+    return bool(labels.get("org.opencontainers.image.revision") == commit)
 
 
 def planned_images(artifacts: Path) -> list[str]:
     """The images of the last `plan` in this stack (artifacts/plan.json), or none."""
-    try:
-        return list(json.loads((artifacts / "plan.json").read_text())["images"])
-    except (OSError, ValueError, KeyError, TypeError):
+    plan = read_json(artifacts / "plan.json", what="the plan written by `plan`", default={})
+    images = plan.get("images") if isinstance(plan, dict) else None
+    if images is None:
         return []
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+        raise StackError(f"{artifacts / 'plan.json'}: 'images' is not a list of image names: run `plan` again")
+    return images
 
 
 def _merge_model_records(registry: RegistryClient, repository: str, name: str, digest: str,

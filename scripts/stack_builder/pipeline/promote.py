@@ -10,6 +10,7 @@ a failure skips the targets already in place and completes the rest.
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
 import re
@@ -18,6 +19,10 @@ from typing import Any
 
 from tabulate import tabulate
 
+from stack_builder import signals
+from stack_builder.spec.references import PLATFORM_SUFFIX_RE
+from stack_builder.registry import multiarch
+from stack_builder.registry.mediatypes import INDEX_TYPES
 from stack_builder.config import Config
 from stack_builder.errors import RegistryError, StackError
 from stack_builder.records import gates
@@ -66,22 +71,25 @@ class Move:
 def parse_tag(tag: str, *, global_stable: bool) -> tuple[str, str]:
     """(source tag, target tag) for a --tag value; a clear error for anything else."""
     if global_stable:
-        if not QUARTER_RE.match(tag):
+        if not QUARTER_RE.fullmatch(tag):
             raise StackError(f"--tag '{tag}' with --global-stable must be a quarter YYYY.Q (Q from 1 to 4), "
                              "e.g. --tag 2024.1: `stable` moves to that quarter's <YYYY.Q>-stable images")
         return f"{tag}-stable", "stable"
-    found = QUARTER_BRANCH_RE.match(tag)
+    found = QUARTER_BRANCH_RE.fullmatch(tag)
     if not found:
         raise StackError(f"--tag '{tag}' must be YYYY.Q-branch (Q from 1 to 4), e.g. --tag 2024.1-main; "
                          "for the global stable use --tag YYYY.Q --global-stable")
     if found.group("branch") == "stable":
         raise StackError(f"--tag '{tag}' is already a stable tag: promote a branch build, e.g. "
                          f"{found.group('quarter')}-main")
+    if PLATFORM_SUFFIX_RE.search(tag):
+        raise StackError(f"--tag '{tag}' is a per-platform tag: promote the build's tag, whose index holds "
+                         f"every platform (e.g. {PLATFORM_SUFFIX_RE.sub('', tag)})")
     return tag, f"{found.group('quarter')}-stable"
 
 
 def plan(spec: Spec, registry: RegistryClient, host: str, tag: str, *, global_stable: bool,
-         skip_gpu_test: bool) -> list[Move]:
+         skip_gpu_test: bool, allow_platform_drop: bool = False) -> list[Move]:
     """Resolve every source and check every gate. Raises ``PromotionRefused`` listing every problem."""
     source, target = parse_tag(tag, global_stable=global_stable)
     moves = []
@@ -100,11 +108,63 @@ def plan(spec: Spec, registry: RegistryClient, host: str, tag: str, *, global_st
         if image.model is not None:
             move.gates["model"] = _model_gate(registry, move, manifest.digest)
         moves.append(move)
+    _check_set(spec, registry, moves, allow_platform_drop=allow_platform_drop)
     problems = [f"{m.image}: {p}" for m in moves for p in m.problems]
     if problems:
         raise PromotionRefused("promotion refused; no tag was moved:\n  " + "\n  ".join(problems) +
                                "\n" + table(moves))
     return moves
+
+
+def _check_set(spec: Spec, registry: RegistryClient, moves: list[Move], *, allow_platform_drop: bool) -> None:
+    """The moves as a set: every child was built on the parent digest promoted with it, and no platform the
+    target has now is dropped (unless allowed)."""
+    by_image = {m.image: m for m in moves if m.source_digest}
+    configs = {m.image: _platform_configs(registry, m.repository, m.source_digest, m.media_type, m.body)
+               for m in by_image.values()}
+    for move in by_image.values():
+        parent = spec.images[move.image].parent
+        if parent in by_image:
+            parent_move = by_image[parent]
+            allowed = {str(parent_move.source_digest), *_entries(parent_move.media_type, parent_move.body)}
+            for platform, config in configs[move.image].items():
+                labels = (config.get("config") or {}).get("Labels") or {}
+                base = str(labels.get("org.opencontainers.image.base.name", "")).rpartition("@")[2]
+                if base not in allowed:
+                    move.problems.append(
+                        f"its {platform} image was built on {parent}@{base or '(no recorded parent digest)'}, but "
+                        f"{parent}:{parent_move.source_tag} is {parent_move.source_digest}: the set is inconsistent; "
+                        f"rebuild {move.image} on that parent, then promote")
+        if move.target_before and not allow_platform_drop:
+            target = registry.get_manifest(move.repository, move.target_before)
+            had = set(_platform_configs(registry, move.repository, move.target_before, target.media_type,
+                                        target.body)) if target else set()
+            dropped = sorted(had - set(configs[move.image]))
+            if dropped:
+                move.problems.append(f"{move.target_tag} has {', '.join(dropped)} now, which "
+                                     f"{move.source_tag} lacks: refused (--allow-platform-drop to drop it)")
+
+
+def _entries(media_type: str | None, body: bytes) -> list[str]:
+    if media_type not in INDEX_TYPES:
+        return []
+    return [str(item["digest"]) for item in multiarch.image_entries(json.loads(body))]
+
+
+def _platform_configs(registry: RegistryClient, repository: str, digest: str | None, media_type: str | None,
+                      body: bytes) -> dict[str, dict[str, Any]]:
+    """{os/arch: image config} of a manifest or of every image in an index."""
+    manifests = [(d, registry.get_manifest(repository, d)) for d in _entries(media_type, body)] \
+        if media_type in INDEX_TYPES else [(str(digest), None)]
+    found: dict[str, dict[str, Any]] = {}
+    for entry_digest, manifest in manifests:
+        raw = manifest.body if manifest is not None else body
+        config_digest = json.loads(raw).get("config", {}).get("digest")
+        if not config_digest:
+            continue
+        config = json.loads(registry.get_blob(repository, config_digest))
+        found[f"{config.get('os')}/{config.get('architecture')}"] = config
+    return found
 
 
 def _gpu_gate(registry: RegistryClient, move: Move, digest: str, skip: bool) -> str:
@@ -147,6 +207,7 @@ def execute(moves: list[Move], registry: RegistryClient) -> list[Move]:
     """Move every target, in order. On a failure, stop and say exactly which tags moved."""
     for index, move in enumerate(moves):
         try:
+            signals.check()  # asked to stop: no tag moves after the signal
             _move_one(registry, move)
         except (RegistryError, StackError) as exc:
             move.state = FAILED
@@ -202,6 +263,7 @@ class PromoteOptions:
     global_stable: bool
     dry_run: bool
     skip_gpu_test: bool
+    allow_platform_drop: bool = False
 
 
 @dataclass(frozen=True)
@@ -228,7 +290,7 @@ def promote_stack(config: Config, options: PromoteOptions) -> Promoted:
 
     try:
         moves = plan(spec, registry, config.registry, options.tag, global_stable=options.global_stable,
-                     skip_gpu_test=options.skip_gpu_test)
+                     skip_gpu_test=options.skip_gpu_test, allow_platform_drop=options.allow_platform_drop)
     except PromotionRefused:
         if not options.dry_run:
             write([], "refused")
@@ -237,9 +299,10 @@ def promote_stack(config: Config, options: PromoteOptions) -> Promoted:
         return Promoted(moves, kind)
     outcome = "complete"
     try:
-        execute(moves, registry)
+        with signals.handling():
+            execute(moves, registry)
     except PromotionIncomplete:
-        outcome = "incomplete"
+        outcome = f"interrupted by {signals.signal_name()}" if signals.stopping() else "incomplete"
         raise
     finally:
         write(moves, outcome)

@@ -14,13 +14,14 @@ import logging
 import traceback
 from typing import IO
 
+from stack_builder import signals
 from stack_builder.engine import images
 from stack_builder.engine.push import push
-from stack_builder.errors import RegistryError, StepFailed
+from stack_builder.errors import Interrupted, RegistryError, StepFailed
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.plan.plan import ParentRef
 from stack_builder.records import gates, manifests
-from stack_builder.records.report import BUILT, FAILED, REUSED, ImageResult
+from stack_builder.records.report import BUILT, FAILED, INTERRUPTED, REUSED, ImageResult
 from stack_builder.records.results import ModelResult, TestCounts
 from stack_builder.registry import multiarch
 from stack_builder.registry.mediatypes import INDEX_TYPES
@@ -43,19 +44,33 @@ def finalise(ctx: BuildContext, name: str) -> bool:
                           reason=f"no platform of {name} is built in this run")
         return False
     fields = _fields(ctx, name, ordered, built, failed)
+    if signals.stopping() or any(o.interrupted for o in ordered):
+        why = next((o.reason for o in ordered if o.interrupted),
+                   f"interrupted by {signals.signal_name()} before it was pushed")
+        ctx.report.update(name, ctx.artifacts, status=INTERRUPTED, reason=why, duration_s=ctx.duration(name),
+                          **fields)
+        return False
     if not built or (failed and image.require_all_platforms):
         why = "; ".join(f"{p}: {r}" for p, r in failed.items()) if ctx.multi(name) else next(iter(failed.values()))
         if built:
             why = f"require_all_platforms: {why}"
         ctx.report.update(name, ctx.artifacts, status=FAILED, reason=why, duration_s=ctx.duration(name), **fields)
         return False
+    ctx.enter(name, "the push" if ctx.push else "the manifest record")
     try:
         with log_path.open("a", encoding="utf-8") as log:
             result = _publish(ctx, name, built, log, fields)
+    except Interrupted:
+        ctx.report.update(name, ctx.artifacts, status=INTERRUPTED, duration_s=ctx.duration(name), **fields,
+                          moved=dict(ctx.moved.get(name, {})),
+                          reason=f"interrupted by {signals.signal_name()} during the push: nothing more was pushed")
+        return False
     except StepFailed as exc:
-        ctx.report.update(name, ctx.artifacts, status=FAILED, reason=str(exc), duration_s=ctx.duration(name),
-                          **fields)
-        LOGGER.error("%s: FAILED: %s (log: %s)", name, exc, log_path)
+        moved = dict(ctx.moved.get(name, {}))
+        why = str(exc) + (f" (moved before the failure: {', '.join(moved)})" if moved else "")
+        ctx.report.update(name, ctx.artifacts, status=FAILED, reason=why, duration_s=ctx.duration(name),
+                          moved=moved, notes=list(ctx.notes.get(name, [])), **fields)
+        LOGGER.error("%s: FAILED: %s (log: %s)", name, why, log_path)
         return False
     except Exception as exc:  # our bug: the image fails, the traceback goes to its log
         with log_path.open("a", encoding="utf-8") as log:
@@ -112,31 +127,27 @@ def _publish(ctx: BuildContext, name: str, built: list[PlatformOutcome], log: IO
         return result
     if ctx.multi(name):
         for outcome in built:
-            tag = multiarch.platform_tag(ctx.plan.tag, outcome.platform)
-            outcome.digest = _retag(ctx, repo, str(outcome.digest), [tag], log) if outcome.reused_from \
-                else _push_verified(ctx, repo, tag, log)
+            # The per-commit platform tag says which commit's job published it: `merge` reads those.
+            platform_tags = [multiarch.platform_tag(t, outcome.platform) for t in tags]
+            outcome.digest = _put_tags(ctx, name, repo, platform_tags, log,
+                                       digest=outcome.digest if outcome.reused_from else None)
             ctx.parent_for_children(name, outcome.platform, ParentRef(f"{repo}@{outcome.digest}", ctx.plan.tag,
                                                                        "published in this run"))
         if ctx.plan.platform:
             # One platform of a CI fan-out: `merge` assembles the index when every platform is pushed.
             only = built[0]
             result.ref, result.digest = f"{repo}:{multiarch.platform_tag(ctx.plan.tag, only.platform)}", only.digest
-            result.tags = [multiarch.platform_tag(ctx.plan.tag, only.platform)]
         else:
             result.digest = _index(ctx, name, built, tags, log, source=sources.pop() if len(sources) == 1 else None)
     else:
         only = built[0]
-        if only.reused_from:
-            digest = _retag(ctx, repo, str(only.digest), tags, log)
-        else:
-            digest = _push_verified(ctx, repo, tags[0], log)
-            for tag in tags[1:]:
-                other = _push_verified(ctx, repo, tag, log)
-                if other != digest:
-                    raise StepFailed(f"tags of one image pushed with different digests ({digest} vs {other})")
+        digest = _put_tags(ctx, name, repo, tags, log, digest=only.digest if only.reused_from else None)
         result.digest = digest
         ctx.parent_for_children(name, only.platform, ParentRef(f"{repo}@{digest}", ctx.plan.tag,
                                                                "published in this run"))
+    result.tags = [t for t, d in ctx.moved.get(name, {}).items() if d == result.digest]
+    result.moved = dict(ctx.moved.get(name, {}))
+    result.notes = list(ctx.notes.get(name, []))
     if reused:  # the original build's manifest page and gate records describe this very digest
         result.manifest = ctx.wiki.page_for_digest(result.digest) if ctx.wiki is not None else None
         return result
@@ -162,11 +173,49 @@ def _index(ctx: BuildContext, name: str, built: list[PlatformOutcome], tags: lis
             listed = {str(i["digest"]) for i in multiarch.image_entries(json.loads(index.body))} \
                 if index is not None and index.media_type in INDEX_TYPES else set()
             if index_digest and listed == {str(o.digest) for o in built}:
-                return _retag(ctx, repo, index_digest, tags, log)
+                return _put_tags(ctx, name, repo, tags, log, digest=index_digest)
         entries = [multiarch.Entry(o.platform, str(o.digest), "", 0) for o in built]
-        return multiarch.publish_index(ctx.registry, repo.path, tags, entries)
+        signals.check()
+        digest = multiarch.publish_index(ctx.registry, repo.path, tags[:1], entries)
+        ctx.moved.setdefault(name, {})[tags[0]] = digest
+        return _put_tags(ctx, name, repo, tags[1:], log, digest=digest) if tags[1:] else digest
     except RegistryError as exc:
         raise StepFailed(f"index not published: {exc}") from None
+
+
+def _put_tags(ctx: BuildContext, name: str, repo: Repository, tags: list[str], log: IO[str], *,
+              digest: str | None) -> str:
+    """Put the image under ``tags``, in order, recording each tag as it moves (so a failure part way leaves a
+    report that says exactly which moved). With ``digest`` None the first tag is pushed through the engine;
+    every other tag is written registry-side. A per-commit tag is written once: if it holds another digest
+    already, it is left as it is and the report says so."""
+    moved = ctx.moved.setdefault(name, {})
+    for tag in tags:
+        if digest is not None and _written_once(ctx, tag):
+            try:
+                existing = ctx.registry.manifest_digest(repo.path, tag)
+            except RegistryError as exc:
+                raise StepFailed(f"cannot read {repo}:{tag} before writing it: {exc}") from None
+            if existing == digest:
+                moved[tag] = digest
+                continue
+            if existing is not None:
+                note = (f"{tag} already holds {existing}: a per-commit tag is written once, so it still "
+                        f"points there, not at {digest}")
+                ctx.notes.setdefault(name, []).append(note)
+                log.write(f"== {note}\n")
+                LOGGER.warning("%s: %s", name, note)
+                continue
+        digest = _retag(ctx, repo, digest, [tag], log) if digest is not None else _push_verified(ctx, repo, tag, log)
+        moved[tag] = digest
+    if digest is None:
+        raise StepFailed(f"no tag of {repo} was written")
+    return digest
+
+
+def _written_once(ctx: BuildContext, tag: str) -> bool:
+    commit_tag = ctx.plan.commit_tag
+    return commit_tag is not None and (tag == commit_tag or tag.startswith(commit_tag + "-"))
 
 
 def _retag(ctx: BuildContext, repo: Repository, digest: str, tags: list[str], log: IO[str]) -> str:
@@ -177,6 +226,7 @@ def _retag(ctx: BuildContext, repo: Repository, digest: str, tags: list[str], lo
         if manifest is None:
             raise StepFailed(f"{repo}@{digest} disappeared from the registry before it could be reused")
         for tag in tags:
+            signals.check()
             stored = ctx.registry.put_manifest(repo.path, tag, manifest.body, manifest.media_type)
             found = ctx.registry.manifest_digest(repo.path, tag)
             if stored != digest or found != digest:
@@ -188,6 +238,7 @@ def _retag(ctx: BuildContext, repo: Repository, digest: str, tags: list[str], lo
 
 
 def _push_verified(ctx: BuildContext, repo: Repository, tag: str, log: IO[str]) -> str:
+    signals.check()  # nothing is pushed once the run was asked to stop
     digest = push(ctx.engine, str(repo), tag, auth=ctx.auth(), log=log, policy=ctx.push_policy)
     try:
         found = ctx.registry.manifest_digest(repo.path, tag)
@@ -226,7 +277,8 @@ def _manifest(ctx: BuildContext, image: ImageSpec, result: ImageResult, log: IO[
                                  platforms=tuple(result.platforms_built))
     commands = {key: ctx.spec.all_info_cmds[key] for key in image.info_cmds}
     try:
-        record = manifests.collect(ctx.engine, result.image_id or "", facts, commands)
+        record = manifests.collect(ctx.engine, result.image_id or "", facts, commands,
+                                   timeout_s=ctx.timeout(image.name, "info_cmds"))
     except StepFailed as exc:
         log.write(f"WARNING: {exc}\n")
         LOGGER.warning("%s: %s", image.name, exc)

@@ -4,6 +4,8 @@ The scheduler knows nothing about images or Docker: a step is a callable returni
 starts once every step it ``requires`` has succeeded and every step it runs ``after`` has finished.
 A step whose requirement failed (or was skipped) is skipped and never runs; so is a step that runs
 after a skipped one. Everything else still runs: one failure never stops another branch.
+Once ``stop()`` is true, nothing new starts: the steps still waiting are cancelled, the running
+ones are waited for.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Callable, Hashable, Iterable
 
 LOGGER = logging.getLogger(__name__)
 
-OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+OK, FAILED, SKIPPED, CANCELLED = "ok", "failed", "skipped", "cancelled"
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,15 @@ class Step:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # OK, FAILED or SKIPPED
+    status: str  # OK, FAILED, SKIPPED or CANCELLED
     cause: Hashable | None = None  # for a skipped step: the failed step that caused it
 
 
 def run_steps(steps: Iterable[Step], *, workers: int,
-              on_skip: Callable[[Hashable, Hashable], None] | None = None) -> dict[Hashable, Outcome]:
-    """Run every step once its conditions hold; return each step's outcome."""
+              on_skip: Callable[[Hashable, Hashable], None] | None = None,
+              stop: Callable[[], bool] | None = None,
+              on_cancel: Callable[[Hashable], None] | None = None) -> dict[Hashable, Outcome]:
+    """Run every step once its conditions hold (until ``stop()``); return each step's outcome."""
     pending = {step.key: step for step in steps}
     for step in pending.values():
         unknown = [k for k in (*step.requires, *step.after) if k not in pending]
@@ -59,6 +63,12 @@ def run_steps(steps: Iterable[Step], *, workers: int,
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="step") as pool:
         while pending or running:
+            if stop is not None and stop():
+                for key in list(pending):
+                    del pending[key]
+                    done[key] = Outcome(CANCELLED)
+                    if on_cancel is not None:
+                        on_cancel(key)
             progressed = True
             while progressed:  # skips can unblock or skip other steps: settle them before waiting
                 progressed = False

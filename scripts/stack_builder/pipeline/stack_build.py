@@ -4,10 +4,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
+from typing import Mapping
 
+from stack_builder import signals
 from stack_builder.config import Config
 from stack_builder.engine import client as engine_client
+from stack_builder.engine import containers
+from stack_builder.engine.client import Engine
 from stack_builder.engine.build import find_cli
 from stack_builder.errors import RegistryError, StackError
 from stack_builder.pipeline import build_run, lock, planning
@@ -32,13 +37,40 @@ class BuildOptions:
     workers: int
     push: bool
     reuse: bool = True  # an image whose input key is already published is retagged, not built
+    timeouts: Mapping[str, int] = field(default_factory=dict)  # --timeout KIND=SECONDS, over the spec's
 
 
 def build(config: Config, options: BuildOptions) -> BuildReport:
-    """Plan and run the build; the report says what happened to every image."""
-    started = time.monotonic()
+    """Plan and run the build; the report says what happened to every image.
+
+    A SIGINT or SIGTERM stops it: nothing new starts, nothing more is pushed, the containers of the
+    run are removed, and every image not finished is reported ``interrupted``.
+    """
     if options.workers < 1:
         raise StackError(f"--workers must be at least 1, not {options.workers}")
+    run_id = uuid.uuid4().hex[:12]
+    engines: list[Engine] = []
+
+    def remove_containers() -> None:
+        for engine in engines[:1]:
+            removed = containers.remove_labelled(engine, run_id)
+            LOGGER.info("removed %d container(s) of run %s", len(removed), run_id)
+
+    previous = os.environ.get(containers.RUN_VAR)
+    os.environ[containers.RUN_VAR] = run_id  # labels every container of the run, test processes' included
+    try:
+        with signals.handling(on_stop=remove_containers):
+            return _build(config, options, run_id, engines)
+    finally:
+        remove_containers()
+        if previous is None:
+            os.environ.pop(containers.RUN_VAR, None)
+        else:
+            os.environ[containers.RUN_VAR] = previous
+
+
+def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Engine]) -> BuildReport:
+    started = time.monotonic()
     credentials = find_credentials(config.registry)
     registry = RegistryClient(config.registry, credentials)
     with lock.stack_lock(config.artifacts / ".build.lock"):
@@ -57,11 +89,13 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
         plan = planned.plan
         if plan.images:
             engine = engine or engine_client.connect(pool_size=options.workers + 4)  # says why it cannot
+            engines.append(engine)
             find_cli()  # no BuildKit-capable client: say what to install, before anything is built
         check_secrets(planned.spec, plan.images)
         write_lines(config.artifacts / "IMAGES_CHANGED", list(plan.images))
         report = initial_report(planned.spec, plan, revision=planned.revision, registry=config.registry,
                                 push=options.push)
+        report.run_id = run_id
         if not plan.images:
             report.finished = report.started
             report.save(config.artifacts)
@@ -77,7 +111,8 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
         ctx = BuildContext(spec=planned.spec, plan=plan, revision=planned.revision, registry_host=config.registry,
                            push=options.push, artifacts=config.artifacts, engine=engine, registry=registry,
                            credentials=credentials, report=report, wiki=pages, lookups=lookups,
-                           reuse=options.reuse and options.push and lookups is not None)
+                           reuse=options.reuse and options.push and lookups is not None, run_id=run_id,
+                           timeouts=options.timeouts)
         result = build_run.execute(ctx, workers=options.workers)
         result.registry_stats = {**registry.stats, "push_retries": ctx.push_policy.retried}
         result.save(config.artifacts)

@@ -1,9 +1,9 @@
 """What to build: changed files since a base commit, mapped to images, plus descendants."""
 from __future__ import annotations
 
-import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
@@ -12,7 +12,8 @@ from typing import Any, Mapping
 import git
 
 from stack_builder.spec import yamlsource
-from stack_builder.errors import GitError
+from stack_builder.errors import GitError, shown
+from stack_builder.records.files import read_json
 from stack_builder.spec.stack_spec import Spec
 from stack_builder.plan.tree import StackTree
 
@@ -132,11 +133,10 @@ def _github_base(repo: git.Repo, env: Mapping[str, str]) -> tuple[git.Commit | N
         raise GitError(f"the pull request's base branch '{env['GITHUB_BASE_REF']}' is not in this clone: "
                        "check out with fetch-depth: 0")
     if event == "push" and env.get("GITHUB_EVENT_PATH"):
-        try:
-            payload: dict[str, Any] = json.loads(Path(env["GITHUB_EVENT_PATH"]).read_text())
-        except (OSError, ValueError):
-            return None
-        before = str(payload.get("before") or "")
+        payload = read_json(Path(env["GITHUB_EVENT_PATH"]), what="the GitHub event payload", default={})
+        before = str(payload.get("before") or "") if isinstance(payload, dict) else ""
+        if before and not re.fullmatch(r"[0-9a-f]{40}", before):
+            raise GitError(f"the push event's 'before' is not a commit id: {shown(before)}")
         if before and set(before) != {"0"}:
             return _commit(repo, before, "the push's previous commit"), f"push's previous commit {before[:12]}"
     return None
@@ -144,10 +144,15 @@ def _github_base(repo: git.Repo, env: Mapping[str, str]) -> tuple[git.Commit | N
 
 def _commit(repo: git.Repo, ref: str, what: str) -> git.Commit:
     try:
-        return repo.commit(ref)
-    except (git.BadName, ValueError):
-        raise GitError(f"{what} '{ref}' is not a commit in this repository: fetch it "
-                       "(git fetch origin; in CI use fetch-depth: 0) or name an existing commit") from None
+        found = repo.commit(ref)
+        found.tree  # noqa: B018 - a shallow clone names parents whose objects it lacks: this reads the object
+        return found
+    except (git.BadName, git.BadObject, ValueError, git.GitCommandError):
+        shallow = Path(repo.git_dir, "shallow").exists()
+        hint = ("this clone is shallow: fetch more history (git fetch --unshallow; in CI, actions/checkout with "
+                "fetch-depth: 0)") if shallow else ("fetch it (git fetch origin; in CI use fetch-depth: 0) or name "
+                                                     "an existing commit")
+        raise GitError(f"{what} '{shown(ref)}' is not a commit in this repository: {hint}") from None
 
 
 def changed_files(repo: git.Repo, base: git.Commit | None, stack_dir: Path) -> list[str]:
@@ -178,7 +183,7 @@ def map_files(spec: Spec, files: list[str], *, base: git.Commit | None, repo: gi
     everything: str | None = None
     spec_rel = spec.path.relative_to(spec.stack_dir).as_posix()
     for path in files:
-        if _ignored(path, spec.change_ignore):
+        if path != spec_rel and _ignored(path, spec.change_ignore):  # the spec itself is never ignored
             continue
         if path == spec_rel:
             all_reason, entries = _spec_changes(spec, base, repo)

@@ -82,7 +82,7 @@ def lookup_tags(prefix: str, tag: str) -> list[str]:
 
 
 def check_platform(platform: str) -> str:
-    if not PLATFORM_RE.match(platform):
+    if not PLATFORM_RE.fullmatch(platform):
         raise StackError(f"--platform '{platform}' is not OS/ARCH[/VARIANT], e.g. linux/arm64")
     return platform
 

@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 import git
 
@@ -63,8 +64,10 @@ def _source_url(repo: git.Repo, env: Mapping[str, str]) -> str | None:
         url = f"https://{host}/{path}"
     if not url.startswith(("https://", "http://")):
         return None  # a local path or another transport: no web page to link to
-    # Never let credentials embedded in a remote URL reach a label.
-    if "@" in url.split("://", 1)[-1].split("/", 1)[0]:
-        scheme, _, rest = url.partition("://")
-        url = f"{scheme}://{rest.split('@', 1)[1]}"
-    return url.removesuffix(".git")
+    # Never let credentials in a remote URL (user-info, a token in the query) reach a label.
+    parts = urlsplit(url)
+    try:
+        netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    except ValueError:  # a port that is no number
+        return None
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")).removesuffix(".git")

@@ -17,13 +17,14 @@ from typing import Any, Mapping
 from stack_builder.engine import containers, images
 from stack_builder.engine.client import Engine
 from stack_builder.errors import StepFailed
+from stack_builder.records import markdown
 from stack_builder.records.files import utc_now, write_json
-from stack_builder.spec.stack_spec import InfoCmd
+from stack_builder.spec.stack_spec import DEFAULT_TIMEOUTS, InfoCmd
 
 LOGGER = logging.getLogger(__name__)
 
 FOLD_LINES = 25
-INFO_TIMEOUT_S = 600  # all info commands and package queries of one image together
+INFO_TIMEOUT_S = DEFAULT_TIMEOUTS["info_cmds"]  # all info commands and package queries of one image together
 # Package managers asked in the same container as the info commands; absent ones print nothing.
 PACKAGE_QUERIES = {
     "pip": "command -v python >/dev/null 2>&1 && python -m pip list --format=json 2>/dev/null",
@@ -47,8 +48,8 @@ class BuildFacts:
     platforms: tuple[str, ...]
 
 
-def collect(client: Engine, image_ref: str, facts: BuildFacts,
-            commands: Mapping[str, InfoCmd]) -> dict[str, Any]:
+def collect(client: Engine, image_ref: str, facts: BuildFacts, commands: Mapping[str, InfoCmd], *,
+            timeout_s: float = INFO_TIMEOUT_S) -> dict[str, Any]:
     """Run every info command and package query in one container; return the record."""
     marker = f"@@stack-{secrets.token_hex(6)}"
     parts = []
@@ -58,7 +59,7 @@ def collect(client: Engine, image_ref: str, facts: BuildFacts,
                      f"printf '\\n{marker} end {key} %s\\n' $?")
     script = "\n".join(parts)
     finished = containers.run(client, image_ref, [script], entrypoint=["/bin/sh", "-c"], network_disabled=True,
-                              timeout=containers.timeout_s(INFO_TIMEOUT_S), what=f"the info commands of {image_ref}")
+                              timeout=containers.timeout_s(timeout_s), what=f"the info commands of {image_ref}")
     image = images.find(client, image_ref)
     if image is None:
         raise StepFailed(f"manifest of {image_ref} could not be collected: the image is not in the engine")
@@ -149,12 +150,7 @@ def package_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) 
     return rows
 
 
-def _code(value: str) -> str:
-    return f"`{_cell(value)}`" if value.strip() else "—"
-
-
-def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ").strip()
+_code, _cell = markdown.code, markdown.text  # every value on a page goes through one of these
 
 
 def _size(size: int) -> str:
@@ -176,22 +172,22 @@ def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str
     """The Markdown page of one manifest."""
     commit = record["commit"]
     commit_text = f"[{commit[:12]}]({record['commit_url']})" if record.get("commit_url") else f"`{commit[:12]}`"
-    lines = [f"# {record['image']}:{record['tag']}", "", "## Build", "", "| | |", "| --- | --- |",
+    lines = [f"# {_cell(record['image'])}:{_cell(record['tag'])}", "", "## Build", "", "| | |", "| --- | --- |",
              f"| Built (UTC) | {record['created']} |", f"| Commit | {commit_text} |",
-             f"| Branch | {_cell(record['branch'])} |", f"| Reference | `{record['ref']}` |",
-             f"| Digest | `{record.get('digest') or 'not pushed'}` |", f"| Image ID | `{record['image_id']}` |",
-             f"| Size | {_size(int(record['size']))} |", f"| Parent | `{record.get('parent') or 'none (a root)'}` |",
-             f"| Platforms | {', '.join(record.get('platforms') or [])} |", ""]
+             f"| Branch | {_cell(record['branch'])} |", f"| Reference | {_code(record['ref'])} |",
+             f"| Digest | {_code(record.get('digest') or 'not pushed')} |", f"| Image ID | {_code(record['image_id'])} |",
+             f"| Size | {_size(int(record['size']))} |", f"| Parent | {_code(record.get('parent') or 'none (a root)')} |",
+             f"| Platforms | {_cell(', '.join(record.get('platforms') or []))} |", ""]
     lines += ["## Changes since the previous build", ""]
     if previous is None:
         lines += ["First recorded build of this image.", ""]
     else:
         changes = package_changes(previous, record)
-        lines += [f"Compared with `{previous['image']}:{previous['tag']}` built {previous['created']} "
-                  f"from `{str(previous.get('commit', ''))[:12]}`.", ""]
+        lines += [f"Compared with {_code(previous['image'] + ':' + previous['tag'])} built "
+                  f"{_cell(previous['created'])} from {_code(str(previous.get('commit', ''))[:12])}.", ""]
         if changes:
             lines += ["| manager | package | before | after |", "| --- | --- | --- | --- |"]
-            lines += [f"| {m} | {_cell(p)} | {_cell(b)} | {_cell(a)} |" for m, p, b, a in changes]
+            lines += [f"| {_cell(m)} | {_cell(p)} | {_cell(b)} | {_cell(a)} |" for m, p, b, a in changes]
         else:
             lines.append("No package was added, removed or changed.")
         lines.append("")
@@ -203,12 +199,12 @@ def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str
                      f"{_code(str(layer.get('created_by') or '')[:300])} |")
     lines.append("")
     for manager, packages in record.get("packages", {}).items():
-        lines += [f"## Packages: {manager}", "", f"{len(packages)} packages.", ""]
+        lines += [f"## Packages: {_cell(manager)}", "", f"{len(packages)} packages.", ""]
         table = ["| package | version |", "| --- | --- |"] + [f"| {_cell(n)} | {_cell(v)} |" for n, v in
                                                                sorted(packages.items())]
         lines += _folded(table, f"Show {len(packages)} {manager} packages") + [""]
     for result in record.get("commands", {}).values():
-        lines += [f"## {result['description']}", "", f"`{_cell(result['command'])}` (exit {result['exit_code']})", ""]
+        lines += [f"## {_cell(result['description'])}", "", f"{_code(result['command'])} (exit {result['exit_code']})", ""]
         fence = _fence(result["output"])
         body = [f"{fence}text", *result["output"].splitlines(), fence]
         lines += _folded(body, f"Show {len(result['output'].splitlines())} lines") + [""]

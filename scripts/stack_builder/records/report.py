@@ -12,11 +12,15 @@ from typing import Any
 
 from tabulate import tabulate
 
+from stack_builder.errors import shown
 from stack_builder.records.files import write_json, write_lines
+from stack_builder.registry.credentials import redact_all
 from stack_builder.records.results import ModelResult, TestCounts
 
 BUILT, REUSED, FAILED, SKIPPED, PENDING, UNCHANGED = "built", "reused", "failed", "skipped", "pending", "unchanged"
+INTERRUPTED = "interrupted"  # the run was stopped (SIGINT, SIGTERM) before this image was finished
 PUBLISHED = (BUILT, REUSED)
+MAX_REASON = 1000  # characters of a reason kept in the report and the table
 
 
 @dataclass
@@ -38,6 +42,8 @@ class ImageResult:
     manifest: str | None = None
     platforms_built: list[str] = field(default_factory=list)
     platforms_failed: dict[str, str] = field(default_factory=dict)
+    moved: dict[str, str] = field(default_factory=dict)  # every tag this run wrote -> the digest it points at
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -53,6 +59,8 @@ class BuildReport:
     started: str = ""
     finished: str | None = None
     registry_stats: dict[str, int] = field(default_factory=dict)
+    run_id: str = ""  # the label io.stack-builder.run of every container this run started
+    interrupted: str | None = None  # the signal that stopped the run, if one did
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,6 +70,8 @@ class BuildReport:
 
     def update(self, name: str, artifacts: Path, **changes: Any) -> None:
         """Change one image's result and persist the whole report at once."""
+        if isinstance(changes.get("reason"), str):  # an engine's error text can be long: keep the start
+            changes["reason"] = shown(changes["reason"], MAX_REASON)
         with self._lock:
             for key, value in changes.items():
                 setattr(self.images[name], key, value)
@@ -74,7 +84,7 @@ class BuildReport:
             write_lines(artifacts / "IMAGES_BUILT", pushed)
 
     def failed(self) -> list[str]:
-        return [n for n, r in self.images.items() if r.status in (FAILED, SKIPPED, PENDING)]
+        return [n for n, r in self.images.items() if r.status in (FAILED, SKIPPED, PENDING, INTERRUPTED)]
 
     def table(self) -> str:
         rows = []
@@ -85,4 +95,4 @@ class BuildReport:
             detail = r.ref if r.status == BUILT else f"{r.ref} (from {r.reused_from})" if r.status == REUSED \
                 else r.reason
             rows.append([name, r.status, duration, tests, detail])
-        return tabulate(rows, headers=["image", "status", "time", "tests", "ref / reason"])
+        return redact_all(tabulate(rows, headers=["image", "status", "time", "tests", "ref / reason"]))

@@ -6,15 +6,14 @@ per image, and every link is pointed at where its page now lives.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from stack_builder.records import manifests
-from stack_builder.records.files import write_json
+from stack_builder.records import manifests, markdown
+from stack_builder.records.files import read_json, write_json, write_text
 from stack_builder.errors import StackError
 from stack_builder.spec.stack_spec import Spec
 
@@ -25,10 +24,7 @@ LINK_RE = re.compile(r"\[(?:[^\]\\]|\\.)*\]\(([^)\s]+)\)")
 
 
 def _read(path: Path, default: Any) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return default
+    return read_json(path, what="wiki data", default=default)
 
 
 class Wiki:
@@ -62,7 +58,7 @@ class Wiki:
         previous = manifests.previous_record(record, folders)
         manifests.save(record, [self.records])
         name = manifests.record_name(record)
-        (self.folder / f"{name}.md").write_text(manifests.render(record, previous), encoding="utf-8")
+        write_text(self.folder / f"{name}.md", manifests.render(record, previous))
         archived = self.archived()
         if archived.pop(name, None) is not None:
             write_json(self.data / "archived.json", archived)
@@ -91,8 +87,8 @@ class Wiki:
         """Fold old pages if over the cap, then write Home.md and Stable_Tag.md."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.enforce_cap()
-        (self.folder / "Home.md").write_text(self._home(spec), encoding="utf-8")
-        (self.folder / "Stable_Tag.md").write_text(self._stable_page(), encoding="utf-8")
+        write_text(self.folder / "Home.md", self._home(spec))
+        write_text(self.folder / "Stable_Tag.md", self._stable_page())
 
     def _home(self, spec: Spec) -> str:
         ids = {name: f"n{i}" for i, name in enumerate(spec.images)}
@@ -112,13 +108,13 @@ class Wiki:
                 commit = build["commit"][:12]
                 commit_cell = f"[{commit}]({build['commit_url']})" if build.get("commit_url") else f"`{commit}`"
                 if build.get("label"):
-                    commit_cell = build["label"]
+                    commit_cell = markdown.text(build["label"])
                 images = "<br>".join(
                     (f"[{i['name']}:{i['tag']}]({self.link(i['page'])})" if i.get("page") else f"{i['name']}:{i['tag']}")
-                    + (f" (reused from {i['reused_from']})" if i.get("reused_from") else "")
+                    + (f" (reused from {markdown.code(i['reused_from'])})" if i.get("reused_from") else "")
                     for i in build["images"])
-                lines.append(f"| {build['time']} | {commit_cell} | {build.get('branch', '')} | "
-                             f"{build.get('kind', 'build')} | {images} |")
+                lines.append(f"| {markdown.text(build['time'])} | {commit_cell} | {markdown.text(build.get('branch', ''))} | "
+                             f"{markdown.text(build.get('kind', 'build'))} | {images} |")
         return "\n".join(lines) + "\n"
 
     def _stable_page(self) -> str:
@@ -156,14 +152,12 @@ class Wiki:
             archive = f"Archive-{record['image']}"
             archive_path = self.folder / f"{archive}.md"
             if not archive_path.exists():
-                archive_path.write_text(f"# Archived manifests: {record['image']}\n\nOldest first.\n",
-                                        encoding="utf-8")
+                write_text(archive_path, f"# Archived manifests: {record['image']}\n\nOldest first.\n")
                 count += 1
             anchor = re.sub(r"[^a-z0-9-]", "-", name.lower())
             body = (self.folder / f"{name}.md").read_text(encoding="utf-8")
             demoted = re.sub(r"^(#+) ", lambda m: "#" * min(6, len(m.group(1)) + 1) + " ", body, flags=re.M)
-            with archive_path.open("a", encoding="utf-8") as handle:
-                handle.write(f'\n<a id="{anchor}"></a>\n\n{demoted}')
+            write_text(archive_path, archive_path.read_text(encoding="utf-8") + f'\n<a id="{anchor}"></a>\n\n{demoted}')
             (self.folder / f"{name}.md").unlink()
             archived[name] = f"{archive}#{anchor}"
             folded.append(name)
@@ -179,7 +173,7 @@ def broken_links(folder: Path) -> list[str]:
     broken = []
     pages = {p.stem: p for p in folder.glob("*.md")}
     for path in pages.values():
-        text = path.read_text(encoding="utf-8")
+        text = markdown.outside_code(path.read_text(encoding="utf-8"))  # a link inside code is no link
         for target in LINK_RE.findall(text):
             if "://" in target or target.startswith(("mailto:", "#")):
                 continue

@@ -233,7 +233,7 @@ class RegistryClient:
         if not self.may_fall_back or not url.startswith("https://") or _untrusted(exc):
             return False
         if self.base.startswith("https://"):
-            LOGGER.info("registry %s does not speak TLS (%s): using plain HTTP, as dockerd does for a "
+            LOGGER.debug("registry %s does not speak TLS (%s): using plain HTTP, as dockerd does for a "
                         "loopback or insecure registry", self.host, _reason(exc))
             self.base = f"http://{self.host}"
         return True

@@ -5,6 +5,8 @@ import base64
 import json
 import logging
 import os
+import sys
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -30,12 +32,50 @@ class Credentials:
         return {"username": self.username, "password": self.password}
 
 
+FD_VAR = "STACK_CREDENTIALS_FD"  # the pipe the credentials come through after `stack-builder` re-executes itself
+_HANDED: list[Credentials] = []  # the credentials that came through that pipe
+
+
+def hand_over(argv: list[str], env: Mapping[str, str]) -> None:
+    """Start this program again without the registry credentials in its environment: they go through a pipe.
+
+    /proc/<pid>/environ shows a process's environment as it was started, whatever it removes later, so
+    an image test (a child) could read them from its parent. After this, the parent never had them.
+    """
+    read_end, write_end = os.pipe()
+    payload = json.dumps({"user": env.get(USER_VAR, ""), "password": env.get(PASSWORD_VAR, "")}).encode()
+    os.write(write_end, payload)  # far below a pipe's buffer: never blocks
+    os.close(write_end)
+    os.set_inheritable(read_end, True)
+    clean = {k: v for k, v in env.items() if k not in (USER_VAR, PASSWORD_VAR)}
+    clean[FD_VAR] = str(read_end)
+    os.execve(sys.executable, [sys.executable, "-m", "stack_builder.apps.cli", *argv], clean)
+
+
+def receive() -> None:
+    """Read the credentials handed over by ``hand_over`` (once, at start-up), if there are any."""
+    fd = os.environ.pop(FD_VAR, "")
+    if not fd.isdigit():
+        return
+    chunks = []
+    while chunk := os.read(int(fd), 65536):
+        chunks.append(chunk)
+    os.close(int(fd))
+    data = json.loads(b"".join(chunks) or b"{}")
+    if data.get("user") and data.get("password"):
+        remember_secret(data["password"])
+        _HANDED[:] = [Credentials(data["user"], data["password"], "environment")]
+
+
 def find_credentials(registry: str, env: Mapping[str, str] | None = None) -> Credentials | None:
-    """Environment first (STACK_REGISTRY_USER / STACK_REGISTRY_PASSWORD), then the Docker config file."""
+    """Environment first (STACK_REGISTRY_USER / STACK_REGISTRY_PASSWORD, or handed over by `stack-builder`),
+    then the Docker config file."""
     env = os.environ if env is None else env
     user, password = env.get(USER_VAR), env.get(PASSWORD_VAR)
     if user and password:
         return Credentials(user, password, "environment")
+    if _HANDED and not user and not password:
+        return _HANDED[0]
     if bool(user) != bool(password):
         LOGGER.warning("only one of %s and %s is set: ignoring both", USER_VAR, PASSWORD_VAR)
     return _from_docker_config(registry, env)
@@ -64,6 +104,7 @@ def _from_docker_config(registry: str, env: Mapping[str, str]) -> Credentials | 
             except (ValueError, UnicodeDecodeError):
                 LOGGER.warning("the auth entry for %s in %s is not valid base64: ignored", registry, path)
                 return None
+            remember_secret(password)
             return Credentials(user, password, str(path))
     if config.get("credsStore") or (config.get("credHelpers") or {}).get(registry):
         LOGGER.info("%s uses a credential helper; the engine will use it for pushes", path)
@@ -89,22 +130,41 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = redact(message, [*self.secrets, *(os.environ.get(v, "") for v in sorted(_BUILD_SECRET_VARS))])
+        redacted = redact(message, [*self.secrets, *all_secrets()])
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
 
 
-def redact(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced by ***, whatever its case (an engine may upper-case what it quotes)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        if secret.lower() in text.lower():
+            text = re.sub(re.escape(secret), "***", text, flags=re.IGNORECASE)
     return text
+
+
+_REMEMBERED: set[str] = set()  # secrets found outside the environment (a Docker config file's password)
+
+
+def remember_secret(value: str) -> None:
+    if value:
+        _REMEMBERED.add(value)
 
 
 def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if env is None else env
     return [env[v] for v in SECRET_VARS if env.get(v)]
+
+
+def all_secrets(env: Mapping[str, str] | None = None) -> list[str]:
+    """Every secret value known now: registry credentials, the spec's build secrets, a config file's password."""
+    env = os.environ if env is None else env
+    return [*secret_values(env), *(env.get(v, "") for v in sorted(_BUILD_SECRET_VARS)), *_REMEMBERED]
+
+
+def redact_all(text: str) -> str:
+    return redact(text, all_secrets())
 
 
 def without_secrets(env: Mapping[str, str]) -> dict[str, str]:

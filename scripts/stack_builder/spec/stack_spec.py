@@ -17,12 +17,30 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 
 from stack_builder.spec import yamlsource
-from stack_builder.errors import SpecError, StackError
+from stack_builder.errors import SpecError, StackError, shown
 from stack_builder.spec.references import Repository, parse_repository
 
 SPEC_NAMES = ("spec.yml", "images/spec.yml")
 PREFIX_RE = re.compile(r"^\d{4}\.[1-4]$")
 DEFAULT_PLATFORMS = ("linux/amd64",)
+MAX_SPEC_BYTES = 1024 * 1024
+MAX_IMAGE_KEY = 100  # <image>-<tag of up to 128>.json must stay under the 255 bytes a file name may have
+MAX_DRIFT_SAMPLE = 100_000  # model runs on this many inputs at most (a drift gate's sample)  # a spec of a thousand images is a few hundred kB
+# Seconds a check may run: the image's tests, each model check container, its GPU tests, its info commands.
+DEFAULT_TIMEOUTS = {"tests": 1800, "model": 900, "gpu_tests": 3600, "info_cmds": 600}
+
+
+def check_timeouts(values: Mapping[str, int]) -> dict[str, int]:
+    """Timeouts from the command line ({kind: seconds}, 0 for "the spec's"), checked; they override the spec."""
+    found: dict[str, int] = {}
+    for kind, seconds in values.items():
+        if not seconds:
+            continue
+        if not 1 <= seconds <= 86400:
+            option = "--test-timeout" if kind == "tests" else f"--{kind.removesuffix('_cmds')}-timeout"
+            raise StackError(f"{option} {seconds}: give a whole number of seconds from 1 to 86400")
+        found[kind] = seconds
+    return found
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,7 @@ class ImageSpec:
     gpu: bool = False
     change_ignore: tuple[str, ...] = ()
     model: ModelSpec | None = None
+    timeouts: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))  # every kind, in seconds
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -132,7 +151,14 @@ def find_spec(stack_dir: Path) -> Path:
 def load_spec(stack_dir: Path, *, check_files: bool = True) -> Spec:
     """Find, parse and validate the stack's spec. Raises ``SpecError`` listing every problem."""
     path = find_spec(stack_dir)
-    return parse_spec(path.read_text(encoding="utf-8"), path=path, stack_dir=stack_dir, check_files=check_files)
+    size = path.stat().st_size
+    if size > MAX_SPEC_BYTES:
+        raise SpecError([f"{path.name}: {size:,} bytes is more than a spec may be ({MAX_SPEC_BYTES:,}): refused"])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([f"{path.name}: not UTF-8 text ({shown(str(exc))})"]) from None
+    return parse_spec(text, path=path, stack_dir=stack_dir, check_files=check_files)
 
 
 @lru_cache(maxsize=1)
@@ -179,7 +205,7 @@ class _Problems:
         key_path = tuple(path)
         line = line or self.located.line_of(key_path)
         where = f"{self.display}:{line}" if line else self.display
-        dotted = _dotted(key_path)
+        dotted = shown(_dotted(key_path))
         self.messages.append(f"{where}: {dotted}: {message}" if dotted else f"{where}: {message}")
 
 
@@ -229,29 +255,29 @@ def _check_schema(data: dict[str, Any], problems: _Problems) -> None:
                     hint = difflib.get_close_matches(str(key), allowed, n=1)
                     tip = f" (did you mean '{hint[0]}'?)" if hint else (
                         f"; allowed keys: {', '.join(allowed)}" if allowed else "")
-                    problems.add((*where, key), f"unknown key '{key}'{tip}")
+                    problems.add((*where, key), f"unknown key '{shown(key)}'{tip}")
         elif kind == "type":
             wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
             names = " or ".join(_TYPE_NAMES.get(str(w), str(w)) for w in wanted)
-            problems.add(where, f"must be {names}, not {_json_type(error.instance)} ({error.instance!r})")
+            problems.add(where, f"must be {names}, not {_json_type(error.instance)} ({shown(error.instance)})")
         elif kind == "required":
             missing = [k for k in error.validator_value if k not in error.instance]
             for key in missing:
                 problems.add(where, f"missing required key '{key}'")
         elif kind == "propertyNames":
             problems.add((*where, str(error.instance)),
-                         f"'{error.instance}' is not an allowed name here (pattern {error.schema.get('pattern')})")
+                         f"'{shown(error.instance)}' is not an allowed name here (pattern {error.schema.get('pattern')})")
         elif kind == "oneOf" and where and where[-1] == "root":
             problems.add(where, "must be an image name or a list of image names")
         elif kind == "enum":
             choices = ", ".join(str(c) for c in error.validator_value)
-            problems.add(where, f"'{error.instance}' is not one of: {choices}")
+            problems.add(where, f"'{shown(error.instance)}' is not one of: {choices}")
         elif kind == "pattern":
-            problems.add(where, f"'{error.instance}' does not match the pattern {error.validator_value}")
+            problems.add(where, f"'{shown(error.instance)}' does not match the pattern {error.validator_value}")
         elif kind in {"minItems", "minProperties", "minLength"}:
             problems.add(where, "must not be empty")
         else:
-            problems.add(where, error.message)
+            problems.add(where, shown(error.message, 240))
 
 
 def _build(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: _Problems,
@@ -268,6 +294,10 @@ def _build(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: _Prob
     repositories: dict[str, str] = {}
     for name, raw in images_raw.items():
         where = ("images", name)
+        if len(name) > MAX_IMAGE_KEY:
+            problems.add(where, f"the image name '{shown(name)}' is {len(name)} characters, more than "
+                                f"{MAX_IMAGE_KEY}: its logs, records and pages are files named after it")
+            continue
         try:
             repository = parse_repository(raw["image_name"])
         except StackError as exc:
@@ -276,14 +306,14 @@ def _build(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: _Prob
         other = repositories.get(repository.path)
         if other is not None:
             problems.add((*where, "image_name"),
-                         f"'{raw['image_name']}' is also the image_name of '{other}': each image needs its own")
+                         f"'{shown(raw['image_name'])}' is also the image_name of '{other}': each image needs its own")
         repositories.setdefault(repository.path, name)
 
         parent = raw.get("depend_on")
         if parent is not None and parent not in images_raw:
             hint = difflib.get_close_matches(parent, names, n=1)
             tip = f" (did you mean '{hint[0]}'?)" if hint else f"; images are: {', '.join(names)}"
-            problems.add((*where, "depend_on"), f"unknown parent '{parent}'{tip}")
+            problems.add((*where, "depend_on"), f"unknown parent '{shown(parent)}'{tip}")
         if parent == name:
             problems.add((*where, "depend_on"), "an image cannot depend on itself")
 
@@ -292,19 +322,26 @@ def _build(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: _Prob
                 hint = difflib.get_close_matches(key, list(info_cmds), n=1)
                 tip = f" (did you mean '{hint[0]}'?)" if hint else ""
                 problems.add((*where, "info_cmds", index),
-                             f"unknown info command '{key}'{tip}: define it under all_info_cmds")
+                             f"unknown info command '{shown(key)}'{tip}: define it under all_info_cmds")
 
         build_args = []
         for arg, value in (raw.get("build_args") or {}).items():
             if isinstance(value, float):
                 problems.add((*where, "build_args", arg),
-                             f"{value!r} was read as a number, which can lose digits (3.10 becomes 3.1): "
+                             f"{shown(value)} was read as a number, which can lose digits (3.10 becomes 3.1): "
                              f"quote it, e.g. {arg}: \"{value}\"")
                 continue
             build_args.append((arg, str(value).lower() if isinstance(value, bool) else str(value)))
 
         context = stack_dir / "images" / name
         dockerfile = context / raw.get("dockerfile", "Dockerfile")
+        confined = _confine(problems, where, stack_dir, [
+            ("dockerfile" if "dockerfile" in raw else "", dockerfile), ("", context),
+            ("integration_tests" if raw.get("integration_tests") else "", context / "integration_tests"),
+            ("", context / "test"), ("", context / "test_gpu"), ("model" if raw.get("model") else "", context / "examples"),
+            *(("model", context / "examples" / f) for f in ("input.csv", "output.csv"))])
+        if not confined:
+            continue
         if check_files and not dockerfile.is_file():
             rel = _display_path(dockerfile, stack_dir)
             problems.add(where, f"no Dockerfile at {rel}: create it, or point 'dockerfile:' at the file "
@@ -331,9 +368,11 @@ def _build(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: _Prob
             gpu=bool(raw.get("gpu", False)),
             change_ignore=tuple(raw.get("change_ignore") or ()),
             model=_model(raw.get("model"), context, where, problems, check_files),
+            timeouts={**DEFAULT_TIMEOUTS, **(data.get("timeouts") or {}), **(raw.get("timeouts") or {})},
             raw=raw,
         )
 
+    _confine(problems, (), stack_dir, [("", stack_dir / "images" / "tests_common")])
     _check_cycles(images_raw, problems)
     roots = _roots(data.get("root"), images_raw, problems)
     if problems.messages or prefix is None:
@@ -350,6 +389,27 @@ def _build(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: _Prob
     )
 
 
+def _confine(problems: _Problems, where: tuple[str, ...], stack_dir: Path,
+             paths: Iterable[tuple[str, Path]]) -> bool:
+    """Every path (with the key that names it, "" for one the layout implies) must resolve, symlinks followed,
+    inside the stack folder: a spec must not make the tool read, build or publish files from elsewhere."""
+    root = stack_dir.resolve()
+    ok = True
+    for key, path in paths:
+        try:
+            resolved: Path | None = path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            resolved = None
+        if resolved is not None and (resolved == root or root in resolved.parents):
+            continue
+        problems.add((*where, key) if key else where,
+                     f"'{shown(_display_path(path, stack_dir))}' resolves to "
+                     f"{shown(str(resolved or '(a symlink loop)'))}, outside the stack folder {shown(str(root))}: "
+                     "every file of a stack (Dockerfile, build context, tests, model examples) must be inside it")
+        ok = False
+    return ok
+
+
 def _model(raw: Mapping[str, Any] | None, context: Path, where: tuple[str, ...], problems: _Problems,
            check_files: bool) -> ModelSpec | None:
     if raw is None:
@@ -362,6 +422,10 @@ def _model(raw: Mapping[str, Any] | None, context: Path, where: tuple[str, ...],
         tolerance=float(raw.get("tolerance", 0.1)),
         drift=DriftSettings(**(raw.get("drift") or {})),
     )
+    if model.drift.sample_size() > MAX_DRIFT_SAMPLE:
+        problems.add((*where, "model", "drift"), f"epsilon {model.drift.epsilon}, delta {model.drift.delta} and "
+                     f"reuses {model.drift.reuses} need {model.drift.sample_size():,} samples, more than "
+                     f"{MAX_DRIFT_SAMPLE:,}: allow a larger epsilon or delta")
     if not any("{input}" in part for part in model.command) or not any("{output}" in part for part in model.command):
         problems.add((*where, "model", "command"), "must contain {input} and {output}")
     needed = ["input.csv"] + (["output.csv"] if model.fixed else [])
@@ -376,8 +440,8 @@ def _model(raw: Mapping[str, Any] | None, context: Path, where: tuple[str, ...],
 def _tag_prefix(value: Any, problems: _Problems) -> str | None:
     # YAML reads an unquoted 2024.1 as a number; its repr is the text the user wrote.
     text = repr(value) if isinstance(value, float) else str(value)
-    if isinstance(value, bool) or not PREFIX_RE.match(text):
-        problems.add(("tag", "prefix"), f"'{text}' is not a quarter: use YYYY.Q with Q from 1 to 4, "
+    if isinstance(value, bool) or not PREFIX_RE.fullmatch(text):
+        problems.add(("tag", "prefix"), f"'{shown(text)}' is not a quarter: use YYYY.Q with Q from 1 to 4, "
                                         "e.g. prefix: \"2024.1\"")
         return None
     return text
@@ -407,7 +471,7 @@ def _roots(value: Any, images_raw: Mapping[str, Mapping[str, Any]], problems: _P
         if name not in images_raw:
             hint = difflib.get_close_matches(name, list(images_raw), n=1)
             tip = f" (did you mean '{hint[0]}'?)" if hint else ""
-            problems.add(where, f"unknown image '{name}'{tip}")
+            problems.add(where, f"unknown image '{shown(name)}'{tip}")
         elif images_raw[name].get("depend_on") is not None:
             problems.add(where, f"'{name}' depends on '{images_raw[name]['depend_on']}', so it is not a root")
     return tuple(actual)

@@ -1,7 +1,9 @@
-"""Read YAML while keeping the line of every key, and refusing duplicate keys.
+"""Read YAML while keeping the line of every key, and refusing duplicate keys and alias bombs.
 
 PyYAML silently keeps the last of two equal keys; a spec that says an image twice
-must be an error, and every error must name its line.
+must be an error, and every error must name its line. Aliases are counted before anything is
+expanded: a document whose aliases expand past ``MAX_VALUES`` values ("billion laughs") is
+refused at once, as are recursive aliases and nesting too deep to walk.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 import yaml
 
 Path_ = tuple[str | int, ...]
+MAX_VALUES = 100_000  # scalars, lists and mappings once aliases are expanded; real specs have a few thousand
 
 
 @dataclass
@@ -51,9 +54,12 @@ def load(text: str) -> Located:
             raise YamlSyntaxError(line, f"{exc.problem or exc.context}") from None
         except yaml.YAMLError as exc:
             raise YamlSyntaxError(None, str(exc)) from None
+        except RecursionError:
+            raise YamlSyntaxError(None, "the document is nested too deeply to read") from None
         located = Located(data=None)
         if node is not None:
             located.lines[()] = node.start_mark.line + 1
+            _check_expansion(node)
             try:
                 located.data = _walk(loader, node, (), located)
             except yaml.MarkedYAMLError as exc:  # e.g. a tag no safe constructor knows
@@ -64,6 +70,36 @@ def load(text: str) -> Located:
         return located
     finally:
         loader.dispose()
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the values the document holds with aliases expanded, each node once (so a bomb costs nothing)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        line = node.start_mark.line + 1
+        if key in open_nodes:
+            raise YamlSyntaxError(line, "an alias refers to the value that contains it (a recursive alias)")
+        if depth > 200:
+            raise YamlSyntaxError(line, "the document is nested more than 200 levels deep")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item, depth + 1) for item in node.value)
+        open_nodes.discard(key)
+        if total > MAX_VALUES:
+            raise YamlSyntaxError(line, f"aliases expand this value to more than {MAX_VALUES:,} values "
+                                        "(an alias bomb?): refused; write the values out, or use fewer aliases")
+        sizes[key] = total
+        return total
+
+    size(root, 0)
 
 
 def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, out: Located) -> Any:
