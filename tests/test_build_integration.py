@@ -129,6 +129,8 @@ def test_failing_image_test_blocks_the_push(make_stack, registry: str, test_base
     assert right["status"] == "failed"
     assert right["tests"]["failed"] == 1
     assert "test_right_is_wrong" in right["reason"]
+    assert "AssertionError: assert 'right' == 'not right'" in right["reason"]  # the assertion, from the JUnit file
+    assert "AssertionError: assert 'right' == 'not right'" in result.stdout  # and in the summary table
     assert registry_digest(registry, "testfail/right", "2024.1-main") is None
     assert stack.report()["images"]["leaf"]["status"] == "built"
 

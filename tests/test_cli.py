@@ -101,7 +101,7 @@ def test_stack_builder_runs_in_a_stack_with_its_own_dodo_and_scripts(datahub: Pa
     tree = subprocess.run([str(STACK_BUILDER), "tree", "--all"], cwd=datahub, capture_output=True, text=True,
                           check=False)
     assert tree.returncode == 0, tree.stdout + tree.stderr
-    assert [line.split("[")[0].rstrip() for line in tree.stdout.splitlines()[1:4]] == [
+    assert [line.split("[")[0].rstrip() for line in tree.stdout.splitlines()[0:3]] == [
         "datascience-notebook", "├── rstudio-notebook", "└── scipy-ml-notebook"]
     # From elsewhere, with -d; the plan names each image with its parent.
     plan = subprocess.run([str(STACK_BUILDER), "-d", str(datahub), "plan", "--all", "--registry", "127.0.0.1:1"],

@@ -458,7 +458,7 @@ def test_a_gate_that_can_never_open_is_found() -> None:
     assert never_true("tag.yml", original) == ([], [])
     # A step's condition that cannot hold: dry_run is a boolean input, never the string 'yes'.
     dead_step = copy.deepcopy(original)
-    dead_step["jobs"]["tag"]["steps"][-1]["if"] = "${{ inputs.dry_run == 'yes' }}"
+    dead_step["jobs"]["tag"]["steps"][5]["if"] = "${{ inputs.dry_run == 'yes' }}"
     assert never_true("tag.yml", dead_step)[0] == ["tag.steps[5] (Publish the wiki)"]
     # A level job with no guard on an empty level runs with an empty matrix, which GitHub fails.
     unguarded = load("main.yml")

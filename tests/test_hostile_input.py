@@ -74,7 +74,7 @@ def test_json_files_that_are_not_json_name_the_file_briefly(tmp_path: Path) -> N
     with pytest.raises(StackError, match="'images' is not a list of image names"):
         planned_images(tmp_path)
     broken.write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(StackError, match="nested too deeply|not valid JSON"):
+    with pytest.raises(StackError, match="nested too deeply"):
         read_json(broken, what="the plan")
 
 
@@ -89,3 +89,4 @@ def test_a_hostile_push_payload_is_refused(tmp_path: Path) -> None:
     with pytest.raises(GitError) as raised:
         _github_base(open_repo(repo_dir), env)
     assert "is not a commit id" in str(raised.value) and len(str(raised.value)) < 300
+

@@ -140,3 +140,22 @@ def test_broken_links_are_found(tmp_path: Path) -> None:
 def test_manifest_record_names_and_sizes() -> None:
     assert manifests.record_name({"image": "a", "tag": "2024.1-main"}) == "a-2024.1-main"
     assert re.match(r"1\.2 MB", manifests._size(1234567))
+
+
+def test_a_manifest_page_folds_layers_cuts_commands_and_escapes_in_its_place() -> None:
+    from stack_builder.records.manifests import render
+
+    layers = [{"created": 0, "size": 10, "created_by": "RUN " + "x" * 400 if i == 0 else f"RUN a || b {i}"}
+              for i in range(30)]
+    record = {"image": "img", "tag": "2024.1-git-0123456789ab", "commit": "c" * 40, "commit_url": None,
+              "branch": "main", "ref": "127.0.0.1:5000/ns/img:2024.1-main", "digest": "sha256:" + "d" * 64,
+              "image_id": "sha256:" + "e" * 64, "size": 1, "parent": None, "platforms": ["linux/amd64"],
+              "created": "2024-01-01T00:00:00Z", "layers": layers, "packages": {},
+              "commands": {"X": {"description": "Shell", "command": "a || b", "exit_code": 0, "output": "ok"}}}
+    page = render(record, None)
+    assert "| | |" not in page and "| field | value |" in page
+    assert "<summary>Show 30 layers</summary>" in page  # 30 rows are folded
+    assert "RUN " + "x" * 155 + "…" in page and "x" * 200 not in page  # a long command is cut, and says so
+    assert "` a || b ` (exit 0)" in page  # outside a table a pipe needs no escape
+    assert "` RUN a \\|\\| b 1 `" in page  # inside one it does
+    assert f"docker pull 127.0.0.1:5000/ns/img@sha256:{'d' * 64}" in page

@@ -118,3 +118,18 @@ def test_merge_runs_only_when_every_platform_job_succeeded(failed: str | None, m
     run = simulate(main, contexts, job)
     assert (run.results["merge"] != "skipped") is merges, run.results
     assert run.results["level3"] == "skipped"  # levels without jobs are skipped, which does not stop the merge
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_job_that_runs_the_builder_keeps_its_artifacts(path: Path) -> None:
+    for name, job in load(path)["jobs"].items():
+        steps_ = job.get("steps") or []
+        runs = [i for i, s in enumerate(steps_) if "stack-builder " in str(s.get("run", ""))]
+        if not runs:
+            continue
+        uploads = [i for i, s in enumerate(steps_) if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+        assert uploads and uploads[-1] > runs[-1], f"{path.name}: {name} does not upload artifacts/ after its run"
+        step = steps_[uploads[-1]]
+        assert step["if"] == "${{ always() }}" and step["with"]["path"] == "artifacts/", (path.name, name)
+        if "strategy" in job:  # matrix jobs must not overwrite each other's upload
+            assert "strategy.job-index" in step["with"]["name"], (path.name, name)

@@ -66,12 +66,20 @@ def handling(on_stop: Callable[[], None] | None = None) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    state = _STATE
+    done = threading.Event()
+    # Started here, never in the handler: a handler runs between two bytecodes of the main thread, which
+    # may hold the lock Thread.start() needs.
+    watcher = threading.Thread(target=_watch, args=(state, done), name="stopping", daemon=True)
+    watcher.start()
     previous = {sig: signal.signal(sig, _handle) for sig in EXIT_CODES}
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        done.set()
+        watcher.join(timeout=1)
 
 
 def _handle(signum: int, _frame: FrameType | None) -> None:
@@ -84,10 +92,13 @@ def _handle(signum: int, _frame: FrameType | None) -> None:
     state.signum = signum
     state.event.set()
     _signal_children(state, signal.SIGTERM)
-    threading.Thread(target=_stopped, args=(state,), name="stopping", daemon=True).start()
 
 
-def _stopped(state: _State) -> None:
+def _watch(state: _State, done: threading.Event) -> None:
+    """Wait for a stop request (or the end of the run); on a stop, say so and run the clean-up callbacks."""
+    while not state.event.wait(0.2):
+        if done.is_set():
+            return
     LOGGER.warning("%s: stopping; nothing new starts and nothing more is pushed (a second SIGINT exits at once)",
                    signal_name())
     for callback in state.on_stop:

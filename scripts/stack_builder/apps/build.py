@@ -1,12 +1,17 @@
 """`build`: build, test, then push the planned images, parents first."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from doit.exceptions import TaskFailed
 
 from stack_builder.apps.runtime import run_task
 from stack_builder.config import make_config
 from stack_builder.pipeline.planning import SelectionOptions
 from stack_builder.pipeline.stack_build import BuildOptions, build
+from stack_builder.records.report import BuildReport
+from stack_builder.registry.credentials import redact_all
 from stack_builder.spec.stack_spec import check_timeouts
 
 
@@ -21,7 +26,24 @@ def main(base_ref: str, all_images: bool, image: list[str], workers: int, regist
                                timeouts=check_timeouts({"tests": test_timeout, "model": model_timeout,
                                                         "info_cmds": info_timeout}))
         report = build(config, options)
+        github_actions(report)
         print(report.table())
         return not report.failed()
 
     return run_task(work)
+
+
+def github_actions(report: BuildReport) -> None:
+    """In GitHub Actions: each image's log folded in a ::group::, and the summary in the job's summary page."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    for name, result in report.images.items():
+        log = Path(result.log) if result.log else None
+        if log is not None and log.is_file():
+            print(f"::group::{name}: {result.status} (log {log})")
+            print(redact_all(log.read_text(encoding="utf-8", errors="replace")))
+            print("::endgroup::")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(report.markdown())

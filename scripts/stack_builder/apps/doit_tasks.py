@@ -6,15 +6,27 @@ so it also works in a stack that has a ``dodo.py`` of its own.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any, Callable
 
+from doit.reporter import ConsoleReporter
+
 from stack_builder.apps import params
+
+class StderrReporter(ConsoleReporter):  # type: ignore[misc]  # doit has no type hints
+    """doit's own lines (".  build", failures) go to stderr: stdout carries only what a task prints
+    (the plan's JSON, a summary table), so `stack-builder plan | jq` works."""
+
+    def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
+        super().__init__(sys.stderr, options)
+
 
 DOIT_CONFIG = {
     "default_tasks": ["build"],
     "verbosity": 2,
     "backend": "json",
     "dep_file": ".doit.json",
+    "reporter": StderrReporter,
 }
 
 
@@ -32,40 +44,40 @@ def _task(app: str, options: list[dict[str, Any]], doc: str) -> dict[str, Any]:
 
 
 def task_build() -> dict[str, Any]:
-    """Build, test, then push the changed images and their descendants, parents first."""
+    """Build, test, then push the changed and missing images and their descendants, parents first. Example: build --image base-notebook"""
     return _task("build", params.BUILD, task_build.__doc__ or "")
 
 
 def task_tree() -> dict[str, Any]:
-    """Print the stack as a tree, marking what would be built and why."""
+    """Print the stack as a tree, marking what would be built and why. Example: tree --base-ref HEAD~3"""
     return _task("show_tree", params.TREE, task_tree.__doc__ or "")
 
 
 def task_plan() -> dict[str, Any]:
-    """Print the build plan as JSON for CI: images, reasons, parents, and levels of {image, platform, runner}."""
+    """Print the build plan as JSON (only JSON on stdout): images, reasons, parents, levels. Example: plan | jq .images"""
     return _task("show_plan", params.PLAN, task_plan.__doc__ or "")
 
 
 def task_merge() -> dict[str, Any]:
-    """Assemble the multi-platform indexes registry-side once every platform of a level is pushed."""
+    """Assemble multi-platform indexes registry-side from this commit's platform images. Example: merge --image base-notebook"""
     return _task("merge", params.MERGE, task_merge.__doc__ or "")
 
 
 def task_manifest() -> dict[str, Any]:
-    """Write the manifest record and wiki page of an image already in the registry."""
+    """Write the manifest record and wiki page of an image in the registry. Example: manifest --image base-notebook --tag 2026.4-main"""
     return _task("manifest", params.MANIFEST, task_manifest.__doc__ or "")
 
 
 def task_wiki() -> dict[str, Any]:
-    """Re-render the wiki's Home and Stable_Tag pages, fold old pages over the cap, check every link."""
+    """Re-render the wiki's Home and Stable_Tag pages, fold old pages, check every link. Example: wiki"""
     return _task("wiki", [], task_wiki.__doc__ or "")
 
 
 def task_tag() -> dict[str, Any]:
-    """Promote a build registry-side (to YYYY.Q-stable, or the global stable) through the GPU and model gates."""
+    """Promote a build registry-side through the GPU and model gates. Example: tag --tag 2026.4-main --dry-run"""
     return _task("tag", params.TAG, task_tag.__doc__ or "")
 
 
 def task_test_gpu() -> dict[str, Any]:
-    """Run the GPU tests of the gpu: true images on the engine at DOCKER_HOST and record them per digest."""
+    """Run the GPU tests of gpu: true images on DOCKER_HOST, recorded per digest. Example: test_gpu --tag 2026.4-main"""
     return _task("gpu", params.GPU, task_test_gpu.__doc__ or "")

@@ -14,9 +14,9 @@ def _param(name: str, long: str, default: Any, help: str, type: Any = str) -> di
 SELECTION = [
     _param("base_ref", "base-ref", "", "compare with this git ref instead of the default base (CI: the push's "
            "previous commit or the PR base; locally: the merge-base with main), plus uncommitted changes"),
-    _param("all_images", "all", False, "build every image, whatever changed", bool),
-    _param("image", "image", [], "build exactly this image (repeat for several); a parent that is not rebuilt "
-           "comes from the registry by digest, and is built too when it is nowhere", list),
+    _param("all_images", "all", False, "select every image, whatever changed", bool),
+    _param("image", "image", [], "select exactly this image (repeat for several); a parent that is not rebuilt "
+           "comes from the registry by digest, and is selected too when it is nowhere", list),
 ]
 REGISTRY = _param("registry", "registry", "", f"registry HOST[:PORT] replacing the host of every image_name "
                   f"(default: ${REGISTRY_VAR}, else the local registry {DEFAULT_REGISTRY})")

@@ -10,7 +10,7 @@ from doit.exceptions import TaskFailed
 
 from stack_builder import signals
 from stack_builder.errors import StackError
-from stack_builder.registry.credentials import RedactingFilter, secret_values
+from stack_builder.registry.credentials import RedactingFilter, redact_all, secret_values
 
 
 def configure_logging() -> None:
@@ -37,7 +37,7 @@ def run_task(work: Callable[[], bool]) -> bool | TaskFailed:
     try:
         result: bool | TaskFailed = True if work() else TaskFailed("see the messages above")
     except StackError as exc:
-        result = TaskFailed(f"error: {exc}")
+        result = TaskFailed(redact_all(f"error: {exc}"))
     except KeyboardInterrupt:  # a task that does not handle signals itself: stop quietly
         raise SystemExit(130) from None
     code = signals.exit_code()

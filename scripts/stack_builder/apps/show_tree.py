@@ -16,7 +16,8 @@ def main(base_ref: str, all_images: bool, image: list[str], registry: str) -> bo
         selected = planning.select(config, planning.SelectionOptions(base_ref=base_ref, all_images=all_images,
                                                                      images=tuple(image)))
         client = RegistryClient(config.registry, find_credentials(config.registry))
-        lookups = None if selected.selection.by_hand else planning.reach(
+        everything = len(selected.selection.reasons) == len(selected.spec.images)
+        lookups = None if selected.selection.by_hand or everything else planning.reach(
             client, patient=False, consequence="images it lacks are not marked")
         selection = planning.with_missing(config, selected, lookups)
         marks = {n: f"[build: {r}]" for n, r in selection.reasons.items()}
@@ -25,7 +26,7 @@ def main(base_ref: str, all_images: bool, image: list[str], registry: str) -> bo
         print(selected.tree.render(marks))
         base = f" {selection.base[:12]}" if selection.base else ""
         checked = f"; registry {config.registry} checked" if lookups is not None else \
-            f"; registry {config.registry} not checked" if not selection.by_hand else ""
+            f"; registry {config.registry} not checked" if not (selection.by_hand or everything) else ""
         print(f"\n{len(selection.reasons)} of {len(selected.spec.images)} images would be built "
               f"(base: {selection.base_source}{base}{checked})")
         return True

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack_builder import signals
-from stack_builder.errors import Interrupted, StepFailed
+from stack_builder.errors import Interrupted, StepFailed, shown
 from stack_builder.records.results import TestCounts
 from stack_builder.registry.credentials import without_secrets
 from stack_builder.spec.stack_spec import Spec
@@ -84,7 +84,8 @@ def run_tests(spec: Spec, name: str, image: str, *, junit: Path, log: Path, dirs
     if returncode != 0 or outcome.failed:
         names = ", ".join(outcome.failures[:5]) or f"pytest exited {returncode}; see {log}"
         more = f" (+{len(outcome.failures) - 5} more)" if len(outcome.failures) > 5 else ""
-        raise TestsFailed(outcome, f"tests failed: {names}{more}")
+        why = f": {shown(' '.join(outcome.messages[0].split()), 200)}" if outcome.messages and outcome.messages[0] else ""
+        raise TestsFailed(outcome, f"tests failed: {names}{more}{why}")
     return outcome
 
 

@@ -22,15 +22,15 @@ from stack_builder.errors import StackError, StepFailed
 LOGGER = logging.getLogger(__name__)
 
 TIMEOUT_VAR = "STACK_CONTAINER_TIMEOUT_S"
-RUN_LABEL, IMAGE_LABEL = "io.stack-builder.run", "io.stack-builder.image"
-RUN_VAR, IMAGE_VAR = "STACK_RUN_ID", "STACK_IMAGE_NAME"  # set by the run, inherited by image test processes
+RUN_LABEL, IMAGE_LABEL, PLATFORM_LABEL = "io.stack-builder.run", "io.stack-builder.image", "io.stack-builder.platform"
+# Set by the run, and for an image's test process also the image and platform: inherited by its children.
+RUN_VAR, IMAGE_VAR, PLATFORM_VAR = "STACK_RUN_ID", "STACK_IMAGE_NAME", "STACK_PLATFORM"
 
 
 def run_labels() -> dict[str, str]:
-    """The labels of every container the tool starts: the run's id, and the image under test when known."""
-    labels = {RUN_LABEL: os.environ.get(RUN_VAR, "")}
-    if os.environ.get(IMAGE_VAR):
-        labels[IMAGE_LABEL] = os.environ[IMAGE_VAR]
+    """The labels of every container the tool starts: the run's id, and the image and platform under test."""
+    labels = {RUN_LABEL: os.environ.get(RUN_VAR, ""), IMAGE_LABEL: os.environ.get(IMAGE_VAR, ""),
+              PLATFORM_LABEL: os.environ.get(PLATFORM_VAR, "")}
     return {k: v for k, v in labels.items() if v}
 
 
@@ -38,9 +38,11 @@ def _labelled(options: dict[str, Any]) -> dict[str, Any]:
     return {**options, "labels": {**(options.get("labels") or {}), **run_labels()}}
 
 
-def remove_labelled(client: docker.DockerClient, run_id: str, image: str | None = None) -> list[str]:
-    """Remove (forcibly) every container of run ``run_id`` (of ``image`` only, when given); return their ids."""
-    wanted = [f"{RUN_LABEL}={run_id}"] + ([f"{IMAGE_LABEL}={image}"] if image else [])
+def remove_labelled(client: docker.DockerClient, run_id: str, image: str | None = None,
+                    platform: str | None = None) -> list[str]:
+    """Remove (forcibly) every container of run ``run_id`` (of ``image`` and ``platform`` only, when given)."""
+    wanted = [f"{RUN_LABEL}={run_id}"] + ([f"{IMAGE_LABEL}={image}"] if image else []) + (
+        [f"{PLATFORM_LABEL}={platform}"] if platform else [])
     try:
         found = client.containers.list(all=True, filters={"label": wanted})
     except ENGINE_FAILURES as exc:

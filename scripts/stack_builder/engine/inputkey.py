@@ -75,7 +75,7 @@ def context_digest(context: Path, dockerfile: Path) -> str:
 
 
 def input_key(*, context: Path, dockerfile: Path, build_args: Mapping[str, str], secret_ids: Iterable[str],
-              platform: str, parent: str, tests: Iterable[Path] = ()) -> str:
+              platform: str, parent: str, tests: Iterable[Path] = (), checks: object = None) -> str:
     """``sha256:<hex>`` over everything that determines the image; ``parent`` is its digest (or image ID)."""
     inputs = {
         "version": VERSION,
@@ -86,5 +86,6 @@ def input_key(*, context: Path, dockerfile: Path, build_args: Mapping[str, str],
         "platform": platform,
         "parent": parent,
         "tests": [folder_digest(folder.resolve()) for folder in tests],
+        "checks": checks,  # how the image is checked (a model's settings): other checks, another verdict
     }
-    return "sha256:" + hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()

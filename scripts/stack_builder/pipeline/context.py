@@ -1,6 +1,7 @@
 """What the jobs of one build run share: the plan, the clients, the report, and parents as they appear."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from stack_builder.registry.lookups import Lookups
 from stack_builder.retry import RetryPolicy
 from stack_builder.spec.references import Repository
 from stack_builder.spec.stack_spec import Spec
+
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,7 +95,11 @@ class BuildContext:
         return self.timeouts.get(kind) or self.spec.images[name].timeouts[kind]
 
     def enter(self, name: str, step: str) -> None:
+        """``name`` starts ``step``: say so in one plain, timestamped line (nothing is redrawn, so it reads the
+        same on a terminal, in a pipe and in CI), with the run's [done/total]."""
         self.steps[name] = step
+        done = sum(1 for n in self.plan.images if self.report.images[n].status not in ("pending",))
+        LOGGER.info("[%d/%d] %s: %s (%.0fs in)", done, len(self.plan.images), name, step, self.duration(name))
 
     def step_of(self, name: str) -> str:
         step = self.steps.get(name)

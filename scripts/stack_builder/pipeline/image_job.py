@@ -20,6 +20,7 @@ from stack_builder.plan.plan import ParentRef, lookup_tags
 from stack_builder.records.files import utc_now
 from stack_builder.records.results import DriftResult, ModelResult
 from stack_builder.registry import multiarch
+from stack_builder.registry.credentials import redact_all
 from stack_builder.spec.dockerfile import base_arg_default, base_images
 from stack_builder.spec.references import split_reference
 from stack_builder.spec.stack_spec import ImageSpec, ModelSpec
@@ -34,6 +35,7 @@ def run(ctx: BuildContext, name: str, platform: str) -> PlatformOutcome:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("")
     where = f" ({platform})" if ctx.multi(name) else ""
+    LOGGER.info("%s%s: started; its log: %s", name, where, log_path)
     outcome = PlatformOutcome(platform)
     try:
         with log_path.open("a", encoding="utf-8") as log:
@@ -51,7 +53,7 @@ def run(ctx: BuildContext, name: str, platform: str) -> PlatformOutcome:
             outcome.model = exc.model
     except Exception as exc:  # our bug: record it, keep the other branches going, keep the traceback
         with log_path.open("a", encoding="utf-8") as log:
-            log.write(traceback.format_exc())
+            log.write(redact_all(traceback.format_exc()))
         outcome.reason = f"internal error {type(exc).__name__}: {exc} (traceback in {log_path})"
         LOGGER.exception("%s (%s): internal error", name, platform)
     if outcome.interrupted:
@@ -101,7 +103,7 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: Platfo
             ctx.spec, name, outcome.image_id, junit=junit, log=ctx.log_path(name, platform),
             extra_env={"STACK_PLATFORM": platform}, timeout_s=ctx.timeout(name, "tests")).counts()
     finally:  # whatever ended the tests, none of their containers outlive them
-        containers.remove_labelled(ctx.engine, ctx.run_id, name)
+        containers.remove_labelled(ctx.engine, ctx.run_id, name, platform)  # (another platform's tests go on)
     if image.model is not None:
         signals.check()
         ctx.enter(name, f"the model checks{where}")
@@ -124,7 +126,8 @@ def _input_key(ctx: BuildContext, image: ImageSpec, platform: str, build_args: d
     return inputkey.input_key(context=image.context, dockerfile=image.dockerfile, build_args=args,
                               secret_ids=image.secrets, platform=platform,
                               parent=" ".join([parent_id, *(f"{k}={v}" for k, v in sorted(bases.items()))]),
-                              tests=imagetests.test_dirs(ctx.spec, image.name))
+                              tests=imagetests.test_dirs(ctx.spec, image.name),
+                              checks=image.raw.get("model"))
 
 
 def _reuse(ctx: BuildContext, name: str, platform: str, outcome: PlatformOutcome, log: IO[str]) -> bool:

@@ -44,15 +44,17 @@ def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, n
         repo = image.repository.on(host)
         entries, missing, stale = [], [], {}
         for platform in image.platforms:
-            digest = registry.manifest_digest(repo.path, multiarch.platform_tag(tag, platform))
-            ours = _published_by_commit(registry, repo.path, platform, digest, revision.commit, commit_tag)
-            if digest is None:
-                missing.append(platform)
-            elif not ours:
-                stale[platform] = digest
-                missing.append(platform)
-            else:
+            branch_digest = registry.manifest_digest(repo.path, multiarch.platform_tag(tag, platform))
+            # This commit's own platform image: under its per-commit platform tag, which is written once
+            # (a rebuild of the same commit leaves it, and this index, on the first digest).
+            digest = registry.manifest_digest(repo.path, multiarch.platform_tag(commit_tag, platform)) \
+                if commit_tag else branch_digest
+            if digest is not None and (commit_tag or _revision_of(registry, repo.path, digest) == revision.commit):
                 entries.append(multiarch.Entry(platform, digest, "", 0))
+                continue
+            missing.append(platform)
+            if branch_digest is not None:
+                stale[platform] = branch_digest
         for platform, digest in stale.items():
             LOGGER.warning("%s: %s's %s image (%s) was not published by commit %s: left out of the index", name,
                            multiarch.platform_tag(tag, platform), platform, digest[:19], revision.commit[:12])
@@ -68,18 +70,18 @@ def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, n
     return results
 
 
-def _published_by_commit(registry: RegistryClient, repository: str, platform: str, digest: str | None,
-                         commit: str, commit_tag: str | None) -> bool:
-    if digest is None:
-        return False
-    if commit_tag is not None:
-        return registry.manifest_digest(repository, multiarch.platform_tag(commit_tag, platform)) == digest
+def _revision_of(registry: RegistryClient, repository: str, digest: str) -> str | None:
+    """The revision label of a platform image (None for an index, or when it has none)."""
     manifest = registry.get_manifest(repository, digest)
     if manifest is None or manifest.media_type in INDEX_TYPES:
-        return False
-    config = json.loads(registry.get_blob(repository, json.loads(manifest.body)["config"]["digest"]))
-    labels = (config.get("config") or {}).get("Labels") or {}
-    return bool(labels.get("org.opencontainers.image.revision") == commit)
+        return None
+    try:
+        config = json.loads(registry.get_blob(repository, json.loads(manifest.body)["config"]["digest"]))
+        labels = (config.get("config") or {}).get("Labels") or {}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    revision = labels.get("org.opencontainers.image.revision")
+    return str(revision) if revision else None
 
 
 def planned_images(artifacts: Path) -> list[str]:

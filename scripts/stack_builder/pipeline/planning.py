@@ -110,5 +110,7 @@ def plan_only(config: Config, options: SelectionOptions) -> Plan:
     """The plan `build` would execute, computed the same way, without building: for `plan` and CI."""
     selected = select(config, options)
     registry = RegistryClient(config.registry, find_credentials(config.registry))
-    lookups = reach(registry, consequence="the plan cannot say which images it lacks or find parents in it")
+    everything = len(selected.selection.reasons) == len(selected.spec.images)  # nothing to look up
+    lookups = None if everything else reach(
+        registry, consequence="the plan cannot say which images it lacks or find parents in it")
     return resolve(config, selected, lookups=lookups, engine=try_engine()).plan

@@ -24,6 +24,7 @@ from stack_builder.records import gates, manifests
 from stack_builder.records.report import BUILT, FAILED, INTERRUPTED, REUSED, ImageResult
 from stack_builder.records.results import ModelResult, TestCounts
 from stack_builder.registry import multiarch
+from stack_builder.registry.credentials import redact_all
 from stack_builder.registry.mediatypes import INDEX_TYPES
 from stack_builder.spec.references import Repository
 from stack_builder.spec.stack_spec import ImageSpec
@@ -74,7 +75,7 @@ def finalise(ctx: BuildContext, name: str) -> bool:
         return False
     except Exception as exc:  # our bug: the image fails, the traceback goes to its log
         with log_path.open("a", encoding="utf-8") as log:
-            log.write(traceback.format_exc())
+            log.write(redact_all(traceback.format_exc()))
         ctx.report.update(name, ctx.artifacts, status=FAILED, duration_s=ctx.duration(name),
                           reason=f"internal error {type(exc).__name__}: {exc} (traceback in {log_path})", **fields)
         LOGGER.exception("%s: internal error", name)

@@ -43,8 +43,19 @@ def utc_now() -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: readers see the old file or the new one, never half of one."""
-    _atomic_write(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write JSON atomically: readers see the old file or the new one, never half of one. Strings are
+    redacted before they are encoded (an escaped secret would not match afterwards)."""
+    _atomic_write(path, json.dumps(_redacted(data), indent=2, sort_keys=False) + "\n")
+
+
+def _redacted(data: Any) -> Any:
+    if isinstance(data, str):
+        return redact_all(data)
+    if isinstance(data, dict):
+        return {_redacted(k): _redacted(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_redacted(v) for v in data]
+    return data
 
 
 def write_lines(path: Path, lines: list[str]) -> None:

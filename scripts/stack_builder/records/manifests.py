@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from stack_builder.engine import containers, images
 from stack_builder.engine.client import Engine
-from stack_builder.errors import StepFailed
+from stack_builder.errors import StepFailed, shown
 from stack_builder.records import markdown
 from stack_builder.records.files import utc_now, write_json
 from stack_builder.spec.stack_spec import DEFAULT_TIMEOUTS, InfoCmd
@@ -153,6 +153,11 @@ def package_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) 
 _code, _cell = markdown.code, markdown.text  # every value on a page goes through one of these
 
 
+def _code_text(value: object) -> str:
+    """A code span outside a table, where a pipe needs no escape (and would show one)."""
+    return markdown.code(value, in_table=False)
+
+
 def _size(size: int) -> str:
     value = float(size)
     for unit in ("B", "kB", "MB"):
@@ -172,12 +177,16 @@ def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str
     """The Markdown page of one manifest."""
     commit = record["commit"]
     commit_text = f"[{commit[:12]}]({record['commit_url']})" if record.get("commit_url") else f"`{commit[:12]}`"
-    lines = [f"# {_cell(record['image'])}:{_cell(record['tag'])}", "", "## Build", "", "| | |", "| --- | --- |",
+    lines = [f"# {_cell(record['image'])}:{_cell(record['tag'])}", "", "## Build", "", "| field | value |", "| --- | --- |",
              f"| Built (UTC) | {record['created']} |", f"| Commit | {commit_text} |",
              f"| Branch | {_cell(record['branch'])} |", f"| Reference | {_code(record['ref'])} |",
              f"| Digest | {_code(record.get('digest') or 'not pushed')} |", f"| Image ID | {_code(record['image_id'])} |",
              f"| Size | {_size(int(record['size']))} |", f"| Parent | {_code(record.get('parent') or 'none (a root)')} |",
              f"| Platforms | {_cell(', '.join(record.get('platforms') or []))} |", ""]
+    if record.get("digest"):
+        repository = str(record["ref"]).rpartition(":")[0] if ":" in str(record["ref"]).rpartition("/")[2] \
+            else str(record["ref"])
+        lines += [f"Pull exactly this image: {_code_text('docker pull ' + repository + '@' + record['digest'])}", ""]
     lines += ["## Changes since the previous build", ""]
     if previous is None:
         lines += ["First recorded build of this image.", ""]
@@ -191,20 +200,20 @@ def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str
         else:
             lines.append("No package was added, removed or changed.")
         lines.append("")
-    lines += ["## Layers", "", f"{len(record['layers'])} layers, newest first.", "",
-              "| # | created | size | created by |", "| --- | --- | --- | --- |"]
+    lines += ["## Layers", "", f"{len(record['layers'])} layers, newest first.", ""]
+    layers = ["| # | created | size | created by |", "| --- | --- | --- | --- |"]
     for index, layer in enumerate(record["layers"]):
         created = datetime.fromtimestamp(int(layer.get("created") or 0), timezone.utc).strftime("%Y-%m-%d %H:%M")
-        lines.append(f"| {index} | {created} | {_size(int(layer.get('size') or 0))} | "
-                     f"{_code(str(layer.get('created_by') or '')[:300])} |")
-    lines.append("")
+        layers.append(f"| {index} | {created} | {_size(int(layer.get('size') or 0))} | "
+                      f"{_code(shown(' '.join(str(layer.get('created_by') or '').split()), 160))} |")
+    lines += _folded(layers, f"Show {len(record['layers'])} layers") + [""]
     for manager, packages in record.get("packages", {}).items():
         lines += [f"## Packages: {_cell(manager)}", "", f"{len(packages)} packages.", ""]
         table = ["| package | version |", "| --- | --- |"] + [f"| {_cell(n)} | {_cell(v)} |" for n, v in
                                                                sorted(packages.items())]
         lines += _folded(table, f"Show {len(packages)} {manager} packages") + [""]
     for result in record.get("commands", {}).values():
-        lines += [f"## {_cell(result['description'])}", "", f"{_code(result['command'])} (exit {result['exit_code']})", ""]
+        lines += [f"## {_cell(result['description'])}", "", f"{_code_text(result['command'])} (exit {result['exit_code']})", ""]
         fence = _fence(result["output"])
         body = [f"{fence}text", *result["output"].splitlines(), fence]
         lines += _folded(body, f"Show {len(result['output'].splitlines())} lines") + [""]

@@ -13,6 +13,7 @@ from typing import Any
 from tabulate import tabulate
 
 from stack_builder.errors import shown
+from stack_builder.records import markdown
 from stack_builder.records.files import write_json, write_lines
 from stack_builder.registry.credentials import redact_all
 from stack_builder.records.results import ModelResult, TestCounts
@@ -71,7 +72,7 @@ class BuildReport:
     def update(self, name: str, artifacts: Path, **changes: Any) -> None:
         """Change one image's result and persist the whole report at once."""
         if isinstance(changes.get("reason"), str):  # an engine's error text can be long: keep the start
-            changes["reason"] = shown(changes["reason"], MAX_REASON)
+            changes["reason"] = shown(redact_all(changes["reason"]), MAX_REASON)  # redacted before it is cut
         with self._lock:
             for key, value in changes.items():
                 setattr(self.images[name], key, value)
@@ -85,6 +86,17 @@ class BuildReport:
 
     def failed(self) -> list[str]:
         return [n for n, r in self.images.items() if r.status in (FAILED, SKIPPED, PENDING, INTERRUPTED)]
+
+    def markdown(self) -> str:
+        """The summary as a GitHub-flavoured Markdown table (for $GITHUB_STEP_SUMMARY), every value escaped."""
+        lines = [f"### Build {markdown.code(self.tag)} of {markdown.code(self.commit[:12])}", "",
+                 "| image | status | time | tests | ref / reason |", "| --- | --- | --- | --- | --- |"]
+        for name, r in self.images.items():
+            tests = f"{r.tests.passed} passed, {r.tests.failed} failed" if r.tests.junit else ""
+            duration = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
+            detail = markdown.code(r.ref) if r.status in PUBLISHED and r.ref else markdown.text(r.reason)
+            lines.append(f"| {markdown.text(name)} | {r.status} | {duration} | {tests} | {detail} |")
+        return redact_all("\n".join(lines) + "\n")
 
     def table(self) -> str:
         rows = []

@@ -24,7 +24,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from stack_builder.registry.credentials import Credentials
-from stack_builder.errors import RegistryError, Transient
+from stack_builder.errors import RegistryError, Transient, shown
 from stack_builder.registry.mediatypes import ACCEPT
 from stack_builder.retry import RetryPolicy
 
@@ -34,6 +34,8 @@ TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 CERTS_D = Path("/etc/docker/certs.d")  # where dockerd looks for a registry's CA (ca.crt)
 POOL_SIZE = 32  # connections kept per host: lookups run concurrently
 UNTRUSTED = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "doesn't match", "does not match")
+PLAIN_HTTP = ("WRONG_VERSION_NUMBER", "wrong version number", "RECORD_LAYER_FAILURE", "record layer failure",
+              "UNKNOWN_PROTOCOL", "unknown protocol", "HTTP_REQUEST")  # what TLS to a plain-HTTP server says
 
 
 def is_loopback(host: str) -> bool:
@@ -157,6 +159,9 @@ class RegistryClient:
             following = response.links.get("next", {}).get("url")
             if not following:
                 return found
+            if "://" in following and not following.startswith(f"{self.base}/"):
+                raise RegistryError(f"registry {self.host} links the next page of {repository}'s tags to another "
+                                    f"host ({shown(following)}): not following it with our credentials")
             url, path = (following if "://" in following else f"{self.base}{following}"), None
         raise RegistryError(f"registry {self.host} kept paginating the tags of {repository}")
 
@@ -230,8 +235,8 @@ class RegistryClient:
 
     def _fell_back(self, url: str, exc: requests.exceptions.SSLError) -> bool:
         """True when an insecure registry turned out not to speak TLS: from now on, plain HTTP (as dockerd)."""
-        if not self.may_fall_back or not url.startswith("https://") or _untrusted(exc):
-            return False
+        if not self.may_fall_back or not url.startswith("https://") or not any(m in str(exc) for m in PLAIN_HTTP):
+            return False  # (an untrusted certificate, or a reset mid-handshake, is not "no TLS here")
         if self.base.startswith("https://"):
             LOGGER.debug("registry %s does not speak TLS (%s): using plain HTTP, as dockerd does for a "
                         "loopback or insecure registry", self.host, _reason(exc))

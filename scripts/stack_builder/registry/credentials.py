@@ -62,8 +62,8 @@ def receive() -> None:
         chunks.append(chunk)
     os.close(int(fd))
     data = json.loads(b"".join(chunks) or b"{}")
+    remember_secret(data.get("password", ""))  # redacted even when it came without a user
     if data.get("user") and data.get("password"):
-        remember_secret(data["password"])
         _HANDED[:] = [Credentials(data["user"], data["password"], "environment")]
 
 
@@ -129,10 +129,14 @@ class RedactingFilter(logging.Filter):
         self.secrets = [s for s in secrets if s]
 
     def filter(self, record: logging.LogRecord) -> bool:
+        secrets = [*self.secrets, *all_secrets()]
         message = record.getMessage()
-        redacted = redact(message, [*self.secrets, *all_secrets()])
+        redacted = redact(message, secrets)
         if redacted != message:
             record.msg, record.args = redacted, None
+        if record.exc_info:  # a traceback can quote a secret too: format it here, redacted
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), secrets)
+            record.exc_info = None
         return True
 
 

@@ -123,7 +123,15 @@ class Lookups:
     # -- remembering -----------------------------------------------------------------------------
 
     def _once(self, key: tuple[str, ...], compute: Callable[[], T]) -> T:
-        """Compute ``key`` once per run; callers that arrive meanwhile wait for the same answer."""
+        """Compute ``key`` once per run; callers that arrive meanwhile wait for the same answer. A malformed
+        manifest or config (not JSON, missing fields) is a ``RegistryError``, never an internal error."""
+        def checked() -> T:
+            try:
+                return compute()
+            except (ValueError, KeyError, AttributeError, TypeError) as exc:
+                raise RegistryError(f"registry {self.registry.host} sent something malformed for "
+                                    f"{' '.join(key[1:])}: {type(exc).__name__}") from None
+
         with self._lock:
             future = self._answers.get(key)
             mine = future is None
@@ -132,7 +140,7 @@ class Lookups:
                 self._answers[key] = future
         if mine:
             try:
-                future.set_result(compute())
+                future.set_result(checked())
             except BaseException as exc:
                 future.set_exception(exc)
         return future.result()  # type: ignore[return-value]

@@ -1,0 +1,44 @@
+"""What people see: plain progress lines, stdout that composes, and GitHub Actions' groups and summary."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stacks import small_stack
+
+pytestmark = pytest.mark.integration
+
+
+def test_progress_lines_groups_and_the_step_summary(make_stack, registry: str, test_base: str,
+                                                    tmp_path: Path) -> None:
+    stack = make_stack(registry=registry)
+    small_stack(stack, test_base, namespace="output")
+    stack.commit("initial")
+    summary = tmp_path / "summary.md"
+    result = stack.doit("build", "--all", env={"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Progress: one plain, timestamped line per step change, with [done/total]; the log path when it starts.
+    assert f"root: started; its log: {stack.root / 'artifacts' / 'logs' / 'root.log'}" in result.stderr
+    for step in ("the build", "the tests", "the push"):
+        assert f"] leaf: {step} (" in result.stderr
+    assert "[3/4] " in result.stderr or "[2/4] " in result.stderr
+    # GitHub Actions: each image's log folded; the summary table in the job summary, as Markdown.
+    assert "::group::leaf: built (log " in result.stdout and "::endgroup::" in result.stdout
+    text = summary.read_text()
+    assert "| image | status | time | tests | ref / reason |" in text
+    assert f"| leaf | built |" in text and f"` {registry}/output/leaf:2024.1-main `" in text
+    # stdout carries what tasks print, doit's own lines go to stderr.
+    assert ".  build" not in result.stdout and ".  build" in result.stderr
+
+
+def test_plan_prints_only_json_on_stdout(make_stack, registry: str, test_base: str) -> None:
+    stack = make_stack(registry=registry)
+    small_stack(stack, test_base, namespace="plan-json")
+    stack.commit("initial")
+    result = stack.doit("plan")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["images"] == ["root", "left", "right", "leaf"]
+    wrong = stack.doit("plan", "--image", "nosuch")
+    assert wrong.returncode != 0 and wrong.stdout == "" and "--image names no image" in wrong.stderr
