@@ -131,6 +131,9 @@ def test_failing_image_test_blocks_the_push(make_stack, registry: str, test_base
     assert "test_right_is_wrong" in right["reason"]
     assert "AssertionError: assert 'right' == 'not right'" in right["reason"]  # the assertion, from the JUnit file
     assert "AssertionError: assert 'right' == 'not right'" in result.stdout  # and in the summary table
+    steps = (stack.root / "artifacts" / "junit" / "right-steps.xml").read_text()
+    assert '<testcase classname="right.steps" name="build and tests (linux/amd64)"><failure' in steps
+    assert '<testcase classname="right.steps" name="push and read back"><skipped' in steps
     assert registry_digest(registry, "testfail/right", "2024.1-main") is None
     assert stack.report()["images"]["leaf"]["status"] == "built"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,13 @@ def test_progress_lines_groups_and_the_step_summary(make_stack, registry: str, t
     text = summary.read_text()
     assert "| image | status | time | tests | ref / reason |" in text
     assert f"| leaf | built |" in text and f"` {registry}/output/leaf:2024.1-main `" in text
+    # JUnit for a reporter: image tests labelled with image and platform; the image's steps as test cases.
+    tests = ET.parse(stack.root / "artifacts" / "junit" / "leaf.xml").getroot()
+    assert {c.get("classname", "").split(".")[0] for c in tests.iter("testcase")} == {"leaf[linux/amd64]"}
+    steps = ET.parse(stack.root / "artifacts" / "junit" / "leaf-steps.xml").getroot()
+    cases = {c.get("name"): c for c in steps.iter("testcase")}
+    assert list(cases) == ["build and tests (linux/amd64)", "push and read back"]
+    assert all(len(c) == 0 for c in cases.values())  # no failure, no skip
     # stdout carries what tasks print, doit's own lines go to stderr.
     assert ".  build" not in result.stdout and ".  build" in result.stderr
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from stack_builder import signals
 from stack_builder.errors import Interrupted, StepFailed, shown
+from stack_builder.records import junit as junit_files
 from stack_builder.records.results import TestCounts
 from stack_builder.registry.credentials import without_secrets
 from stack_builder.spec.stack_spec import Spec
@@ -77,6 +78,7 @@ def run_tests(spec: Spec, name: str, image: str, *, junit: Path, log: Path, dirs
                 raise StepFailed(f"tests timed out after {limit:.0f} s") from None
     if signals.stopping():
         raise Interrupted(f"the tests were stopped ({signals.signal_name()})")
+    junit_files.label_cases(junit, name, env.get("STACK_PLATFORM", "") or "native")
     outcome = read_junit(junit)
     if returncode == 5 and outcome.passed == 0:
         LOGGER.warning("%s: pytest collected no tests in %s", name, ", ".join(map(str, dirs)))

@@ -20,7 +20,7 @@ from stack_builder.engine.push import push
 from stack_builder.errors import Interrupted, RegistryError, StepFailed
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.plan.plan import ParentRef
-from stack_builder.records import gates, manifests
+from stack_builder.records import gates, junit, manifests
 from stack_builder.records.report import BUILT, FAILED, INTERRUPTED, REUSED, ImageResult
 from stack_builder.records.results import ModelResult, TestCounts
 from stack_builder.registry import multiarch
@@ -33,7 +33,42 @@ LOGGER = logging.getLogger(__name__)
 
 
 def finalise(ctx: BuildContext, name: str) -> bool:
-    """Decide the image's status from its platforms, then publish it. Never raises; True when it is published."""
+    """Decide the image's status from its platforms, then publish it. Never raises; True when it is published.
+    Its steps are written as JUnit test cases too, for a test reporter."""
+    published = _finalise(ctx, name)
+    try:
+        junit.write_steps(ctx.artifacts / "junit" / f"{name}-steps.xml", name, _step_cases(ctx, name))
+    except OSError as exc:
+        LOGGER.warning("%s: the JUnit file of its steps was not written: %s", name, exc)
+    return published
+
+
+def _step_cases(ctx: BuildContext, name: str) -> list[junit.Case]:
+    result = ctx.report.images[name]
+    cases = []
+    for platform in ctx.plan.platforms[name]:
+        outcome = ctx.outcomes.get(name, {}).get(platform)
+        if outcome is None:
+            cases.append(junit.Case(f"build and tests ({platform})", junit.SKIPPED, result.reason))
+        elif outcome.reused_from:
+            cases.append(junit.Case(f"build and tests ({platform})", junit.SKIPPED,
+                                    f"reused from {outcome.reused_from}: built and tested before"))
+        else:
+            cases.append(junit.Case(f"build and tests ({platform})", junit.PASSED if outcome.ok else junit.FAILED,
+                                    outcome.reason))
+    if ctx.spec.images[name].model is not None:
+        model = result.model
+        cases.append(junit.Case("model checks", junit.SKIPPED if model is None else
+                                junit.PASSED if model.passed else junit.FAILED, model.summary() if model else ""))
+    if ctx.push:
+        pushed = result.status in (BUILT, REUSED)
+        tried = bool(result.moved) or pushed
+        cases.append(junit.Case("push and read back", junit.PASSED if pushed else
+                                junit.FAILED if tried else junit.SKIPPED, "" if pushed else result.reason))
+    return cases
+
+
+def _finalise(ctx: BuildContext, name: str) -> bool:
     image = ctx.spec.images[name]
     outcomes = ctx.outcomes.get(name, {})
     ordered = [outcomes[p] for p in ctx.plan.platforms[name] if p in outcomes]
