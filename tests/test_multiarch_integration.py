@@ -50,7 +50,7 @@ def test_amd64_and_arm64_image_and_child_end_as_two_platform_indexes(make_stack,
         assert config_of(client, f"multi/{name}", entries["linux/amd64"])["architecture"] == "amd64"
     # The arm64 RUN step really ran under emulation.
     arm_log = (stack.root / "artifacts" / "logs" / "root-linux-arm64.log").read_text()
-    assert re.search(r"^#\d+ [\d.]+ aarch64$", arm_log, re.M), arm_log  # BuildKit's plain output of uname -m
+    assert re.search(r"^\d\d:\d\d:\d\d #\d+ [\d.]+ aarch64$", arm_log, re.M), arm_log  # BuildKit's plain output of uname -m, time-stamped
     # The child's arm64 build was FROM the parent's arm64 image, by digest.
     root_arm = client.manifest_digest("multi/root", "2024.1-main-linux-arm64")
     child_arm_config = config_of(client, "multi/child", client.manifest_digest("multi/child",

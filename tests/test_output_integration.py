@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -25,6 +26,10 @@ def test_progress_lines_groups_and_the_step_summary(make_stack, registry: str, t
     for step in ("the build", "the tests", "the push"):
         assert f"] leaf: {step} (" in result.stderr
     assert "[3/4] " in result.stderr or "[2/4] " in result.stderr
+    # The image's log: every line time-stamped, the build's, the tests' and ours alike.
+    log = (stack.root / "artifacts" / "logs" / "leaf.log").read_text().splitlines()
+    assert log and all(re.match(r"\d\d:\d\d:\d\d ", line) for line in log), log[:5]
+    assert any("== test " in line for line in log) and any("passed" in line for line in log)
     # GitHub Actions: each image's log folded; the summary table in the job summary, as Markdown.
     assert "::group::leaf: built (log " in result.stdout and "::endgroup::" in result.stdout
     text = summary.read_text()

@@ -159,3 +159,4 @@ def test_a_manifest_page_folds_layers_cuts_commands_and_escapes_in_its_place() -
     assert "` a || b ` (exit 0)" in page  # outside a table a pipe needs no escape
     assert "` RUN a \\|\\| b 1 `" in page  # inside one it does
     assert f"docker pull 127.0.0.1:5000/ns/img@sha256:{'d' * 64}" in page
+

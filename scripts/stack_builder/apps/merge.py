@@ -1,6 +1,9 @@
 """`merge`: assemble the multi-platform indexes registry-side from the per-platform tags."""
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from doit.exceptions import TaskFailed
 from tabulate import tabulate
 
@@ -9,12 +12,18 @@ from stack_builder.config import make_config
 from stack_builder.pipeline.merge import merge, planned_images
 from stack_builder.plan.revision import read_revision
 from stack_builder.registry.client import RegistryClient
+from stack_builder.records.files import read_json, write_json
+from stack_builder.records.report import merge_reports
 from stack_builder.registry.credentials import find_credentials
 
+LOGGER = logging.getLogger(__name__)
 
-def main(image: list[str], registry: str) -> bool | TaskFailed:
+
+def main(image: list[str], registry: str, reports: str) -> bool | TaskFailed:
     def work() -> bool:
         config = make_config(registry=registry)
+        if reports:
+            merge_job_reports(Path(reports), config.artifacts)
         spec = config.spec
         spec.require(image)
         names = list(image) or planned_images(config.artifacts) or list(spec.images)
@@ -31,3 +40,14 @@ def main(image: list[str], registry: str) -> bool | TaskFailed:
 
 def _stale(platforms: tuple[str, ...]) -> str:
     return f" (left out, from another commit: {', '.join(platforms)})" if platforms else ""
+
+
+def merge_job_reports(folder: Path, artifacts: Path) -> None:
+    """The CI jobs' reports (``folder/**/build-report.json``) as one ``artifacts/build-report.json``."""
+    found = sorted(folder.rglob("build-report.json")) if folder.is_dir() else []
+    if not found:
+        LOGGER.warning("no build-report.json under %s: no run report to merge", folder)
+        return
+    merged = merge_reports([read_json(path, what="a CI job's build report", missing_ok=False) for path in found])
+    write_json(artifacts / "build-report.json", merged)
+    LOGGER.info("merged %d job reports into %s", len(found), artifacts / "build-report.json")

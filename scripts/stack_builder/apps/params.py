@@ -45,6 +45,8 @@ MERGE = [
     _param("image", "image", [], "merge only this image (repeat); default: the images in artifacts/plan.json, "
            "else every multi-platform image", list),
     REGISTRY,
+    _param("reports", "reports", "", "a folder holding the CI jobs' artifacts: their build-report.json files are "
+           "merged into artifacts/build-report.json, one report for the whole run"),
 ]
 MANIFEST = [
     _param("image", "image", "", "the image (a name under images in the spec)"),

@@ -12,6 +12,7 @@ from pathlib import Path
 from stack_builder import signals
 from stack_builder.errors import Interrupted, StepFailed, shown
 from stack_builder.records import junit as junit_files
+from stack_builder.records.logfile import copy_lines, open_log
 from stack_builder.records.results import TestCounts
 from stack_builder.registry.credentials import without_secrets
 from stack_builder.spec.stack_spec import Spec
@@ -65,17 +66,21 @@ def run_tests(spec: Spec, name: str, image: str, *, junit: Path, log: Path, dirs
                "-p", "no:cacheprovider", "--import-mode=importlib", "-c", os.devnull,
                f"--rootdir={spec.stack_dir}", "-q", "-o", f"junit_suite_name={name}"]
     limit = timeout_s or TEST_TIMEOUT_S
-    with log.open("a", encoding="utf-8") as out:
+    with open_log(log) as out:
         out.write(f"$ pytest {' '.join(str(d.relative_to(spec.stack_dir)) for d in dirs)}\n")
         out.flush()
-        with subprocess.Popen(command, cwd=spec.stack_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
+        with subprocess.Popen(command, cwd=spec.stack_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL, start_new_session=True) as proc, signals.child(proc):
+            copier = copy_lines(proc.stdout, out) if proc.stdout else None  # time-stamped, as it comes
             try:
                 returncode = proc.wait(timeout=limit)
             except subprocess.TimeoutExpired:
                 signals.end(proc)
                 out.write(f"\n== tests timed out after {limit:.0f} s: stopped\n")
                 raise StepFailed(f"tests timed out after {limit:.0f} s") from None
+            finally:
+                if copier is not None:
+                    copier.join(timeout=10)
     if signals.stopping():
         raise Interrupted(f"the tests were stopped ({signals.signal_name()})")
     junit_files.label_cases(junit, name, env.get("STACK_PLATFORM", "") or "native")

@@ -18,6 +18,7 @@ from stack_builder.errors import Interrupted, RegistryError, StepFailed
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.plan.plan import ParentRef, lookup_tags
 from stack_builder.records.files import utc_now
+from stack_builder.records.logfile import open_log
 from stack_builder.records.results import DriftResult, ModelResult
 from stack_builder.registry import multiarch
 from stack_builder.registry.credentials import redact_all
@@ -38,7 +39,7 @@ def run(ctx: BuildContext, name: str, platform: str) -> PlatformOutcome:
     LOGGER.info("%s%s: started; its log: %s", name, where, log_path)
     outcome = PlatformOutcome(platform)
     try:
-        with log_path.open("a", encoding="utf-8") as log:
+        with open_log(log_path) as log:
             signals.check()
             _build_and_test(ctx, name, platform, outcome, log)
         outcome.ok = True
@@ -52,7 +53,7 @@ def run(ctx: BuildContext, name: str, platform: str) -> PlatformOutcome:
         if isinstance(exc, modelcheck.ModelCheckFailed):
             outcome.model = exc.model
     except Exception as exc:  # our bug: record it, keep the other branches going, keep the traceback
-        with log_path.open("a", encoding="utf-8") as log:
+        with open_log(log_path) as log:
             log.write(redact_all(traceback.format_exc()))
         outcome.reason = f"internal error {type(exc).__name__}: {exc} (traceback in {log_path})"
         LOGGER.exception("%s (%s): internal error", name, platform)

@@ -21,6 +21,7 @@ from stack_builder.errors import Interrupted, RegistryError, StepFailed
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.plan.plan import ParentRef
 from stack_builder.records import gates, junit, manifests
+from stack_builder.records.logfile import open_log
 from stack_builder.records.report import BUILT, FAILED, INTERRUPTED, REUSED, ImageResult
 from stack_builder.records.results import ModelResult, TestCounts
 from stack_builder.registry import multiarch
@@ -94,7 +95,7 @@ def _finalise(ctx: BuildContext, name: str) -> bool:
         return False
     ctx.enter(name, "the push" if ctx.push else "the manifest record")
     try:
-        with log_path.open("a", encoding="utf-8") as log:
+        with open_log(log_path) as log:
             result = _publish(ctx, name, built, log, fields)
     except Interrupted:
         ctx.report.update(name, ctx.artifacts, status=INTERRUPTED, duration_s=ctx.duration(name), **fields,
@@ -109,7 +110,7 @@ def _finalise(ctx: BuildContext, name: str) -> bool:
         LOGGER.error("%s: FAILED: %s (log: %s)", name, why, log_path)
         return False
     except Exception as exc:  # our bug: the image fails, the traceback goes to its log
-        with log_path.open("a", encoding="utf-8") as log:
+        with open_log(log_path) as log:
             log.write(redact_all(traceback.format_exc()))
         ctx.report.update(name, ctx.artifacts, status=FAILED, duration_s=ctx.duration(name),
                           reason=f"internal error {type(exc).__name__}: {exc} (traceback in {log_path})", **fields)

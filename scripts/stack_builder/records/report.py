@@ -108,3 +108,40 @@ class BuildReport:
                 else r.reason
             rows.append([name, r.status, duration, tests, detail])
         return redact_all(tabulate(rows, headers=["image", "status", "time", "tests", "ref / reason"]))
+
+
+def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report for a whole CI run from its jobs' reports (one per image and platform).
+
+    Per image: failed if any job failed it, else interrupted or skipped if any job was, else built (reused
+    when every job reused it); platforms, moved tags and test counts are gathered from every job.
+    """
+    if not reports:
+        raise ValueError("no reports to merge")
+    merged: dict[str, Any] = {k: v for k, v in reports[0].items() if k != "images"}
+    merged["jobs"] = len(reports)
+    merged["started"] = min(str(r.get("started") or "") for r in reports)
+    merged["finished"] = max(str(r.get("finished") or "") for r in reports) or None
+    by_image: dict[str, list[dict[str, Any]]] = {}
+    for report in reports:
+        for name, result in (report.get("images") or {}).items():
+            by_image.setdefault(str(name), []).append(dict(result))
+    merged["images"] = {name: _merged_image(results) for name, results in by_image.items()}
+    return merged
+
+
+def _merged_image(results: list[dict[str, Any]]) -> dict[str, Any]:
+    acted = [r for r in results if r.get("status") not in (UNCHANGED, PENDING)] or results
+    statuses = {str(r.get("status")) for r in acted}
+    status = next((s for s in (FAILED, INTERRUPTED, SKIPPED, PENDING) if s in statuses),
+                  REUSED if statuses == {REUSED} else BUILT if statuses <= set(PUBLISHED) else UNCHANGED)
+    out = dict(acted[0])
+    out["status"] = status
+    out["reason"] = "; ".join(dict.fromkeys(str(r.get("reason", "")) for r in acted if r.get("status") == status))
+    out["platforms_built"] = sorted({str(p) for r in acted for p in r.get("platforms_built") or []})
+    out["platforms_failed"] = {str(k): v for r in acted for k, v in (r.get("platforms_failed") or {}).items()}
+    out["moved"] = {str(k): v for r in acted for k, v in (r.get("moved") or {}).items()}
+    counts = [dict(r.get("tests") or {}) for r in acted]
+    out["tests"] = {**counts[0], **{key: sum(int(c.get(key, 0)) for c in counts)
+                                    for key in ("passed", "failed", "skipped")}}
+    return out
