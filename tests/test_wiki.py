@@ -160,3 +160,24 @@ def test_a_manifest_page_folds_layers_cuts_commands_and_escapes_in_its_place() -
     assert "` RUN a \\|\\| b 1 `" in page  # inside one it does
     assert f"docker pull 127.0.0.1:5000/ns/img@sha256:{'d' * 64}" in page
 
+
+
+def test_the_wiki_check_fails_for_a_page_without_its_build_row(tmp_path: Path, spec) -> None:
+    from stack_builder.errors import StackError
+    from stack_builder.records.wiki import rerender
+
+    wiki = Wiki(tmp_path / "wiki")
+    first = wiki.add_manifest(record("base", "2024.1-git-aaaaaaaaaaaa", "2024-01-01T00:00:00Z", {"a": "1"}))
+    wiki.record_build({"commit": "c" * 40, "commit_url": None, "branch": "main", "tag": "2024.1-git-aaaaaaaaaaaa",
+                       "time": "2024-01-01T00:00:00Z", "kind": "build",
+                       "images": [{"name": "base", "tag": "2024.1-git-aaaaaaaaaaaa", "page": first}]})
+    assert rerender(spec, wiki.folder) >= 3
+    # A second image's page of the same run is added to the same row, not a new one.
+    other = wiki.add_manifest(record("other", "2024.1-git-aaaaaaaaaaaa", "2024-01-01T00:00:00Z", {}))
+    wiki.record_build({"commit": "c" * 40, "commit_url": None, "branch": "main", "tag": "2024.1-git-aaaaaaaaaaaa",
+                       "time": "2024-01-01T00:01:00Z", "kind": "build",
+                       "images": [{"name": "other", "tag": "2024.1-git-aaaaaaaaaaaa", "page": other}]})
+    assert len(wiki.builds()) == 1 and [i["name"] for i in wiki.builds()[0]["images"]] == ["base", "other"]
+    orphan = wiki.add_manifest(record("base", "2024.1-git-bbbbbbbbbbbb", "2024-01-02T00:00:00Z", {"a": "2"}))
+    with pytest.raises(StackError, match=f"{orphan}.md: no build row on Home links to it"):
+        rerender(spec, wiki.folder)

@@ -62,7 +62,7 @@ all_info_cmds:
   ARCH: {description: Machine, command: uname -m}
 """)
     stack.write(".gitignore", "artifacts/\n.doit.json*\nimages.txt\n")
-    stack.write("images/root/Dockerfile", f"ARG BASE_IMAGE={base}\nFROM ${{BASE_IMAGE}}\nRUN uname -m > /root-arch\n")
+    stack.write("images/root/Dockerfile", root_dockerfile(base, "1.0"))
     for name in ("child", "solo"):
         stack.write(f"images/{name}/Dockerfile", f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {name} > /{name}\n")
     stack.write("images/tests_common/test_runs.py", """\
@@ -70,6 +70,13 @@ all_info_cmds:
             assert container.run(["true"])[0] == 0
         """)
     stack.commit("stack")
+
+
+def root_dockerfile(base: str, version: str) -> str:
+    """The root, with a dpkg-query that lists one package at ``version`` (what the manifest pages read)."""
+    return (f"ARG BASE_IMAGE={base}\nFROM ${{BASE_IMAGE}}\nRUN uname -m > /root-arch && "
+            f"printf '#!/bin/sh\\nprintf \"stack-pkg\\\\t{version}\\\\n\"\\n' > /bin/dpkg-query && "
+            "chmod +x /bin/dpkg-query\n")
 
 
 def read_outputs(path: Path) -> dict[str, str]:
@@ -96,7 +103,8 @@ def read_outputs(path: Path) -> dict[str, str]:
 
 def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry: str, engine: docker.DockerClient,
                                                         test_base: str) -> None:
-    """A push to main that adds the stack: the jobs whose if: holds run, level by level, as on GitHub."""
+    """Two pushes to main, one commit each: the jobs whose if: holds run, level by level, as on GitHub, and
+    the wiki job leaves a wiki with both runs' rows, a page per image per commit, and the package change."""
     base = publish_test_base_index(engine, registry)
     origin = Stack(tmp_path / "origin", registry)
     origin.write("README.md", "A stack of images\n")
@@ -108,72 +116,73 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
     shim = tmp_path / "bin"
     shim.mkdir()
     (shim / "stack-builder").symlink_to(STACK_BUILDER)  # what `pip install .` puts on the runner's PATH
-
     workflow = yaml.safe_load((REPO / ".github" / "workflows" / "main.yml").read_text())
-    sha = origin.repo.head.commit.hexsha
-    event = {"ref": "refs/heads/main", "before": before, "after": sha,
-             "head_commit": {"id": sha, "message": origin.repo.head.commit.message}}
-    event_path = tmp_path / "event.json"
-    event_path.write_text(json.dumps(event))
-    contexts: dict[str, Any] = {
-        "github": {"actor": "tester", "ref": "refs/heads/main", "ref_name": "main", "event_name": "push",
-                   "repository": "org/stack", "sha": sha, "event": event},
-        "inputs": {}, "secrets": {"GITHUB_TOKEN": "not-a-real-token"}}
-    # What GitHub sets for a push; the one difference: the tests' registry instead of ghcr.io.
-    github_env = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(event_path),
-                  "GITHUB_REF": "refs/heads/main", "GITHUB_REF_NAME": "main", "GITHUB_SHA": sha,
-                  "GITHUB_ACTOR": "tester", "GITHUB_REPOSITORY": "org/stack", "STACK_REGISTRY": registry}
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "STACK_"))}
-    ran: list[str] = []
 
-    def run_job(name: str, here: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
-        job = workflow["jobs"][name]
-        include = job.get("strategy", {}).get("matrix", {}).get("include")
-        entries = render(include, here) if include is not None else [{}]
-        assert isinstance(entries, list) and entries, f"{name}: its if: held, but its matrix is {entries!r}"
-        outputs: dict[str, str] = {}
-        for index, entry in enumerate(entries):
-            workspace = tmp_path / "jobs" / f"{name}-{index}"
-            git.Repo.clone_from(origin.root, workspace)
-            empty_engine_of(engine, (f"{registry}/graph/", "ghcr.io/graph/"))
-            steps: dict[str, Any] = {}
-            for number, step in enumerate(job["steps"]):
-                step_contexts = {**here, "matrix": entry, "steps": steps, "env": {}}
-                if not condition(step.get("if"), step_contexts, Status()):
-                    continue
-                if "uses" in step:
-                    if str(step.get("with", {}).get("repository", "")).endswith(".wiki"):
-                        assert render(step["with"]["repository"], step_contexts) == "org/stack.wiki"
-                        git.Repo.clone_from(wiki_remote, workspace / step["with"]["path"])
-                    continue
-                if step["run"].strip() == INSTALL_STEP:
-                    continue  # this interpreter has the builder; the shim runs it
-                github_output = tmp_path / "jobs" / f"{name}-{index}-{number}.out"
-                github_output.write_text("")
-                env = {**base_env, **{k: to_string(render(v, step_contexts)) for k, v in {
-                    **workflow.get("env", {}), **job.get("env", {}), **step.get("env", {})}.items()}}
-                env.update(github_env, GITHUB_OUTPUT=str(github_output), PATH=f"{shim}:{env['PATH']}")
-                cwd = workspace / step.get("working-directory", ".")
-                result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["run"]], cwd=cwd, env=env,
-                                        capture_output=True, text=True, timeout=900, check=False)
-                assert result.returncode == 0, f"{name}[{entry}] step {step.get('name')}:\n{result.stdout}\n" \
-                                               f"{result.stderr[-3000:]}"
-                if "id" in step:
-                    steps[step["id"]] = {"outputs": read_outputs(github_output), "outcome": "success",
-                                         "conclusion": "success"}
-            # The job's outputs are what its outputs: map says, from its steps' outputs.
-            outputs.update({k: to_string(render(v, {**here, "matrix": entry, "steps": steps}))
-                            for k, v in (job.get("outputs") or {}).items()})
-            ran.append(f"{name}:{entry.get('image', '')}:{entry.get('platform', '')}".rstrip(":"))
-        return "success", outputs
+    def push(before: str, run_name: str) -> tuple[list[str], Any]:
+        sha = origin.repo.head.commit.hexsha
+        event = {"ref": "refs/heads/main", "before": before, "after": sha,
+                 "head_commit": {"id": sha, "message": origin.repo.head.commit.message}}
+        event_path = tmp_path / f"event-{run_name}.json"
+        event_path.write_text(json.dumps(event))
+        contexts: dict[str, Any] = {
+            "github": {"actor": "tester", "ref": "refs/heads/main", "ref_name": "main", "event_name": "push",
+                       "repository": "org/stack", "sha": sha, "event": event},
+            "inputs": {}, "secrets": {"GITHUB_TOKEN": "not-a-real-token"}}
+        # What GitHub sets for a push; the one difference: the tests' registry instead of ghcr.io.
+        github_env = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(event_path),
+                      "GITHUB_REF": "refs/heads/main", "GITHUB_REF_NAME": "main", "GITHUB_SHA": sha,
+                      "GITHUB_ACTOR": "tester", "GITHUB_REPOSITORY": "org/stack", "STACK_REGISTRY": registry}
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "STACK_"))}
+        ran: list[str] = []
 
-    run = simulate(workflow, contexts, run_job)
+        def run_job(name: str, here: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+            job = workflow["jobs"][name]
+            include = job.get("strategy", {}).get("matrix", {}).get("include")
+            entries = render(include, here) if include is not None else [{}]
+            assert isinstance(entries, list) and entries, f"{name}: its if: held, but its matrix is {entries!r}"
+            outputs: dict[str, str] = {}
+            for index, entry in enumerate(entries):
+                workspace = tmp_path / run_name / f"{name}-{index}"
+                git.Repo.clone_from(origin.root, workspace)
+                empty_engine_of(engine, (f"{registry}/graph/", "ghcr.io/graph/"))
+                steps: dict[str, Any] = {}
+                for number, step in enumerate(job["steps"]):
+                    step_contexts = {**here, "matrix": entry, "steps": steps, "env": {}}
+                    if not condition(step.get("if"), step_contexts, Status()):
+                        continue
+                    if "uses" in step:
+                        if str(step.get("with", {}).get("repository", "")).endswith(".wiki"):
+                            assert render(step["with"]["repository"], step_contexts) == "org/stack.wiki"
+                            git.Repo.clone_from(wiki_remote, workspace / step["with"]["path"])
+                        continue
+                    if step["run"].strip() == INSTALL_STEP:
+                        continue  # this interpreter has the builder; the shim runs it
+                    github_output = tmp_path / run_name / f"{name}-{index}-{number}.out"
+                    github_output.write_text("")
+                    env = {**base_env, **{k: to_string(render(v, step_contexts)) for k, v in {
+                        **workflow.get("env", {}), **job.get("env", {}), **step.get("env", {})}.items()}}
+                    env.update(github_env, GITHUB_OUTPUT=str(github_output), PATH=f"{shim}:{env['PATH']}")
+                    cwd = workspace / step.get("working-directory", ".")
+                    result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["run"]], cwd=cwd, env=env,
+                                            capture_output=True, text=True, timeout=900, check=False)
+                    assert result.returncode == 0, f"{name}[{entry}] step {step.get('name')}:\n{result.stdout}\n" \
+                                                   f"{result.stderr[-3000:]}"
+                    if "id" in step:
+                        steps[step["id"]] = {"outputs": read_outputs(github_output), "outcome": "success",
+                                             "conclusion": "success"}
+                # The job's outputs are what its outputs: map says, from its steps' outputs.
+                outputs.update({k: to_string(render(v, {**here, "matrix": entry, "steps": steps}))
+                                for k, v in (job.get("outputs") or {}).items()})
+                ran.append(f"{name}:{entry.get('image', '')}:{entry.get('platform', '')}".rstrip(":"))
+            return "success", outputs
 
-    wiki_ran = run.results["wiki"] != "skipped"
+        return ran, simulate(workflow, contexts, run_job)
+
+    first_sha = origin.repo.head.commit.hexsha
+    ran, run = push(before, "run1")
     assert ran == ["plan", "level0:root:linux/amd64", "level0:root:linux/arm64", "level1:child:linux/amd64",
-                   "level1:child:linux/arm64", "level1:solo:linux/amd64", "merge"] + (["wiki"] if wiki_ran else []), ran
-    assert [n for n, r in run.results.items() if r == "skipped"] == ["level2", "level3", "level4"] + (
-        [] if wiki_ran else ["wiki"])
+                   "level1:child:linux/arm64", "level1:solo:linux/amd64", "merge", "wiki"], ran
+    assert [n for n, r in run.results.items() if r == "skipped"] == ["level2", "level3", "level4"]
     client = RegistryClient(registry)
     for name in ("root", "child"):
         index = client.get_manifest(f"graph/{name}", "2024.1-main")
@@ -181,9 +190,25 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
         platforms = [m["platform"]["architecture"] for m in json.loads(index.body).get("manifests", [])]
         assert platforms == ["amd64", "arm64"], name
     assert client.manifest_digest("graph/solo", "2024.1-main") is not None
-    assert wiki_ran, "the wiki job did not run on a push to main"
-    # The wiki job published pages for every image to the wiki repository.
+
+    # A second push: the root's package changes (and with it its children), and solo's own Dockerfile.
+    (origin.root / "images" / "root" / "Dockerfile").write_text(root_dockerfile(base, "2.0"))
+    origin.write("images/solo/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo solo two > /solo\n")
+    second_sha = origin.commit("root: stack-pkg 2.0; solo changed")
+    ran, _ = push(first_sha, "run2")
+    assert "wiki" in ran and "merge" in ran, ran
+
+    # The wiki both runs published: a row per run on Home, a page per image per commit, the package change.
     published = git.Repo.clone_from(wiki_remote, tmp_path / "wiki-check")
-    pages = {p.name for p in Path(published.working_tree_dir or "").glob("*.md")}
-    assert {"Home.md", "Stable_Tag.md", "root-2024.1-main.md", "child-2024.1-main.md", "solo-2024.1-main.md"} <= pages
+    folder = Path(published.working_tree_dir or "")
+    pages = {p.name for p in folder.glob("*.md")}
+    for name in ("root", "child", "solo"):
+        assert {f"{name}-2024.1-git-{first_sha[:12]}.md", f"{name}-2024.1-git-{second_sha[:12]}.md"} <= pages, pages
+    home = (folder / "Home.md").read_text()
+    rows = [line for line in home.splitlines() if "| main | build |" in line]
+    assert len(rows) == 2 and second_sha[:12] in rows[0] and first_sha[:12] in rows[1], rows
+    assert all(f"(root-2024.1-git-{sha[:12]})" in home for sha in (first_sha, second_sha))
+    second_root = (folder / f"root-2024.1-git-{second_sha[:12]}.md").read_text()
+    assert "| apt | stack-pkg | 1.0 | 2.0 |" in second_root, second_root[:2000]
+    assert "| Branch | main |" in second_root
     assert "Manifests for" in published.head.commit.message

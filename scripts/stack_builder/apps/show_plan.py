@@ -39,6 +39,6 @@ def _github_outputs(plan: dict[str, Any]) -> None:
         raise StackError(f"the stack is {len(levels)} levels deep but .github/workflows/main.yml has "
                          f"{MAX_LEVELS} level jobs: add level jobs to the workflow")
     lines = [f"level{i}={json.dumps(levels[i] if i < len(levels) else [])}" for i in range(MAX_LEVELS)]
-    lines += [f"images={json.dumps(plan['images'])}", f"tag={plan['tag']}"]
+    lines += [f"images={json.dumps(plan['images'])}", f"tag={plan['tag']}", f"commit_tag={plan['commit_tag'] or ''}"]
     with open(target, "a", encoding="utf-8") as handle:
         handle.write("".join(f"{line}\n" for line in lines))

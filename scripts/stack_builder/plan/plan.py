@@ -64,7 +64,7 @@ class Plan:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "tag": self.tag, "commit": self.commit, "images": list(self.images),
+            "tag": self.tag, "commit_tag": self.commit_tag, "commit": self.commit, "images": list(self.images),
             "levels": [[{"image": j.image, "platform": j.platform, "runner": j.runner} for j in level]
                        for level in self.levels],
             "reasons": dict(self.reasons),

@@ -65,12 +65,27 @@ class Wiki:
         return name
 
     def record_build(self, entry: dict[str, Any]) -> None:
-        """Add a row to the builds table; the same commit and tag again replaces its row."""
+        """Add a row to the builds table; the same commit and tag again updates its row, keeping the images
+        recorded before (CI records a run's images one at a time)."""
         key = (entry["commit"], entry["tag"])
-        builds = [b for b in self.builds() if (b["commit"], b["tag"]) != key]
+        builds = self.builds()
+        earlier = next((b for b in builds if (b["commit"], b["tag"]) == key), None)
+        builds = [b for b in builds if (b["commit"], b["tag"]) != key]
+        if earlier is not None:
+            images = {i["name"]: i for i in earlier.get("images", [])}
+            images.update({i["name"]: i for i in entry.get("images", [])})
+            entry = {**earlier, **entry, "images": list(images.values())}
         builds.append(entry)
         builds.sort(key=lambda b: b["time"], reverse=True)
         write_json(self.data / "builds.json", builds)
+
+    def pages_without_a_row(self) -> list[str]:
+        """Manifest pages no build or promotion row on Home links to (a page written, its row lost)."""
+        listed = {i.get("page") for b in self.builds() for i in b.get("images", [])}
+        records = {manifests.record_name(r) for path in self.records.glob("*.json")
+                   if isinstance(r := _read(path, None), dict) and "image" in r and "tag" in r}
+        return [f"{name}.md: no build row on Home links to it: record the build (`stack-builder manifest` "
+                "records one)" for name in sorted(records - listed)]
 
     def page_for_digest(self, digest: str | None) -> str | None:
         """The manifest page of the image with this digest, if one was recorded."""
@@ -187,10 +202,11 @@ def broken_links(folder: Path) -> list[str]:
 
 
 def rerender(spec: Spec, folder: Path) -> int:
-    """Render Home and Stable_Tag again, fold pages over the cap, check every link; return the page count."""
+    """Render Home and Stable_Tag again, fold pages over the cap, check every link and that every manifest
+    page has its build row on Home; return the page count."""
     pages = Wiki(folder)
     pages.render(spec)
-    broken = broken_links(pages.folder)
+    broken = broken_links(pages.folder) + pages.pages_without_a_row()
     if broken:
-        raise StackError("the wiki has broken links:\n  " + "\n  ".join(broken))
+        raise StackError("the wiki is not consistent:\n  " + "\n  ".join(broken))
     return len(pages.pages())
