@@ -6,6 +6,7 @@ through the same gate-record code a GPU host's `stack-builder test_gpu` uses, in
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -147,13 +148,18 @@ def test_promotion_to_quarter_then_global_stable(built: Stack, registry: str) ->
     ns = namespace_of(built)
     assert sorted(built.lines("IMAGES_TAGGED")) == sorted(f"{registry}/{ns}/{n}:2024.1-stable" for n in source)
     home = (built.root / "wiki" / "Home.md").read_text()
-    assert "2024.1-main → 2024.1-stable" in home and "| promotion |" in home
+    assert "## Promotions" in home and "| 2024.1-main → 2024.1-stable | passed |" in home
 
     result = built.doit("tag", "--tag", "2024.1", "--global-stable")
     assert result.returncode == 0, result.stdout + result.stderr
     assert digests(registry, built, "stable") == source
     stable_page = (built.root / "wiki" / "Stable_Tag.md").read_text()
     assert "**2024.1**" in stable_page and source["scorer"] in stable_page
+    # Each image's page, a pull line by digest, and the history of moves of `stable`.
+    assert f"` docker pull {registry}/{ns}/scorer@{source['scorer']} `" in stable_page
+    assert re.search(r"\| scorer \| \[scorer-2024\.1-git-[0-9a-f]{12}\]\(scorer-2024\.1-git-[0-9a-f]{12}\) \|",
+                     stable_page), stable_page
+    assert "## History" in stable_page and "| 2024.1 | " in stable_page.split("## History")[1]
 
 
 def test_skipped_gpu_test_is_recorded(built: Stack, registry: str) -> None:
@@ -162,7 +168,8 @@ def test_skipped_gpu_test_is_recorded(built: Stack, registry: str) -> None:
     promotion = json.loads((built.root / "artifacts" / "promotion.json").read_text())
     assert promotion["skip_gpu_test"] is True
     assert next(m for m in promotion["moves"] if m["image"] == "gpu")["gates"] == {"gpu": "skipped (--skip-gpu-test)"}
-    assert "promotion \\(GPU test skipped\\)" in (built.root / "wiki" / "Home.md").read_text()  # escaped text
+    home = (built.root / "wiki" / "Home.md").read_text()
+    assert "## Promotions" in home and "| 2024.1-main → 2024.1-stable | GPU test skipped |" in home
 
 
 def test_model_gate_refuses_a_failed_check(built: Stack, registry: str) -> None:

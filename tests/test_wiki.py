@@ -181,3 +181,37 @@ def test_the_wiki_check_fails_for_a_page_without_its_build_row(tmp_path: Path, s
     orphan = wiki.add_manifest(record("base", "2024.1-git-bbbbbbbbbbbb", "2024-01-02T00:00:00Z", {"a": "2"}))
     with pytest.raises(StackError, match=f"{orphan}.md: no build row on Home links to it"):
         rerender(spec, wiki.folder)
+
+
+def test_a_manifest_page_links_parent_dockerfile_and_diff_and_shows_tags_tests_and_model() -> None:
+    page_record = {**record("iris", "2024.1-git-aaaaaaaaaaaa", "2024-01-01T00:00:00Z", {"numpy": "2.0"}),
+                   "parent": "r/base@sha256:" + "3" * 64, "tags": ["2024.1-main", "2024.1-git-aaaaaaaaaaaa"],
+                   "dockerfile": "images/iris/Dockerfile", "tests": {"passed": 7, "failed": 0, "skipped": 1},
+                   "model": {"functional": {"passed": True, "checks": {"columns": True, "deterministic": True}},
+                             "drift": {"status": "passed", "n": 922, "epsilon": 0.05, "delta": 0.01,
+                                       "observed_rate": 0.0, "max_disagreement": 0.05}},
+                   "commands": {"PIP": {"description": "pip Packages", "command": "pip list", "exit_code": 0,
+                                        "output": "numpy 2.0"}}}
+    page = manifests.render(page_record, None, parent_page="base-2024.1-git-bbbbbbbbbbbb")
+    html = cmarkgfm.github_flavored_markdown_to_html(page)
+    assert "<th>field</th>" in html and "<th></th>" not in html  # no empty header row
+    assert 'href="base-2024.1-git-bbbbbbbbbbbb"' in html  # the parent's page
+    assert f'href="https://example.invalid/o/r/blob/{"c" * 40}/images/iris/Dockerfile"' in html
+    assert f'href="https://example.invalid/o/r/commit/{"c" * 40}"' in html  # the commit and its diff
+    assert "<code>2024.1-main</code>" in html and "7 passed, 0 failed, 1 skipped" in html
+    assert "n = 922, ε = 0.05, δ = 0.01, observed disagreement 0.0" in html
+    assert "<td>deterministic</td>\n<td>passed</td>" in html
+    assert html.count("numpy") == 1  # one listing per manager: the raw `pip list` output is not repeated
+
+
+@pytest.mark.parametrize("value", ["evilpkg|<img src=x onerror=alert(1)>[x](nowhere)", "see www.evil.example and "
+                                   "https://evil.example/x", "*bold* _em_ ~~gone~~ `code` ![i](j) \\| <b>b</b>"])
+def test_text_renders_as_exactly_its_characters(value: str) -> None:
+    from stack_builder.records import markdown
+
+    html = cmarkgfm.github_flavored_markdown_to_html(f"| cell |\n| --- |\n| {markdown.text(value)} |\n")
+    assert not re.search(r"<(a|img|em|strong|del|code|b)[ >]", html), html
+    cell = re.search(r"<td>(.*)</td>", html, re.S)
+    assert cell is not None
+    import html as html_module
+    assert html_module.unescape(cell.group(1)) == value

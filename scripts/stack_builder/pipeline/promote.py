@@ -306,15 +306,16 @@ def promote_stack(config: Config, options: PromoteOptions) -> Promoted:
         raise
     finally:
         write(moves, outcome)
-    _record_in_wiki(Wiki(config.wiki_dir), spec, moves, options)
+    _record_in_wiki(Wiki(config.wiki_dir), spec, moves, options, config.registry)
     return Promoted(moves, kind)
 
 
-def _record_in_wiki(pages: Wiki, spec: Spec, moves: list[Move], options: PromoteOptions) -> None:
+def _record_in_wiki(pages: Wiki, spec: Spec, moves: list[Move], options: PromoteOptions, host: str) -> None:
     now = utc_now()
     if options.global_stable:
         pages.set_stable({"tag": options.tag, "time": now, "by": who(), "skip_gpu_test": options.skip_gpu_test,
-                          "images": {m.image: m.source_digest for m in moves}})
+                          "images": {m.image: m.source_digest for m in moves},
+                          "repositories": {m.image: f"{host}/{m.repository}" for m in moves}})
     else:
         note = " (GPU test skipped)" if options.skip_gpu_test else ""
         # A promotion is identified by what it moved: the same digests promoted again replace the row.

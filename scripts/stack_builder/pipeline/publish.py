@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+from pathlib import Path
 from typing import IO
 
 from stack_builder import signals
 from stack_builder.engine import images
 from stack_builder.engine.push import push
-from stack_builder.errors import Interrupted, RegistryError, StepFailed
+from stack_builder.errors import GitError, Interrupted, RegistryError, StepFailed
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
+from stack_builder.plan.changes import open_repo
 from stack_builder.plan.plan import ParentRef
 from stack_builder.records import gates, junit, manifests
 from stack_builder.records.logfile import open_log
@@ -311,7 +313,11 @@ def _manifest(ctx: BuildContext, image: ImageSpec, result: ImageResult, log: IO[
     facts = manifests.BuildFacts(image=image.name, tag=ctx.plan.commit_tag or ctx.plan.tag, ref=result.ref or "",
                                  digest=result.digest, commit=ctx.revision.commit, branch=ctx.revision.branch,
                                  commit_url=ctx.revision.commit_url(), parent=result.parent,
-                                 platforms=tuple(result.platforms_built))
+                                 platforms=tuple(result.platforms_built), tags=tuple(result.tags),
+                                 tests={"passed": result.tests.passed, "failed": result.tests.failed,
+                                        "skipped": result.tests.skipped} if result.tests.junit else None,
+                                 model=result.model.as_dict() if result.model else None,
+                                 dockerfile=_repository_path(ctx, image))
     commands = {key: ctx.spec.all_info_cmds[key] for key in image.info_cmds}
     try:
         record = manifests.collect(ctx.engine, result.image_id or "", facts, commands,
@@ -336,3 +342,15 @@ def _prune(ctx: BuildContext, image: ImageSpec, built: list[PlatformOutcome], lo
     removed = images.remove(ctx.engine, [f"{n}:{t}" for n in sorted(names) for t in tags])
     log.write(f"== prune: removed {', '.join(removed) or 'nothing'}\n")
     LOGGER.info("%s: pruned %d local tags", image.name, len(removed))
+
+
+def _repository_path(ctx: BuildContext, image: ImageSpec) -> str | None:
+    """The Dockerfile's path from the top of the git repository (for a link to it at the commit)."""
+    try:
+        top = open_repo(ctx.spec.stack_dir).working_tree_dir
+    except GitError:  # no repository: no link
+        return None
+    try:
+        return image.dockerfile.resolve().relative_to(Path(str(top)).resolve()).as_posix()
+    except ValueError:
+        return None

@@ -46,6 +46,10 @@ class BuildFacts:
     commit_url: str | None
     parent: str | None
     platforms: tuple[str, ...]
+    tags: tuple[str, ...] = ()  # every tag this build put the image under
+    tests: Mapping[str, Any] | None = None  # passed / failed / skipped of its image tests
+    model: Mapping[str, Any] | None = None  # functional checks and drift, as the report has them
+    dockerfile: str | None = None  # the Dockerfile's path in the repository, for a link at this commit
 
 
 def collect(client: Engine, image_ref: str, facts: BuildFacts, commands: Mapping[str, InfoCmd], *,
@@ -71,6 +75,8 @@ def collect(client: Engine, image_ref: str, facts: BuildFacts, commands: Mapping
         "created": utc_now(),
         "commit": facts.commit, "commit_url": facts.commit_url, "branch": facts.branch,
         "size": image.size, "parent": facts.parent, "platforms": list(facts.platforms),
+        "tags": list(facts.tags), "tests": dict(facts.tests) if facts.tests else None,
+        "model": dict(facts.model) if facts.model else None, "dockerfile": facts.dockerfile,
         "architecture": image.platform.partition("/")[2],
         "layers": [{"id": layer.get("Id"), "created": layer.get("Created"), "created_by": layer.get("CreatedBy", ""),
                     "size": layer.get("Size", 0), "tags": layer.get("Tags") or []} for layer in history],
@@ -173,16 +179,31 @@ def _fence(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
-def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str:
-    """The Markdown page of one manifest."""
+def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None, *, parent_page: str | None = None) -> str:
+    """The Markdown page of one manifest (``parent_page``: the wiki page of the parent's digest, to link)."""
     commit = record["commit"]
-    commit_text = f"[{commit[:12]}]({record['commit_url']})" if record.get("commit_url") else f"`{commit[:12]}`"
+    commit_text = f"[{commit[:12]}]({record['commit_url']}) (the diff)" if record.get("commit_url") \
+        else f"`{commit[:12]}`"
+    source = str(record.get("commit_url") or "").rpartition("/commit/")[0]
     lines = [f"# {_cell(record['image'])}:{_cell(record['tag'])}", "", "## Build", "", "| field | value |", "| --- | --- |",
              f"| Built (UTC) | {record['created']} |", f"| Commit | {commit_text} |",
              f"| Branch | {_cell(record['branch'])} |", f"| Reference | {_code(record['ref'])} |",
              f"| Digest | {_code(record.get('digest') or 'not pushed')} |", f"| Image ID | {_code(record['image_id'])} |",
-             f"| Size | {_size(int(record['size']))} |", f"| Parent | {_code(record.get('parent') or 'none (a root)')} |",
-             f"| Platforms | {_cell(', '.join(record.get('platforms') or []))} |", ""]
+             f"| Size | {_size(int(record['size']))} |",
+             f"| Parent | {_code(record.get('parent') or 'none (a root)')}"
+             f"{f' ([its page]({parent_page}))' if parent_page else ''} |",
+             f"| Platforms | {_cell(', '.join(record.get('platforms') or []))} |"]
+    if record.get("tags"):
+        lines.append(f"| Tags | {', '.join(_code(t) for t in record['tags'])} |")
+    if source and record.get("dockerfile"):
+        lines.append(f"| Dockerfile | [{_cell(record['dockerfile'])} at {commit[:12]}]"
+                     f"({source}/blob/{commit}/{record['dockerfile']}) |")
+    tests = record.get("tests")
+    if tests:
+        lines.append(f"| Tests | {int(tests.get('passed', 0))} passed, {int(tests.get('failed', 0))} failed, "
+                     f"{int(tests.get('skipped', 0))} skipped |")
+    lines.append("")
+    lines += _model_section(record.get("model"))
     if record.get("digest"):
         repository = str(record["ref"]).rpartition(":")[0] if ":" in str(record["ref"]).rpartition("/")[2] \
             else str(record["ref"])
@@ -212,12 +233,38 @@ def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str
         table = ["| package | version |", "| --- | --- |"] + [f"| {_cell(n)} | {_cell(v)} |" for n, v in
                                                                sorted(packages.items())]
         lines += _folded(table, f"Show {len(packages)} {manager} packages") + [""]
+    listed = set(record.get("packages", {}))
     for result in record.get("commands", {}).values():
         lines += [f"## {_cell(result['description'])}", "", f"{_code_text(result['command'])} (exit {result['exit_code']})", ""]
+        duplicate = next((m for m, words in PACKAGE_COMMANDS.items() if m in listed and
+                          any(w in str(result["command"]) for w in words)), None)
+        if duplicate:  # one listing per manager: the table above
+            lines += [f"Its output lists the {duplicate} packages: see Packages: {duplicate} above.", ""]
+            continue
         fence = _fence(result["output"])
         body = [f"{fence}text", *result["output"].splitlines(), fence]
         lines += _folded(body, f"Show {len(result['output'].splitlines())} lines") + [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+PACKAGE_COMMANDS = {"pip": ("pip list", "pip freeze"), "apt": ("apt list", "dpkg -l", "dpkg-query"),
+                    "conda": ("conda list",)}
+
+
+def _model_section(model: Mapping[str, Any] | None) -> list[str]:
+    """The model checks of the image: each functional check, and the drift gate with n, ε, δ and the rate."""
+    if not model:
+        return []
+    functional = model.get("functional") or {}
+    lines = ["## Model checks", "", f"Functional checks: {'passed' if functional.get('passed') else 'FAILED'}.", "",
+             "| check | result |", "| --- | --- |"]
+    lines += [f"| {_cell(k)} | {'passed' if v else 'failed'} |" for k, v in (functional.get("checks") or {}).items()]
+    drift = model.get("drift") or {}
+    lines += ["", f"Drift against the current stable: {_cell(drift.get('status', 'not run'))}: "
+              f"n = {drift.get('n', 0)}, ε = {drift.get('epsilon', '—')}, δ = {drift.get('delta', '—')}, "
+              f"observed disagreement {drift.get('observed_rate', '—')} (allowed {drift.get('max_disagreement', '—')}).",
+              ""]
+    return lines
 
 
 def _folded(block: list[str], summary: str) -> list[str]:

@@ -14,12 +14,13 @@ import re
 
 _SPECIAL = re.compile(r"([\\`*_\[\]()!|~])")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[^\n]*\n.*?(?:^ {0,3}\1[`~]*[ \t]*$|\Z)", re.M | re.S)
-_AUTOLINK = re.compile(r"(?i)(?:\bwww\.|[a-z][a-z0-9+.-]*:)")
+_AUTOLINK = re.compile(r"(?i)(?:\bwww\.|\b[a-z][a-z0-9+.-]*:(?=//))")
 _SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.S)
 
 
 def text(value: object) -> str:
-    """``value`` as Markdown text on one line: no HTML, no link (nor autolink), no emphasis, no cell break."""
+    """``value`` as Markdown text on one line: no HTML, no link (nor www./scheme:// autolink), no emphasis, no
+    cell break. (A bare e-mail address still becomes a mailto: link: GFM finds it after escapes are read.)"""
     flat = " ".join(str(value).split())
     escaped = _SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
     # GFM turns www.x and scheme://x into links by themselves: an escaped dot or colon stops that.

@@ -20,6 +20,7 @@ from stack_builder.spec.stack_spec import Spec
 LOGGER = logging.getLogger(__name__)
 
 MAX_PAGES = 5000
+HOME_ROWS = 30  # builds on Home; older ones are on a page per month
 LINK_RE = re.compile(r"\[(?:[^\]\\]|\\.)*\]\(([^)\s]+)\)")
 
 
@@ -48,7 +49,11 @@ class Wiki:
         return dict(value) if value else None
 
     def set_stable(self, value: Mapping[str, Any]) -> None:
+        """The global stable now, and one more entry in its history."""
         write_json(self.data / "stable.json", dict(value))
+        history = list(_read(self.data / "stable_history.json", []))
+        history.append({k: value.get(k) for k in ("tag", "time", "by", "skip_gpu_test")})
+        write_json(self.data / "stable_history.json", history)
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -58,7 +63,10 @@ class Wiki:
         previous = manifests.previous_record(record, folders)
         manifests.save(record, [self.records])
         name = manifests.record_name(record)
-        write_text(self.folder / f"{name}.md", manifests.render(record, previous))
+        parent = str(record.get("parent") or "")
+        parent_page = self.page_for_digest(parent.rpartition("@")[2]) if "@sha256:" in parent else None
+        write_text(self.folder / f"{name}.md", manifests.render(
+            record, previous, parent_page=self.link(parent_page) if parent_page else None))
         archived = self.archived()
         if archived.pop(name, None) is not None:
             write_json(self.data / "archived.json", archived)
@@ -103,34 +111,61 @@ class Wiki:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.enforce_cap()
         write_text(self.folder / "Home.md", self._home(spec))
+        self._month_pages()
         write_text(self.folder / "Stable_Tag.md", self._stable_page())
 
     def _home(self, spec: Spec) -> str:
         ids = {name: f"n{i}" for i, name in enumerate(spec.images)}
-        lines = ["# Image stack", "", "## Stack", "", "```mermaid", "graph TD"]
+        lines = ["# Image stack", "", f"The {len(spec.images)} images of this stack, how they build on each other, "
+                 "and every build and promotion, newest first. Each image name links to what is inside it.", "",
+                 "## Stack", "", "```mermaid", "graph TD"]
         for name, image in spec.images.items():
             lines.append(f'  {ids[name]}["{name}"]')
             if image.parent:
                 lines.append(f"  {ids[image.parent]} --> {ids[name]}")
-        lines += ["```", "", "Current global stable: [Stable_Tag](Stable_Tag)", "", "## Builds", "",
-                  "Newest first.", ""]
-        builds = self.builds()
-        if not builds:
-            lines.append("No builds recorded yet.")
+        lines += ["```", "", "Current global stable: [Stable_Tag](Stable_Tag)", "", "## Builds", ""]
+        builds = [b for b in self.builds() if not str(b.get("kind", "build")).startswith("promotion")]
+        promotions = [b for b in self.builds() if str(b.get("kind", "build")).startswith("promotion")]
+        recent, older = builds[:HOME_ROWS], builds[HOME_ROWS:]
+        lines += self._builds_table(recent) if recent else ["No builds recorded yet."]
+        months = sorted({str(b["time"])[:7] for b in older}, reverse=True)
+        if months:
+            lines += ["", "Older builds, by month: " + ", ".join(f"[{m}](Builds-{m})" for m in months)]
+        lines += ["", "## Promotions", ""]
+        if promotions:
+            lines += ["| promoted (UTC) | from → to | gates | images |", "| --- | --- | --- | --- |"]
+            for row in promotions:
+                gates = "GPU test skipped" if "skipped" in str(row.get("kind", "")) else "passed"
+                lines.append(f"| {markdown.text(row['time'])} | {markdown.text(row.get('label', ''))} | {gates} | "
+                             f"{self._image_links(row)} |")
         else:
-            lines += ["| built (UTC) | commit | branch | kind | images |", "| --- | --- | --- | --- | --- |"]
-            for build in builds:
-                commit = build["commit"][:12]
-                commit_cell = f"[{commit}]({build['commit_url']})" if build.get("commit_url") else f"`{commit}`"
-                if build.get("label"):
-                    commit_cell = markdown.text(build["label"])
-                images = "<br>".join(
-                    (f"[{i['name']}:{i['tag']}]({self.link(i['page'])})" if i.get("page") else f"{i['name']}:{i['tag']}")
-                    + (f" (reused from {markdown.code(i['reused_from'])})" if i.get("reused_from") else "")
-                    for i in build["images"])
-                lines.append(f"| {markdown.text(build['time'])} | {commit_cell} | {markdown.text(build.get('branch', ''))} | "
-                             f"{markdown.text(build.get('kind', 'build'))} | {images} |")
+            lines.append("No promotions yet.")
         return "\n".join(lines) + "\n"
+
+    def _builds_table(self, rows: list[dict[str, Any]]) -> list[str]:
+        lines = ["| built (UTC) | commit | branch | images |", "| --- | --- | --- | --- |"]
+        for build in rows:
+            commit = markdown.text(build["commit"][:12])
+            commit_cell = f"[{commit}]({build['commit_url']})" if build.get("commit_url") else f"`{commit}`"
+            lines.append(f"| {markdown.text(build['time'])} | {commit_cell} | {markdown.text(build.get('branch', ''))} "
+                         f"| {self._image_links(build)} |")
+        return lines
+
+    def _image_links(self, row: dict[str, Any]) -> str:
+        return "<br>".join(
+            (f"[{i['name']}:{i['tag']}]({self.link(i['page'])})" if i.get("page") else f"{i['name']}:{i['tag']}")
+            + (f" (reused from {markdown.code(i['reused_from'])})" if i.get("reused_from") else "")
+            for i in row.get("images", []))
+
+    def _month_pages(self) -> None:
+        """Builds older than the newest HOME_ROWS, one page per month (as jupyter/docker-stacks keeps them)."""
+        builds = [b for b in self.builds() if not str(b.get("kind", "build")).startswith("promotion")]
+        by_month: dict[str, list[dict[str, Any]]] = {}
+        for build in builds[HOME_ROWS:]:
+            by_month.setdefault(str(build["time"])[:7], []).append(build)
+        for month, rows in by_month.items():
+            write_text(self.folder / f"Builds-{month}.md", "\n".join(
+                [f"# Builds of {month}", "", "Newest first. [Home](Home)", "", *self._builds_table(rows)]) + "\n")
 
     def _stable_page(self) -> str:
         stable = self.stable()
@@ -138,9 +173,22 @@ class Wiki:
         if not stable:
             return "\n".join(lines + ["No global `stable` tag yet: `stack-builder tag --tag YYYY.Q --global-stable` sets it.",
                                       ""])
-        lines += [f"`stable` points at the images of **{stable['tag']}**, set {stable['time']} "
-                  f"by {stable.get('by', 'unknown')}.", "", "| image | digest |", "| --- | --- |"]
-        lines += [f"| {name} | `{digest}` |" for name, digest in sorted(stable.get("images", {}).items())]
+        skipped = " The GPU test gate was **skipped** (`--skip-gpu-test`)." if stable.get("skip_gpu_test") else ""
+        lines += [f"`stable` points at the images of **{markdown.text(stable['tag'])}**, set "
+                  f"{markdown.text(stable['time'])} by {markdown.text(stable.get('by', 'unknown'))}.{skipped}", "",
+                  "| image | page | pull |", "| --- | --- | --- |"]
+        repositories = stable.get("repositories", {})
+        for name, digest in sorted(stable.get("images", {}).items()):
+            page = self.page_for_digest(digest)
+            link = f"[{markdown.text(page)}]({self.link(page)})" if page else markdown.code(digest)
+            pull = markdown.code(f"docker pull {repositories[name]}@{digest}") if name in repositories else "—"
+            lines.append(f"| {markdown.text(name)} | {link} | {pull} |")
+        history = list(_read(self.data / "stable_history.json", []))
+        lines += ["", "## History", "", "Every move of `stable`, newest first.", "",
+                  "| set (UTC) | to | by | GPU gate |", "| --- | --- | --- | --- |"]
+        for move in reversed(history):
+            lines.append(f"| {markdown.text(move.get('time', ''))} | {markdown.text(move.get('tag', ''))} | "
+                         f"{markdown.text(move.get('by', ''))} | {'skipped' if move.get('skip_gpu_test') else 'passed'} |")
         return "\n".join(lines) + "\n"
 
     # -- the page cap -----------------------------------------------------------------------------
