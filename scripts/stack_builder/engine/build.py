@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Mapping
+from typing import IO, Callable, Mapping
 
 import docker
 
@@ -83,8 +83,13 @@ def find_cli(clients: tuple[str, ...] | None = None) -> BuildKitCli:
         "docker.io client (/usr/bin/docker); `bash setup.sh env` provides one")
 
 
-def build_image(client: docker.DockerClient, request: BuildRequest, log: IO[str]) -> str:
-    """Build and return the image ID. Raises ``StepFailed`` with the failing step's output."""
+STEP_RE = re.compile(r"^#\d+ \[(?:[\w.-]+ )?(\d+)/(\d+)\] (.+)$")  # BuildKit's plain "#7 [stage 2/4] RUN ..."
+
+
+def build_image(client: docker.DockerClient, request: BuildRequest, log: IO[str],
+                on_step: Callable[[str], None] | None = None) -> str:
+    """Build and return the image ID. Raises ``StepFailed`` with the failing step's output. ``on_step`` hears
+    each Dockerfile step as it starts ("step 2/4: RUN ...")."""
     cli = find_cli()
     missing = [f"{sid} (${var})" for sid, var in request.secrets.items() if not os.environ.get(var)]
     if missing:
@@ -107,7 +112,7 @@ def build_image(client: docker.DockerClient, request: BuildRequest, log: IO[str]
                   (f" --platform {request.platform}" if request.platform else "") + "\n")
         log.flush()
         secrets = [*(os.environ[var] for var in request.secrets.values() if os.environ.get(var)), *all_secrets()]
-        code, tail = _stream(argv, {**os.environ, **cli.env}, log, secrets)
+        code, tail = _stream(argv, {**os.environ, **cli.env}, log, secrets, on_step)
         if signals.stopping():
             raise Interrupted(f"the build was stopped ({signals.signal_name()})")
         if code != 0:
@@ -121,7 +126,8 @@ def build_image(client: docker.DockerClient, request: BuildRequest, log: IO[str]
     return image_id
 
 
-def _stream(argv: list[str], env: Mapping[str, str], log: IO[str], secrets: list[str]) -> tuple[int, list[str]]:
+def _stream(argv: list[str], env: Mapping[str, str], log: IO[str], secrets: list[str],
+            on_step: Callable[[str], None] | None = None) -> tuple[int, list[str]]:
     """Run the build, copying its output (build secrets redacted) into the log as it comes; return the exit
     code and the last lines. A build that runs past BUILD_TIMEOUT_S is killed."""
     tail: deque[str] = deque(maxlen=40)
@@ -130,6 +136,7 @@ def _stream(argv: list[str], env: Mapping[str, str], log: IO[str], secrets: list
             signals.child(proc):  # a stop request ends the client, and with it the build in the engine
         watchdog = threading.Timer(BUILD_TIMEOUT_S, proc.kill)
         watchdog.start()
+        last_step = ""
         try:
             for line in proc.stdout or ():
                 line = redact(line, secrets)  # a step that prints a secret must not put it in our files
@@ -137,6 +144,10 @@ def _stream(argv: list[str], env: Mapping[str, str], log: IO[str], secrets: list
                 log.flush()  # a live log: someone may be following it, and a crash must not lose it
                 if line.strip():
                     tail.append(line.rstrip("\n"))
+                step = STEP_RE.match(line.rstrip("\n")) if on_step is not None else None
+                if step and on_step is not None and step.group(1) != last_step:
+                    last_step = step.group(1)
+                    on_step(f"step {step.group(1)}/{step.group(2)}: {' '.join(step.group(3).split())[:60]}")
             code = proc.wait()
         finally:
             timed_out = not watchdog.is_alive() and proc.returncode is not None and proc.returncode < 0

@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from stack_builder.engine.client import Engine
 from stack_builder.plan.plan import ParentRef, Plan
@@ -61,6 +61,7 @@ class BuildContext:
     run_id: str = ""  # every container of this run is labelled io.stack-builder.run=<run_id>
     timeouts: Mapping[str, int] = field(default_factory=dict)  # --timeout KIND=SECONDS, over the spec's
     steps: dict[str, str] = field(default_factory=dict)  # image -> the step it is in now, for interruptions
+    observer: Callable[[str, str, int, int], None] | None = None  # (image, step, done, total): a live display
     moved: dict[str, dict[str, str]] = field(default_factory=dict)  # image -> {tag: digest} written this run
     notes: dict[str, list[str]] = field(default_factory=dict)  # image -> what the report must also say
     push_policy: RetryPolicy = field(default_factory=lambda: RetryPolicy(retries=4, backoff_s=1.0))
@@ -95,11 +96,14 @@ class BuildContext:
         return self.timeouts.get(kind) or self.spec.images[name].timeouts[kind]
 
     def enter(self, name: str, step: str) -> None:
-        """``name`` starts ``step``: say so in one plain, timestamped line (nothing is redrawn, so it reads the
-        same on a terminal, in a pipe and in CI), with the run's [done/total]."""
+        """``name`` starts ``step``: tell the live display when there is one (a terminal), else say so in one
+        plain, timestamped line (nothing redrawn: a pipe, CI), with the run's [done/total]."""
         self.steps[name] = step
         done = sum(1 for n in self.plan.images if self.report.images[n].status not in ("pending",))
-        LOGGER.info("[%d/%d] %s: %s (%.0fs in)", done, len(self.plan.images), name, step, self.duration(name))
+        if self.observer is not None:
+            self.observer(name, step, done, len(self.plan.images))
+        else:
+            LOGGER.info("[%d/%d] %s: %s (%.0fs in)", done, len(self.plan.images), name, step, self.duration(name))
 
     def step_of(self, name: str) -> str:
         step = self.steps.get(name)

@@ -90,7 +90,8 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: Platfo
     requested = platform if (ctx.multi(name) or platform != ctx.native) else None
     outcome.image_id = build_image(ctx.engine, BuildRequest(
         context=image.context, dockerfile=image.dockerfile, build_args=build_args, labels=labels,
-        platform=requested, secrets=image.secrets, cache_from=_cache_sources(ctx, name, platform)), log)
+        platform=requested, secrets=image.secrets, cache_from=_cache_sources(ctx, name, platform)), log,
+        on_step=lambda step: ctx.enter(name, f"the build{where}, {step}"))
     _tag_locally(ctx, image, outcome.image_id, _local_tags(ctx, name, platform))
 
     signals.check()

@@ -39,6 +39,8 @@ def finalise(ctx: BuildContext, name: str) -> bool:
     """Decide the image's status from its platforms, then publish it. Never raises; True when it is published.
     Its steps are written as JUnit test cases too, for a test reporter."""
     published = _finalise(ctx, name)
+    result = ctx.report.images[name]
+    ctx.enter(name, f"done: {result.status}" + (f" ({result.reason})" if not published else ""))
     try:
         junit.write_steps(ctx.artifacts / "junit" / f"{name}-steps.xml", name, _step_cases(ctx, name))
     except OSError as exc:

@@ -6,7 +6,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 from stack_builder import signals
 from stack_builder.config import Config
@@ -38,6 +38,7 @@ class BuildOptions:
     push: bool
     reuse: bool = True  # an image whose input key is already published is retagged, not built
     timeouts: Mapping[str, int] = field(default_factory=dict)  # --timeout KIND=SECONDS, over the spec's
+    observer: Callable[[str, str, int, int], None] | None = None  # (image, step, done, total): a live display
 
 
 def build(config: Config, options: BuildOptions) -> BuildReport:
@@ -112,7 +113,7 @@ def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Eng
                            push=options.push, artifacts=config.artifacts, engine=engine, registry=registry,
                            credentials=credentials, report=report, wiki=pages, lookups=lookups,
                            reuse=options.reuse and options.push and lookups is not None, run_id=run_id,
-                           timeouts=options.timeouts)
+                           timeouts=options.timeouts, observer=options.observer)
         result = build_run.execute(ctx, workers=options.workers)
         result.registry_stats = {**registry.stats, "push_retries": ctx.push_policy.retried}
         result.save(config.artifacts)

@@ -42,6 +42,11 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def utc_clock() -> str:
+    """The time of day now in UTC (HH:MM:SS), as a log line starts."""
+    return datetime.now(timezone.utc).strftime("%H:%M:%S")
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically: readers see the old file or the new one, never half of one. Strings are
     redacted before they are encoded (an escaped secret would not match afterwards)."""

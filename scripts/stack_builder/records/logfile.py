@@ -4,9 +4,10 @@ from __future__ import annotations
 import io
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Iterator, cast
+
+from stack_builder.records.files import utc_clock
 
 
 class StampedLog(io.TextIOBase):
@@ -22,7 +23,7 @@ class StampedLog(io.TextIOBase):
         with self.lock:
             for piece in text.splitlines(keepends=True):
                 if self.at_line_start:
-                    self.target.write(datetime.now(timezone.utc).strftime("%H:%M:%S "))
+                    self.target.write(utc_clock() + " ")
                 self.target.write(piece)
                 self.at_line_start = piece.endswith("\n")
             return len(text)
