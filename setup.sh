@@ -219,7 +219,7 @@ case "$cmd" in
     setup_all
     ensure_test_tools
     say "running the test suite"
-    "$venv/bin/python" -m pytest tests
+    "$venv/bin/python" -m pytest tests --junitxml=artifacts/junit/test-suite.xml
     ;;
   env)
     setup_all

@@ -179,6 +179,7 @@ def _publish(ctx: BuildContext, name: str, built: list[PlatformOutcome], log: IO
             only = built[0]
             result.ref, result.digest = f"{repo}:{multiarch.platform_tag(ctx.plan.tag, only.platform)}", only.digest
         else:
+            ctx.enter(name, "the index")
             result.digest = _index(ctx, name, built, tags, log, source=sources.pop() if len(sources) == 1 else None)
     else:
         only = built[0]
@@ -196,6 +197,7 @@ def _publish(ctx: BuildContext, name: str, built: list[PlatformOutcome], log: IO
         # Gates bind check results to the exact digest that was pushed (the index, when there is one).
         result.model.digest = result.digest
         _record_model_gate(ctx, name, repo, result.digest, result.model, log)
+    ctx.enter(name, "the manifest record")
     _manifest(ctx, image, result, log)
     if image.prune:
         _prune(ctx, image, [o for o in built if not o.reused_from], log)
