@@ -59,7 +59,7 @@ class BuildContext:
     lookups: Lookups | None = None  # None when the registry is not asked (a --no-push run without one)
     reuse: bool = False
     run_id: str = ""  # every container of this run is labelled io.stack-builder.run=<run_id>
-    timeouts: Mapping[str, int] = field(default_factory=dict)  # --timeout KIND=SECONDS, over the spec's
+    timeouts: Mapping[str, int] = field(default_factory=dict)  # --test-timeout and the like, over the spec's
     steps: dict[str, str] = field(default_factory=dict)  # image -> the step it is in now, for interruptions
     observer: Callable[[str, str, int, int], None] | None = None  # (image, step, done, total): a live display
     moved: dict[str, dict[str, str]] = field(default_factory=dict)  # image -> {tag: digest} written this run

@@ -37,7 +37,7 @@ class BuildOptions:
     workers: int
     push: bool
     reuse: bool = True  # an image whose input key is already published is retagged, not built
-    timeouts: Mapping[str, int] = field(default_factory=dict)  # --timeout KIND=SECONDS, over the spec's
+    timeouts: Mapping[str, int] = field(default_factory=dict)  # --test-timeout and the like, over the spec's
     observer: Callable[[str, str, int, int], None] | None = None  # (image, step, done, total): a live display
 
 
@@ -55,7 +55,8 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
     def remove_containers() -> None:
         for engine in engines[:1]:
             removed = containers.remove_labelled(engine, run_id)
-            LOGGER.info("removed %d container(s) of run %s", len(removed), run_id)
+            if removed:
+                LOGGER.info("removed %d container(s) of run %s: %s", len(removed), run_id, ", ".join(removed))
 
     previous = os.environ.get(containers.RUN_VAR)
     os.environ[containers.RUN_VAR] = run_id  # labels every container of the run, test processes' included
