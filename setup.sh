@@ -174,24 +174,40 @@ buildkit_client() {
   return 1
 }
 
-ensure_buildkit_client() {
-  buildkit_client && return 0
-  # Debian trixie's docker-buildx is a static plugin binary: fetch it without touching the system's
-  # apt sources, and put it where every docker client looks for CLI plugins.
-  say "installing the docker buildx plugin (Debian trixie's docker-buildx)"
-  local work="$run_dir/buildx" plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
-  rm -rf "$work"
-  mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$plugins"
+# Fetch a Debian trixie package's .deb and unpack it into $run_dir/trixie/root, without touching the
+# system's apt sources: its docker-buildx and cosign are static binaries that run on Debian 12.
+trixie_unpack() {
+  local pkg="$1" work="$run_dir/trixie"
+  mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/debs"
   echo "deb http://deb.debian.org/debian trixie main" >"$work/trixie.list"
   local apt_opts=(-o "Dir::Etc::sourcelist=$work/trixie.list" -o Dir::Etc::sourceparts=/dev/null
                   -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache")
-  as_root apt-get "${apt_opts[@]}" update -qq
-  (cd "$work" && apt-get "${apt_opts[@]}" download -qq docker-buildx)
-  local debs=("$work"/docker-buildx_*.deb)
-  [ -f "${debs[0]}" ] || die "docker-buildx could not be downloaded from Debian trixie"
+  [ -n "$(ls -A "$work/lists" 2>/dev/null | grep -v partial)" ] || as_root apt-get "${apt_opts[@]}" update -qq
+  rm -f "$work/debs/${pkg}"_*.deb
+  (cd "$work/debs" && apt-get "${apt_opts[@]}" download -qq "$pkg")
+  local debs=("$work/debs/${pkg}"_*.deb)
+  [ -f "${debs[0]}" ] || die "$pkg could not be downloaded from Debian trixie"
   dpkg -x "${debs[0]}" "$work/root"
-  install -m 0755 "$work/root/usr/libexec/docker/cli-plugins/docker-buildx" "$plugins/docker-buildx"
-  buildkit_client || die "no docker client can build with BuildKit (see .stack-run/buildx)"
+}
+
+ensure_buildkit_client() {
+  buildkit_client && return 0
+  say "installing the docker buildx plugin (Debian trixie's docker-buildx)"
+  local plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+  mkdir -p "$plugins"
+  trixie_unpack docker-buildx
+  install -m 0755 "$run_dir/trixie/root/usr/libexec/docker/cli-plugins/docker-buildx" "$plugins/docker-buildx"
+  buildkit_client || die "no docker client can build with BuildKit (see .stack-run/trixie)"
+}
+
+# cosign signs pushed digests (when STACK_SIGNING_KEY is set) and verifies them before a promotion.
+ensure_cosign() {
+  command -v cosign >/dev/null && return 0
+  [ -x "$venv/bin/cosign" ] && return 0
+  say "installing cosign (Debian trixie's cosign) into .venv/bin"
+  trixie_unpack cosign
+  install -m 0755 "$run_dir/trixie/root/usr/bin/cosign" "$venv/bin/cosign"
+  "$venv/bin/cosign" version >/dev/null 2>&1 || die "cosign does not run (see .stack-run/trixie)"
 }
 
 setup_all() {
@@ -201,6 +217,7 @@ setup_all() {
   ensure_qemu
   ensure_engine
   ensure_buildkit_client
+  ensure_cosign
   ensure_registry
   say "making sure base images are present"
   "$venv/bin/python" -m stack_builder.engine.baseimages --stack "$here"

@@ -165,7 +165,7 @@ def ensure_test_base_arm64(engine: docker.DockerClient) -> str:
         info = tarfile.TarInfo("bin/busybox")
         info.size, info.mode = len(busybox), 0o755
         tar.addfile(info, io.BytesIO(busybox))
-        _applets(tar)
+        applets(tar)
     raw = layer.getvalue()
     config = json.dumps({"architecture": "arm64", "os": "linux", "config": {"Env": ["PATH=/bin"]},
                          "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest()]}}
@@ -181,7 +181,8 @@ def ensure_test_base_arm64(engine: docker.DockerClient) -> str:
     return name
 
 
-def _applets(tar: tarfile.TarFile) -> None:
+def applets(tar: tarfile.TarFile) -> None:
+    """busybox's applets as links to it, and a /tmp: what a busybox root file system needs."""
     for applet in APPLETS:
         link = tarfile.TarInfo(f"bin/{applet}")
         link.type, link.linkname = tarfile.SYMTYPE, "busybox"
@@ -203,7 +204,7 @@ def ensure_test_base(engine: docker.DockerClient) -> str:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(BUSYBOX, arcname="bin/busybox")
-        _applets(tar)
+        applets(tar)
     repository, _, tag = TEST_BASE.rpartition(":")
     engine.api.import_image_from_data(buffer.getvalue(), repository=repository, tag=tag)
     return TEST_BASE

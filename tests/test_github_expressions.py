@@ -206,6 +206,9 @@ def events(workflow: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
                     event = {"inputs": inputs} if trigger == "workflow_dispatch" else {}
                     yield f"{trigger} {ref} {inputs}", {"github": {**base, "event_name": trigger, "ref": ref,
                                                                    "event": event}, "inputs": inputs}
+        elif trigger == "schedule":  # runs on the default branch, with no inputs
+            yield "schedule", {"github": {**base, "event_name": "schedule", "ref": "refs/heads/main",
+                                          "event": {"schedule": "17 4 * * 1"}}, "inputs": {}}
         else:
             raise AssertionError(f"the trigger {trigger!r} is not modelled")
 
@@ -290,7 +293,7 @@ def test_expressions_read_only_what_exists(name: str) -> None:
     workflow = load(name)
     declared_inputs: set[str] = set()
     for settings in triggers(workflow).values():
-        declared_inputs |= set(((settings or {}).get("inputs") or {}))
+        declared_inputs |= set((settings.get("inputs") if isinstance(settings, dict) else None) or {})
     problems = []
     for job_name, job in workflow["jobs"].items():
         step_ids = {s["id"] for s in job.get("steps") or [] if "id" in s}
@@ -458,8 +461,8 @@ def test_a_gate_that_can_never_open_is_found() -> None:
     assert never_true("tag.yml", original) == ([], [])
     # A step's condition that cannot hold: dry_run is a boolean input, never the string 'yes'.
     dead_step = copy.deepcopy(original)
-    dead_step["jobs"]["tag"]["steps"][5]["if"] = "${{ inputs.dry_run == 'yes' }}"
-    assert never_true("tag.yml", dead_step)[0] == ["tag.steps[5] (Publish the wiki)"]
+    dead_step["jobs"]["tag"]["steps"][6]["if"] = "${{ inputs.dry_run == 'yes' }}"
+    assert never_true("tag.yml", dead_step)[0] == ["tag.steps[6] (Publish the wiki)"]
     # A level job with no guard on an empty level runs with an empty matrix, which GitHub fails.
     unguarded = load("main.yml")
     unguarded["jobs"]["level4"]["if"] = "${{ !cancelled() && needs.plan.result == 'success' }}"

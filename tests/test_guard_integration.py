@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import docker
@@ -199,12 +201,22 @@ def test_an_image_test_cannot_read_the_credentials_from_its_parent(make_stack, r
     stack.commit("a test that looks for credentials")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "STACK_"))}
     env.update(ENV, STACK_REGISTRY=registry)
+    # Signing is on: the key's password is a secret too, and reaches only cosign.
+    signing_canary = "signing-canary-5b1d"
+    cosign = shutil.which("cosign") or str(Path(sys.prefix) / "bin" / "cosign")
+    subprocess.run([cosign, "generate-key-pair"], cwd=tmp_path, env={**os.environ, "COSIGN_PASSWORD": signing_canary},
+                   check=True, capture_output=True)
+    env.update(COSIGN_PASSWORD=signing_canary, STACK_SIGNING_KEY=str(tmp_path / "cosign.key"))
     result = subprocess.run([str(STACK_BUILDER), "-d", str(stack.root), "build", "--image", "root"], env=env,
                             capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     environments = loot.read_text().split("\n")
     assert len(environments) >= 3 and all("PATH=" in e for e in environments[:3])  # its own and its parents'
     assert "STACK_CREDENTIALS_FD=" in environments[1]  # the parent: the builder, started again without them
-    assert CANARY not in loot.read_text()
+    assert CANARY not in loot.read_text() and signing_canary not in loot.read_text()
+    assert "COSIGN_PASSWORD" not in loot.read_text()
+    root = json.loads((stack.root / "artifacts" / "build-report.json").read_text())["images"]["root"]
+    assert root["signed"] == [root["digest"]]  # the password came through the pipe, and cosign signed with it
+    assert signing_canary not in result.stdout + result.stderr
     # The credentials still worked for the run itself (here, the loopback registry needs none).
     assert RegistryClient(registry).manifest_digest("steal/root", "2024.1-main")

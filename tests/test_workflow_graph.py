@@ -4,13 +4,17 @@ per matrix entry, for a push to main (conditions and expressions: gha_expression
 Every job starts in a fresh clone of the stack with none of the stack's images in the engine, so
 a child's parent can only come from the registry: the fan-out works across machines that share
 nothing but the registry. Only `uses:` steps are stood in for: the fresh clone is the checkout,
-this interpreter (with the builder) is setup-python, and a bare repository is the wiki.
+this interpreter (with the builder) is setup-python, a bare repository is the wiki, and a folder per
+run keeps what upload-artifact uploads for download-artifact.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -48,6 +52,7 @@ images:
   root:
     image_name: ghcr.io/graph/root
     platforms: [linux/amd64, linux/arm64]
+    content_tags: [{name: "pkg-{}", command: "dpkg-query | cut -f2"}]
   child:
     image_name: ghcr.io/graph/child
     depend_on: root
@@ -56,6 +61,7 @@ images:
     image_name: ghcr.io/graph/solo
     depend_on: root
     info_cmds: [ARCH]
+    content_tags: [{name: "arch-{}", command: "uname -m"}]
 tag:
   prefix: "2024.1"
 all_info_cmds:
@@ -117,6 +123,10 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
     shim.mkdir()
     (shim / "stack-builder").symlink_to(STACK_BUILDER)  # what `pip install .` puts on the runner's PATH
     workflow = yaml.safe_load((REPO / ".github" / "workflows" / "main.yml").read_text())
+    # Keyless signing needs Sigstore's Fulcio, which these machines cannot reach: a key pair stands in for it.
+    cosign = shutil.which("cosign") or str(Path(sys.prefix) / "bin" / "cosign")
+    subprocess.run([cosign, "generate-key-pair"], cwd=tmp_path, env={**os.environ, "COSIGN_PASSWORD": "graph-key"},
+                   check=True, capture_output=True)
 
     def push(before: str, run_name: str) -> tuple[list[str], Any]:
         sha = origin.repo.head.commit.hexsha
@@ -134,6 +144,8 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
                       "GITHUB_ACTOR": "tester", "GITHUB_REPOSITORY": "org/stack", "STACK_REGISTRY": registry}
         base_env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "STACK_"))}
         ran: list[str] = []
+        uploads = tmp_path / run_name / "uploads"  # the run's artifacts, as upload-artifact keeps them
+        uploads.mkdir(parents=True)
 
         def run_job(name: str, here: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
             job = workflow["jobs"][name]
@@ -151,9 +163,19 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
                     if not condition(step.get("if"), step_contexts, Status()):
                         continue
                     if "uses" in step:
-                        if str(step.get("with", {}).get("repository", "")).endswith(".wiki"):
-                            assert render(step["with"]["repository"], step_contexts) == "org/stack.wiki"
-                            git.Repo.clone_from(wiki_remote, workspace / step["with"]["path"])
+                        given = step.get("with", {})
+                        if str(given.get("repository", "")).endswith(".wiki"):
+                            assert render(given["repository"], step_contexts) == "org/stack.wiki"
+                            git.Repo.clone_from(wiki_remote, workspace / given["path"])
+                        elif str(step["uses"]).startswith("actions/upload-artifact@"):  # kept for later jobs
+                            found = workspace / render(given["path"], step_contexts)
+                            if found.is_dir():
+                                shutil.copytree(found, uploads / str(render(given["name"], {
+                                    **step_contexts, "strategy": {"job-index": index}})))
+                        elif str(step["uses"]).startswith("actions/download-artifact@"):
+                            for upload in sorted(uploads.iterdir()):
+                                if fnmatch.fnmatch(upload.name, given["pattern"]):
+                                    shutil.copytree(upload, workspace / given["path"] / upload.name)
                         continue
                     if step["run"].strip() == INSTALL_STEP:
                         continue  # this interpreter has the builder; the shim runs it
@@ -162,6 +184,9 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
                     env = {**base_env, **{k: to_string(render(v, step_contexts)) for k, v in {
                         **workflow.get("env", {}), **job.get("env", {}), **step.get("env", {})}.items()}}
                     env.update(github_env, GITHUB_OUTPUT=str(github_output), PATH=f"{shim}:{env['PATH']}")
+                    if env.pop("STACK_SIGNING", "") == "keyless":
+                        env.pop("STACK_SIGNING_IDENTITY", None)
+                        env.update(STACK_SIGNING_KEY=str(tmp_path / "cosign.key"), COSIGN_PASSWORD="graph-key")
                     cwd = workspace / step.get("working-directory", ".")
                     result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["run"]], cwd=cwd, env=env,
                                             capture_output=True, text=True, timeout=900, check=False)
@@ -189,7 +214,18 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
         assert index is not None
         platforms = [m["platform"]["architecture"] for m in json.loads(index.body).get("manifests", [])]
         assert platforms == ["amd64", "arm64"], name
+        if name == "root":  # its content tag, worked out by the platform jobs, is on the index merge made
+            assert client.manifest_digest("graph/root", "2024.1-main-pkg-1.0") == index.digest
+        # The level jobs signed their platform images, the merge job the index.
+        for digest in [index.digest, *(m["digest"] for m in json.loads(index.body)["manifests"])]:
+            verified = subprocess.run([cosign, "verify", "--key", str(tmp_path / "cosign.pub"),
+                                       "--insecure-ignore-tlog=true", "--allow-insecure-registry",
+                                       f"{registry}/graph/{name}@{digest}"], capture_output=True, text=True)
+            assert verified.returncode == 0, f"{name}@{digest}: {verified.stderr}"
     assert client.manifest_digest("graph/solo", "2024.1-main") is not None
+    # A one-platform image's content tag is put by its own job (there is no index for merge to tag).
+    assert client.manifest_digest("graph/solo", "2024.1-main-arch-x86_64") == \
+        client.manifest_digest("graph/solo", "2024.1-main")
 
     # A second push: the root's package changes (and with it its children), and solo's own Dockerfile.
     (origin.root / "images" / "root" / "Dockerfile").write_text(root_dockerfile(base, "2.0"))
@@ -197,6 +233,8 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
     second_sha = origin.commit("root: stack-pkg 2.0; solo changed")
     ran, _ = push(first_sha, "run2")
     assert "wiki" in ran and "merge" in ran, ran
+    assert client.manifest_digest("graph/root", "2024.1-main-pkg-2.0") == client.manifest_digest("graph/root",
+                                                                                                "2024.1-main")
 
     # The wiki both runs published: a row per run on Home, a page per image per commit, the package change.
     published = git.Repo.clone_from(wiki_remote, tmp_path / "wiki-check")

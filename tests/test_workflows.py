@@ -65,9 +65,14 @@ def test_permissions_are_explicit_and_minimal(path: Path) -> None:
     allowed = {"contents": {"read", "write"}, "packages": {"read", "write"}}
     for name, job in workflow["jobs"].items():
         reports = any(str(s.get("uses", "")).startswith("mikepenz/action-junit-report@") for s in job.get("steps", []))
+        signs = any(s.get("env", {}).get("STACK_SIGNING") == "keyless" and "stack-builder tag" not in s.get("run", "")
+                    for s in job.get("steps", []))
         for scope, level in (job.get("permissions") or {}).items():
-            ok = level in allowed.get(scope, set()) or (scope, level, reports) == ("checks", "write", True)
+            ok = level in allowed.get(scope, set()) or (scope, level, reports) == ("checks", "write", True) or \
+                (scope, level, signs) == ("id-token", "write", True)
             assert ok, f"{path.name}:{name} asks for {scope}: {level}"
+        # Keyless signing needs the job's OIDC token: the jobs that sign ask for it, and only they.
+        assert signs == ((job.get("permissions") or {}).get("id-token") == "write"), f"{path.name}:{name}"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -89,7 +94,7 @@ def test_tagging_needs_the_gpu_job() -> None:
 
 def test_main_fans_out_level_by_level() -> None:
     main = load(REPO / ".github" / "workflows" / "main.yml")
-    assert set(main["on"]) == {"push", "pull_request", "workflow_dispatch"}
+    assert set(main["on"]) == {"push", "pull_request", "schedule", "workflow_dispatch"}
     assert "concurrency" in main and "skip ci" in main["jobs"]["plan"]["if"]
     for i in range(5):
         job = main["jobs"][f"level{i}"]
@@ -99,6 +104,29 @@ def test_main_fans_out_level_by_level() -> None:
             assert f"level{i - 1}" in job["needs"]
     assert set(main["jobs"]["merge"]["needs"]) >= {f"level{i}" for i in range(5)}
     assert main["jobs"]["wiki"]["needs"] == ["plan", "merge"]
+
+
+@pytest.mark.parametrize("event, inputs, refresh", [("schedule", {}, True), ("push", {}, False),
+                                                    ("workflow_dispatch", {"refresh_base": True}, True),
+                                                    ("workflow_dispatch", {"refresh_base": False}, False)])
+def test_the_weekly_schedule_plans_with_refresh_base(tmp_path: Path, event: str, inputs: dict[str, Any],
+                                                      refresh: bool) -> None:
+    """Once a week (and when asked by hand) the plan also selects the roots whose base moved."""
+    from gha_expressions import render, to_string
+
+    main = load(REPO / ".github" / "workflows" / "main.yml")
+    crons = [entry["cron"] for entry in main["on"]["schedule"]]
+    assert len(crons) == 1 and re.fullmatch(r"\d+ \d+ \* \* [0-6]", crons[0]), crons  # weekly: one weekday
+    step = next(s for s in main["jobs"]["plan"]["steps"] if s.get("id") == "plan")
+    contexts = {"github": {"event_name": event, "actor": "a"}, "inputs": inputs, "secrets": {"GITHUB_TOKEN": "t"}}
+    env = {name: to_string(render(str(value), contexts)) for name, value in step["env"].items()}  # as the runner sets them
+    # The step's own script, with a stand-in stack-builder that prints its arguments.
+    shim = tmp_path / "stack-builder"
+    shim.write_text('#!/bin/sh\necho "$@"\n')
+    shim.chmod(0o755)
+    result = subprocess.run(["bash", "-e", "-c", step["run"]], capture_output=True, text=True, check=True,
+                            env={"PATH": f"{tmp_path}:{os.environ['PATH']}", **env})
+    assert result.stdout.split() == ["plan", *(["--refresh-base"] if refresh else [])], result.stdout
 
 
 @pytest.mark.parametrize("failed, merges", [(None, True), ("level0", False), ("level1", False)])

@@ -48,7 +48,7 @@ class StackBuilderMain(DoitMain):  # type: ignore[misc]  # doit has no type hint
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if os.environ.get(credentials.PASSWORD_VAR) and argv is None:
+    if credentials.must_hand_over(os.environ) and argv is None:
         credentials.hand_over(args, os.environ)  # never returns: the same command, without them in its environment
     credentials.receive()
     return int(StackBuilderMain(StackTaskLoader()).run(args))

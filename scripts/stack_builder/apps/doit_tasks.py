@@ -68,6 +68,16 @@ def task_manifest() -> dict[str, Any]:
     return _task("manifest", params.MANIFEST, task_manifest.__doc__ or "")
 
 
+def task_sbom() -> dict[str, Any]:
+    """Write the CycloneDX SBOM of a pushed image to a file. Example: sbom --image base-notebook --tag 2026.4-main --platform linux/amd64"""
+    return _task("sbom", params.SBOM, task_sbom.__doc__ or "")
+
+
+def task_yank() -> dict[str, Any]:
+    """Revoke a published digest: record why, remove the tags on it; promotion and reuse refuse it. Example: yank --image base-notebook --digest sha256:... --reason "CVE-2026-1234" --dry-run"""
+    return _task("yank", params.YANK, task_yank.__doc__ or "")
+
+
 def task_wiki() -> dict[str, Any]:
     """Re-render the wiki's Home and Stable_Tag pages, fold old pages, check every link. Example: wiki"""
     return _task("wiki", [], task_wiki.__doc__ or "")

@@ -15,6 +15,7 @@ from stack_builder.registry.client import RegistryClient
 from stack_builder.records.files import read_json, write_json
 from stack_builder.records.report import merge_reports
 from stack_builder.registry.credentials import find_credentials
+from stack_builder.registry.signing import Signing
 
 LOGGER = logging.getLogger(__name__)
 
@@ -28,14 +29,27 @@ def main(image: list[str], registry: str, reports: str) -> bool | TaskFailed:
         spec.require(image)
         names = list(image) or planned_images(config.artifacts) or list(spec.images)
         client = RegistryClient(config.registry, find_credentials(config.registry))
-        results = merge(spec, read_revision(config.stack_dir), client, config.registry, names)
-        rows = [[r.image, "merged", ", ".join(r.platforms) + _stale(r.stale), r.digest[:19]] if r.merged else
+        results = merge(spec, read_revision(config.stack_dir), client, config.registry, names,
+                        signing=Signing.from_env(), content_tags=_content_tags(config.artifacts))
+        rows = [[r.image, "merged" + (" (NOT SIGNED)" if r.unsigned else ""), ", ".join(r.platforms) + _stale(r.stale),
+                 r.digest[:19]] if r.merged else
                 [r.image, "not merged", f"missing {', '.join(r.missing)}" + _stale(r.stale), ""] for r in results]
         print(tabulate(rows, headers=["image", "index", "platforms", "digest"]) if rows else
               "no multi-platform image to merge")
-        return all(r.merged for r in results)
+        for result in results:
+            if result.unsigned:
+                print(f"{result.image}: the index is published but not signed: {result.unsigned}")
+        return all(r.merged and not r.unsigned for r in results)
 
     return run_task(work)
+
+
+def _content_tags(artifacts: Path) -> dict[str, list[str]]:
+    """Each image's content tags, as its platform jobs reported them (merged into this run's report)."""
+    report = read_json(artifacts / "build-report.json", what="the run's build report", default={})
+    images = report.get("images") if isinstance(report, dict) else None
+    return {str(name): [str(t) for t in result.get("content_tags") or []]
+            for name, result in (images or {}).items() if isinstance(result, dict)}
 
 
 def _stale(platforms: tuple[str, ...]) -> str:

@@ -17,6 +17,10 @@ SELECTION = [
     _param("all_images", "all", False, "select every image, whatever changed", bool),
     _param("image", "image", [], "select exactly this image (repeat for several); a parent that is not rebuilt "
            "comes from the registry by digest, and is selected too when it is nowhere", list),
+    _param("refresh_base", "refresh-base", False, "also select each root whose upstream base (its Dockerfile's "
+           "FROM) moved since its image in the registry was built, as that image's "
+           "org.opencontainers.image.base.digest label says (reason: base image updated), with its descendants; "
+           "needs the registry", bool),
 ]
 REGISTRY = _param("registry", "registry", "", f"registry HOST[:PORT] replacing the host of every image_name "
                   f"(default: ${REGISTRY_VAR}, else the local registry {DEFAULT_REGISTRY})")
@@ -53,6 +57,20 @@ MANIFEST = [
     _param("tag", "tag", "", "the tag of that image in the registry"),
     REGISTRY,
 ]
+SBOM = [
+    _param("image", "image", "", "the image (a name under images in the spec)"),
+    _param("tag", "tag", "", "the tag of that image in the registry, e.g. 2026.4-main or stable"),
+    _param("platform", "platform", "", "the platform (e.g. linux/arm64) when the tag holds several"),
+    _param("output", "output", "", "the file to write (default artifacts/sbom/<image>-<tag>-<os>-<arch>.cdx.json)"),
+    REGISTRY,
+]
+YANK = [
+    _param("image", "image", "", "the image (a name under images in the spec)"),
+    _param("digest", "digest", "", "the digest to revoke, sha256:<64 hex>"),
+    _param("reason", "reason", "", "why (required), e.g. \"CVE-2026-1234 in openssl\""),
+    _param("dry_run", "dry-run", False, "say which tags would be removed, and change nothing", bool),
+    REGISTRY,
+]
 TAG = [
     _param("tag", "tag", "", "YYYY.Q-branch: promote it to YYYY.Q-stable; with --global-stable, YYYY.Q: move "
            "`stable` to that quarter's YYYY.Q-stable"),
@@ -62,6 +80,9 @@ TAG = [
            "this is written into promotion.json and the wiki", bool),
     _param("allow_platform_drop", "allow-platform-drop", False, "promote even when the target has a platform the "
            "source lacks (the platform disappears from it)", bool),
+    _param("rollback", "rollback", False, "move a stable tag back to the digests it held before its last promotion "
+           "(recorded in the registry), through the same gates: --rollback --global-stable for `stable`, "
+           "--rollback --tag YYYY.Q for YYYY.Q-stable", bool),
     REGISTRY,
 ]
 GPU = [

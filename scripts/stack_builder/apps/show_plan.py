@@ -16,11 +16,13 @@ from stack_builder.records.files import write_json
 MAX_LEVELS = 5  # level jobs in .github/workflows/main.yml
 
 
-def main(base_ref: str, all_images: bool, image: list[str], registry: str, platform: str) -> bool | TaskFailed:
+def main(base_ref: str, all_images: bool, image: list[str], registry: str, platform: str,
+         refresh_base: bool = False) -> bool | TaskFailed:
     def work() -> bool:
         config = make_config(registry=registry)
         result = planning.plan_only(config, planning.SelectionOptions(
-            base_ref=base_ref, all_images=all_images, images=tuple(image), platform=platform)).as_json()
+            base_ref=base_ref, all_images=all_images, images=tuple(image), platform=platform,
+            refresh_base=refresh_base)).as_json()
         write_json(config.artifacts / "plan.json", result)
         print(json.dumps(result))
         _github_outputs(result)

@@ -10,16 +10,18 @@ from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import find_credentials
 
 
-def main(base_ref: str, all_images: bool, image: list[str], registry: str) -> bool | TaskFailed:
+def main(base_ref: str, all_images: bool, image: list[str], registry: str,
+         refresh_base: bool = False) -> bool | TaskFailed:
     def work() -> bool:
         config = make_config(registry=registry)
         selected = planning.select(config, planning.SelectionOptions(base_ref=base_ref, all_images=all_images,
-                                                                     images=tuple(image)))
+                                                                     images=tuple(image), refresh_base=refresh_base))
         client = RegistryClient(config.registry, find_credentials(config.registry))
         everything = len(selected.selection.reasons) == len(selected.spec.images)
         lookups = None if selected.selection.by_hand or everything else planning.reach(
             client, patient=False, consequence="images it lacks are not marked")
-        selection = planning.with_missing(config, selected, lookups)
+        engine = planning.try_engine() if refresh_base else None  # where a root's base may be
+        selection = planning.complete(config, selected, lookups, engine)
         marks = {n: f"[build: {r}]" for n, r in selection.reasons.items()}
         for name in selected.spec.images:
             marks.setdefault(name, "[unchanged]")

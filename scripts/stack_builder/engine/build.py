@@ -25,7 +25,7 @@ import docker
 from stack_builder import signals
 from stack_builder.engine.client import ENGINE_FAILURES
 from stack_builder.errors import EngineError, Interrupted, StepFailed
-from stack_builder.registry.credentials import all_secrets, redact
+from stack_builder.registry.credentials import all_secrets, redact, SECRET_VARS, USER_VAR
 
 LOGGER = logging.getLogger(__name__)
 
@@ -112,7 +112,9 @@ def build_image(client: docker.DockerClient, request: BuildRequest, log: IO[str]
                   (f" --platform {request.platform}" if request.platform else "") + "\n")
         log.flush()
         secrets = [*(os.environ[var] for var in request.secrets.values() if os.environ.get(var)), *all_secrets()]
-        code, tail = _stream(argv, {**os.environ, **cli.env}, log, secrets, on_step)
+        # The client needs the build secrets' variables (it reads them itself), never the registry's or cosign's.
+        env = {k: v for k, v in os.environ.items() if k not in (USER_VAR, *SECRET_VARS)}
+        code, tail = _stream(argv, {**env, **cli.env}, log, secrets, on_step)
         if signals.stopping():
             raise Interrupted(f"the build was stopped ({signals.signal_name()})")
         if code != 0:

@@ -16,6 +16,7 @@ from stack_builder.records.results import ModelResult, TestCounts
 from stack_builder.records.wiki import Wiki
 from stack_builder.registry import multiarch
 from stack_builder.registry.client import RegistryClient
+from stack_builder.registry.signing import Signing
 from stack_builder.registry.credentials import Credentials
 from stack_builder.registry.lookups import Lookups
 from stack_builder.retry import RetryPolicy
@@ -64,6 +65,7 @@ class BuildContext:
     observer: Callable[[str, str, int, int], None] | None = None  # (image, step, done, total): a live display
     moved: dict[str, dict[str, str]] = field(default_factory=dict)  # image -> {tag: digest} written this run
     notes: dict[str, list[str]] = field(default_factory=dict)  # image -> what the report must also say
+    signing: Signing | None = None  # cosign, when STACK_SIGNING_KEY (or keyless signing) is set
     push_policy: RetryPolicy = field(default_factory=lambda: RetryPolicy(retries=4, backoff_s=1.0))
     native: str = field(default_factory=multiarch.native_platform)
     parents: dict[tuple[str, str], ParentRef] = field(default_factory=dict)

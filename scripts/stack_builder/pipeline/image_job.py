@@ -15,8 +15,11 @@ from stack_builder.checks import imagetests, modelcheck
 from stack_builder.engine import containers, images, inputkey
 from stack_builder.engine.build import BuildRequest, build_image
 from stack_builder.errors import Interrupted, RegistryError, StepFailed
+from stack_builder.pipeline import bases
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
+from stack_builder.plan.changes import BASE_UPDATED
 from stack_builder.plan.plan import ParentRef, lookup_tags
+from stack_builder.records import revocations
 from stack_builder.records.files import utc_now
 from stack_builder.records.logfile import open_log
 from stack_builder.records.results import DriftResult, ModelResult
@@ -68,16 +71,22 @@ def run(ctx: BuildContext, name: str, platform: str) -> PlatformOutcome:
 def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: PlatformOutcome, log: IO[str]) -> None:
     image = ctx.spec.images[name]
     where = f" ({platform})" if ctx.multi(name) else ""
+    root_base = _upstream_base(ctx, image, platform, log) if image.parent is None else None
     parent = _parent_of(ctx, image, platform)
     build_args = dict(image.build_args)
     labels = _labels(ctx)
+    if root_base is not None:
+        labels.update(root_base.labels())
     if parent is not None:
         build_args["BASE_IMAGE"] = parent.ref
         if image.parent is not None:
             build_args["BASE_TAG"] = parent.tag
-            labels["org.opencontainers.image.base.name"] = parent.ref
+            labels[bases.BASE_NAME] = parent.ref
+            digest = _parent_id(ctx, parent)
+            if digest.startswith("sha256:"):
+                labels[bases.BASE_DIGEST] = digest
         outcome.parent = parent.ref
-    outcome.input_key = labels[inputkey.LABEL] = _input_key(ctx, image, platform, build_args, parent)
+    outcome.input_key = labels[inputkey.LABEL] = _input_key(ctx, image, platform, build_args, parent, root_base)
     if ctx.reuse and _reuse(ctx, name, platform, outcome, log):
         LOGGER.info("%s%s: reused %s from %s (same input key)", name, where, outcome.digest, outcome.reused_from)
         return
@@ -113,21 +122,47 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: Platfo
         outcome.model = check_model(ctx, name, image.model, outcome.image_id)
 
 
+def _upstream_base(ctx: BuildContext, image: ImageSpec, platform: str, log: IO[str]) -> bases.Base | None:
+    """A root's base as this build uses it, for its labels and input key. A root that --refresh-base selected
+    first pulls again a base the engine holds from a registry, so that it builds on the base as it is now."""
+    finder = bases.BaseFinder(registry_host=ctx.registry_host, lookups=ctx.lookups, engine=ctx.engine,
+                              native=ctx.native, auth=ctx.auth())
+    if ctx.plan.reasons.get(image.name) == BASE_UPDATED:
+        pulled = finder.pull_again(image, platform)
+        if pulled is not None:
+            log.write(f"== pulled the base {pulled} again ({BASE_UPDATED})\n")
+    found = finder.as_built(image, platform)
+    if found is not None:
+        log.write(f"== base {found.name} {found.digest} ({found.where})\n")
+    return found
+
+
+def _parent_id(ctx: BuildContext, parent: ParentRef) -> str:
+    """The parent's digest when it is referred to by one, else its local image ID (else its reference)."""
+    if "@sha256:" in parent.ref:
+        return parent.ref.partition("@")[2]
+    found = images.find(ctx.engine, parent.ref)
+    return found.id if found else parent.ref
+
+
 def _input_key(ctx: BuildContext, image: ImageSpec, platform: str, build_args: dict[str, str],
-               parent: ParentRef | None) -> str:
-    """The image's input key for ``platform``: what it is built from, the parent by digest or image ID."""
-    bases = {}
+               parent: ParentRef | None, root_base: bases.Base | None = None) -> str:
+    """The image's input key for ``platform``: what it is built from, the parent by digest or image ID, and a
+    root's base not in the engine by the digest its registry names (so a moved base is built on, not reused)."""
+    sources = {}
     for base in base_images(image.dockerfile):  # FROM lines the Dockerfile names itself (stages, a root's base)
         found = images.find(ctx.engine, base)
-        bases[base] = found.id if found is not None and found.platform == platform else base
-    parent_id = ""
-    if parent is not None:
-        found = None if "@sha256:" in parent.ref else images.find(ctx.engine, parent.ref)
-        parent_id = parent.ref.partition("@")[2] if "@sha256:" in parent.ref else (found.id if found else parent.ref)
+        if found is not None and found.platform == platform:
+            sources[base] = found.id
+        elif root_base is not None and root_base.name == base:
+            sources[base] = f"{base}@{root_base.digest}"
+        else:
+            sources[base] = base
+    parent_id = _parent_id(ctx, parent) if parent is not None else ""
     args = {k: v for k, v in build_args.items() if k not in ("BASE_IMAGE", "BASE_TAG")}  # the parent stands for them
     return inputkey.input_key(context=image.context, dockerfile=image.dockerfile, build_args=args,
                               secret_ids=image.secrets, platform=platform,
-                              parent=" ".join([parent_id, *(f"{k}={v}" for k, v in sorted(bases.items()))]),
+                              parent=" ".join([parent_id, *(f"{k}={v}" for k, v in sorted(sources.items()))]),
                               tests=imagetests.test_dirs(ctx.spec, image.name),
                               checks=image.raw.get("model"))
 
@@ -147,6 +182,12 @@ def _reuse(ctx: BuildContext, name: str, platform: str, outcome: PlatformOutcome
             digest = lookups.digest(repo.path, multiarch.platform_tag(tag, platform)) if multi else None
             digest = digest or lookups.platform_digest(repo.path, tag, platform)
             if digest and lookups.labels(repo.path, digest).get(inputkey.LABEL) == outcome.input_key:
+                if lookups.has_tag(repo.path, revocations.yank_tag(digest)):
+                    revoked = revocations.read(ctx.registry, repo.path, digest)
+                    log.write(f"== not reused: {repo}@{digest} has input key {outcome.input_key}, but "
+                              f"{revoked.describe() if revoked else 'it was yanked'}\n")
+                    LOGGER.info("%s (%s): not reusing yanked %s: building", name, platform, digest[:19])
+                    return False
                 outcome.digest, outcome.reused_from = digest, tag
                 log.write(f"== reused {repo}@{digest} from tag {tag}: its input key is {outcome.input_key}\n")
                 return True

@@ -5,13 +5,15 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
-from stack_builder.errors import StackError
+from stack_builder.errors import StackError, StepFailed
 from stack_builder.plan.revision import Revision
 from stack_builder.records.files import read_json
 from stack_builder.records import gates
 from stack_builder.registry import multiarch
 from stack_builder.registry.client import RegistryClient
+from stack_builder.registry.signing import Signing
 from stack_builder.registry.mediatypes import INDEX_TYPES
 from stack_builder.spec.stack_spec import Spec
 
@@ -26,9 +28,11 @@ class Merged:
     digest: str = ""
     missing: tuple[str, ...] = ()
     stale: tuple[str, ...] = ()  # platforms whose branch tag holds another commit's image
+    unsigned: str = ""  # why the index could not be signed (it is published, and a promotion will refuse it)
 
 
-def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, names: list[str]) -> list[Merged]:
+def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, names: list[str], *,
+          signing: Signing | None = None, content_tags: Mapping[str, list[str]] | None = None) -> list[Merged]:
     """Merge ``names`` (the multi-platform ones among them) from this commit's platform images only; an
     image missing a required platform is not merged.
 
@@ -62,11 +66,22 @@ def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, n
             results.append(Merged(name, False, (), missing=tuple(missing), stale=tuple(stale)))
             continue
         digest = multiarch.publish_index(registry, repo.path, [tag], entries)
+        extra = [t for t in (content_tags or {}).get(name, []) if t.startswith(f"{tag}-")]
+        if extra:  # the platform jobs worked them out (and checked them); the index carries them
+            multiarch.publish_index(registry, repo.path, extra, entries)
         if commit_tag and registry.manifest_digest(repo.path, commit_tag) is None:  # written once
             multiarch.publish_index(registry, repo.path, [commit_tag], entries)
         if image.model is not None:
             _merge_model_records(registry, repo.path, name, digest, entries)
-        results.append(Merged(name, True, tuple(e.platform for e in entries), digest, stale=tuple(stale)))
+        unsigned = ""
+        if signing is not None and signing.can_sign:  # each platform image was signed by its own job
+            try:
+                signing.sign(f"{repo}@{digest}", registry.credentials)
+            except StepFailed as exc:  # the other images are still merged; the run fails at the end
+                unsigned = str(exc)
+                LOGGER.error("%s: %s", name, exc)
+        results.append(Merged(name, True, tuple(e.platform for e in entries), digest, stale=tuple(stale),
+                              unsigned=unsigned))
     return results
 
 

@@ -11,7 +11,9 @@ import logging
 from stack_builder.config import Config
 from stack_builder.engine import client as engine_client
 from stack_builder.engine.client import Engine
-from stack_builder.errors import EngineError, RegistryError
+from stack_builder.errors import EngineError, RegistryError, StackError
+from stack_builder.pipeline import refresh
+from stack_builder.pipeline.bases import BaseFinder
 from stack_builder.pipeline.parents import ParentLookup, missing_images
 from stack_builder.plan import changes
 from stack_builder.plan.plan import Plan, check_platform, make_plan
@@ -31,6 +33,7 @@ class SelectionOptions:
     all_images: bool = False
     images: tuple[str, ...] = ()
     platform: str = ""
+    refresh_base: bool = False  # also the roots whose upstream base moved since their image was built
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Selected:
     revision: Revision
     selection: changes.Selection
     platform: str | None
+    refresh_base: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,13 @@ def select(config: Config, options: SelectionOptions) -> Selected:
     """Check everything else a user wrote (refs, names, platform) before any network request."""
     spec = config.spec
     tree = StackTree(spec)
+    if options.refresh_base and options.images:
+        raise StackError("--refresh-base selects the roots whose base moved, --image exactly the images named: "
+                         "use one or the other")
     selection = changes.select(spec, tree, base_ref=options.base_ref or None, build_all=options.all_images,
                                images=options.images)
     platform = check_platform(options.platform) if options.platform else None
-    return Selected(spec, tree, read_revision(config.stack_dir), selection, platform)
+    return Selected(spec, tree, read_revision(config.stack_dir), selection, platform, options.refresh_base)
 
 
 def reach(registry: RegistryClient, *, consequence: str, patient: bool = True) -> Lookups | None:
@@ -87,11 +94,33 @@ def with_missing(config: Config, selected: Selected, lookups: Lookups | None) ->
     return changes.with_missing(spec, tree, selection, missing, config.registry)
 
 
+def complete(config: Config, selected: Selected, lookups: Lookups | None, engine: Engine | None) -> changes.Selection:
+    """The selection plus what the registry lacks, then (``--refresh-base``) the roots whose base moved."""
+    selection = with_missing(config, selected, lookups)
+    spec = selected.spec
+    roots = [name for name in spec.roots if name not in selection.reasons]
+    if not selected.refresh_base or not roots:
+        return selection
+    if lookups is None:
+        raise RegistryError(f"--refresh-base compares each root's base with the labels of its image in registry "
+                            f"{config.registry}, which does not answer (see above): start it (`bash setup.sh env` "
+                            "starts the local one) or name another with --registry")
+    tag, _ = selected.revision.tags(spec.tag_prefix)
+    finder = BaseFinder(registry_host=config.registry, lookups=lookups, engine=engine)
+    checks = refresh.check_roots(spec, roots, tag=tag, registry_host=config.registry, lookups=lookups,
+                                 finder=finder, platform=selected.platform)
+    stale = refresh.stale_roots(checks)
+    LOGGER.info("--refresh-base: %s", f"the base of {', '.join(stale)} moved" if stale else
+                f"no root's base moved ({len(checks)} checked)")
+    return changes.with_refreshed(spec, selected.tree, selection, stale)
+
+
 def resolve(config: Config, selected: Selected, *, lookups: Lookups | None, engine: Engine | None) -> Planned:
-    """The plan: the selection plus what the registry lacks, parents looked up, missing ones added, in levels."""
+    """The plan: the selection plus what the registry lacks (and with --refresh-base the roots whose base
+    moved), parents looked up, missing ones added, in levels."""
     spec, revision, tree = selected.spec, selected.revision, selected.tree
     tag, commit_tag = revision.tags(spec.tag_prefix)
-    selection = with_missing(config, selected, lookups)
+    selection = complete(config, selected, lookups, engine)
     lookup = ParentLookup(spec, tag=tag, registry_host=config.registry, lookups=lookups, engine=engine)
     plan = make_plan(spec, tree, selection, tag=tag, commit_tag=commit_tag, commit=revision.commit,
                      find_parent=lookup, platform=selected.platform)

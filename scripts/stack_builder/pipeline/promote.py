@@ -3,7 +3,7 @@
 A retag is a GET of the source manifest (every manifest and index type accepted) and a PUT of
 the identical bytes under the target tag: no layer moves, and a multi-platform index keeps every
 platform. First everything is planned (every source resolved to a digest, every gate checked);
-tags move only when the whole plan passes. Each move re-checks that neither the source nor the
+tags move only when the whole plan passes (`promotion_run` runs a promotion or rollback end to end). Each move re-checks that neither the source nor the
 target changed since planning, so a racing promotion is refused, not overwritten. A re-run after
 a failure skips the targets already in place and completes the rest.
 """
@@ -15,7 +15,7 @@ import logging
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from tabulate import tabulate
 
@@ -23,13 +23,10 @@ from stack_builder import signals
 from stack_builder.spec.references import PLATFORM_SUFFIX_RE
 from stack_builder.registry import multiarch
 from stack_builder.registry.mediatypes import INDEX_TYPES
-from stack_builder.config import Config
 from stack_builder.errors import RegistryError, StackError
-from stack_builder.records import gates
-from stack_builder.records.files import utc_now, write_json, write_lines
-from stack_builder.records.wiki import Wiki
+from stack_builder.records import gates, revocations
 from stack_builder.registry.client import RegistryClient
-from stack_builder.registry.credentials import find_credentials
+from stack_builder.registry.signing import Signing
 from stack_builder.spec.stack_spec import Spec
 
 LOGGER = logging.getLogger(__name__)
@@ -89,7 +86,7 @@ def parse_tag(tag: str, *, global_stable: bool) -> tuple[str, str]:
 
 
 def plan(spec: Spec, registry: RegistryClient, host: str, tag: str, *, global_stable: bool,
-         skip_gpu_test: bool, allow_platform_drop: bool = False) -> list[Move]:
+         skip_gpu_test: bool, allow_platform_drop: bool = False, signing: Signing | None = None) -> list[Move]:
     """Resolve every source and check every gate. Raises ``PromotionRefused`` listing every problem."""
     source, target = parse_tag(tag, global_stable=global_stable)
     moves = []
@@ -103,12 +100,12 @@ def plan(spec: Spec, registry: RegistryClient, host: str, tag: str, *, global_st
             continue
         move.source_digest, move.media_type, move.body = manifest.digest, manifest.media_type, manifest.body
         move.target_before = registry.manifest_digest(repository, target)
-        if image.gpu:
-            move.gates["gpu"] = _gpu_gate(registry, move, manifest.digest, skip_gpu_test)
-        if image.model is not None:
-            move.gates["model"] = _model_gate(registry, move, manifest.digest)
+        check_not_yanked(registry, move)
+        check_gates(registry, move, gpu=image.gpu, model=image.model is not None, skip_gpu_test=skip_gpu_test)
         moves.append(move)
-    _check_set(spec, registry, moves, allow_platform_drop=allow_platform_drop)
+    check_set(spec, registry, moves, allow_platform_drop=allow_platform_drop)
+    if signing is not None:
+        check_signatures(signing, registry, host, moves)
     problems = [f"{m.image}: {p}" for m in moves for p in m.problems]
     if problems:
         raise PromotionRefused("promotion refused; no tag was moved:\n  " + "\n  ".join(problems) +
@@ -116,7 +113,15 @@ def plan(spec: Spec, registry: RegistryClient, host: str, tag: str, *, global_st
     return moves
 
 
-def _check_set(spec: Spec, registry: RegistryClient, moves: list[Move], *, allow_platform_drop: bool) -> None:
+def check_gates(registry: RegistryClient, move: Move, *, gpu: bool, model: bool, skip_gpu_test: bool) -> None:
+    """The GPU and model gate records of the digest the move would publish."""
+    if gpu:
+        move.gates["gpu"] = _gpu_gate(registry, move, str(move.source_digest), skip_gpu_test)
+    if model:
+        move.gates["model"] = _model_gate(registry, move, str(move.source_digest))
+
+
+def check_set(spec: Spec, registry: RegistryClient, moves: list[Move], *, allow_platform_drop: bool) -> None:
     """The moves as a set: every child was built on the parent digest promoted with it, and no platform the
     target has now is dropped (unless allowed)."""
     by_image = {m.image: m for m in moves if m.source_digest}
@@ -143,6 +148,29 @@ def _check_set(spec: Spec, registry: RegistryClient, moves: list[Move], *, allow
             if dropped:
                 move.problems.append(f"{move.target_tag} has {', '.join(dropped)} now, which "
                                      f"{move.source_tag} lacks: refused (--allow-platform-drop to drop it)")
+
+
+def check_not_yanked(registry: RegistryClient, move: Move) -> None:
+    """A yanked digest (the index or any platform image in it) is refused, with the yank's reason."""
+    for digest in [str(move.source_digest), *_entries(move.media_type, move.body)]:
+        revoked = revocations.read(registry, move.repository, digest)
+        if revoked is not None:
+            move.gates["yank"] = "yanked"
+            move.problems.append(f"{revoked.describe()}; yanked digests are never promoted")
+
+
+def check_signatures(signing: Signing, registry: RegistryClient, host: str, moves: list[Move]) -> None:
+    """Every digest a move would publish (the index and each platform image) carries a valid signature."""
+    for move in moves:
+        if not move.source_digest:
+            continue
+        failures = []
+        for digest in [move.source_digest, *_entries(move.media_type, move.body)]:
+            why = signing.verify(f"{host}/{move.repository}@{digest}", registry.credentials)
+            if why is not None:
+                failures.append(f"{digest[:19]}: {why}")
+        move.gates["signature"] = "failed" if failures else "verified"
+        move.problems.extend(f"signature of {f}" for f in failures)
 
 
 def _entries(media_type: str | None, body: bytes) -> list[str]:
@@ -194,21 +222,25 @@ def _model_gate(registry: RegistryClient, move: Move, digest: str) -> str:
 
 
 def table(moves: list[Move]) -> str:
-    rows = [[m.image, _short(m.source_digest), m.target_tag, _short(m.target_before),
+    rows = [[m.image, short(m.source_digest), m.target_tag, short(m.target_before),
              ", ".join(f"{k}: {v}" for k, v in m.gates.items()) or "none", m.state] for m in moves]
     return tabulate(rows, headers=["image", "source digest", "target tag", "current target", "gates", "state"])
 
 
-def _short(digest: str | None) -> str:
+def short(digest: str | None) -> str:
     return digest[:19] if digest else "—"
 
 
-def execute(moves: list[Move], registry: RegistryClient) -> list[Move]:
-    """Move every target, in order. On a failure, stop and say exactly which tags moved."""
+def execute(moves: list[Move], registry: RegistryClient,
+            on_moved: Callable[[Move], None] | None = None) -> list[Move]:
+    """Move every target, in order (``on_moved`` records each one as it moves). On a failure, stop and say
+    exactly which tags moved."""
     for index, move in enumerate(moves):
         try:
             signals.check()  # asked to stop: no tag moves after the signal
             _move_one(registry, move)
+            if on_moved is not None and move.state == MOVED:
+                on_moved(move)
         except (RegistryError, StackError) as exc:
             move.state = FAILED
             for rest in moves[index + 1:]:
@@ -229,101 +261,22 @@ def _move_one(registry: RegistryClient, move: Move) -> None:
     current_source = registry.get_manifest(move.repository, move.source_tag)
     if current_source is None or current_source.digest != move.source_digest:
         raise StackError(f"{move.repository}:{move.source_tag} moved after planning "
-                         f"({_short(move.source_digest)} -> {_short(current_source.digest if current_source else None)}):"
+                         f"({short(move.source_digest)} -> {short(current_source.digest if current_source else None)}):"
                          " refusing to promote an image whose gates were not checked")
     current_target = registry.manifest_digest(move.repository, move.target_tag)
     if current_target == move.source_digest:
         move.state, move.target_after = ALREADY, current_target
         return
     if current_target != move.target_before:
-        raise StackError(f"{move.repository}:{move.target_tag} changed after planning ({_short(move.target_before)} "
-                         f"-> {_short(current_target)}): another promotion is running; refusing to overwrite it")
+        raise StackError(f"{move.repository}:{move.target_tag} changed after planning ({short(move.target_before)} "
+                         f"-> {short(current_target)}): another promotion is running; refusing to overwrite it")
     pushed = registry.put_manifest(move.repository, move.target_tag, current_source.body, current_source.media_type)
     if pushed != move.source_digest:
         raise StackError(f"the registry stored {move.repository}:{move.target_tag} as {pushed}, "
                          f"not {move.source_digest}")
     move.state, move.target_after = MOVED, pushed
-    LOGGER.info("%s: %s -> %s (%s)", move.image, move.source_tag, move.target_tag, _short(pushed))
+    LOGGER.info("%s: %s -> %s (%s)", move.image, move.source_tag, move.target_tag, short(pushed))
 
 
 def who() -> str:
     return os.environ.get("GITHUB_ACTOR") or getpass.getuser()
-
-
-def record(moves: list[Move], *, tag: str, host: str, global_stable: bool, skip_gpu_test: bool,
-           outcome: str, registry_stats: dict[str, int] | None = None) -> dict[str, Any]:
-    return {"time": utc_now(), "by": who(), "tag": tag,
-            "registry": host, "global_stable": global_stable, "skip_gpu_test": skip_gpu_test, "outcome": outcome,
-            "registry_stats": dict(registry_stats or {}), "moves": [m.as_record() for m in moves]}
-
-
-@dataclass(frozen=True, kw_only=True)
-class PromoteOptions:
-    tag: str
-    global_stable: bool
-    dry_run: bool
-    skip_gpu_test: bool
-    allow_platform_drop: bool = False
-
-
-@dataclass(frozen=True)
-class Promoted:
-    moves: list[Move]
-    kind: str  # "global stable" or "quarter stable"
-
-
-def promote_stack(config: Config, options: PromoteOptions) -> Promoted:
-    """Plan every move through its gates, then (unless a dry run) move every tag or say exactly which moved.
-
-    Real runs write artifacts/promotion.json and IMAGES_TAGGED, and a row in the wiki.
-    """
-    spec = config.spec
-    registry = RegistryClient(config.registry, find_credentials(config.registry))
-    kind = "global stable" if options.global_stable else "quarter stable"
-
-    def write(moves: list[Move], outcome: str) -> None:
-        write_json(config.artifacts / "promotion.json", record(
-            moves, tag=options.tag, host=config.registry, global_stable=options.global_stable,
-            skip_gpu_test=options.skip_gpu_test, outcome=outcome, registry_stats=registry.stats))
-        write_lines(config.artifacts / "IMAGES_TAGGED", [f"{config.registry}/{m.repository}:{m.target_tag}"
-                                                         for m in moves if m.state in (MOVED, ALREADY)])
-
-    try:
-        moves = plan(spec, registry, config.registry, options.tag, global_stable=options.global_stable,
-                     skip_gpu_test=options.skip_gpu_test, allow_platform_drop=options.allow_platform_drop)
-    except PromotionRefused:
-        if not options.dry_run:
-            write([], "refused")
-        raise
-    if options.dry_run:
-        return Promoted(moves, kind)
-    outcome = "complete"
-    try:
-        with signals.handling():
-            execute(moves, registry)
-    except PromotionIncomplete:
-        outcome = f"interrupted by {signals.signal_name()}" if signals.stopping() else "incomplete"
-        raise
-    finally:
-        write(moves, outcome)
-    _record_in_wiki(Wiki(config.wiki_dir), spec, moves, options, config.registry)
-    return Promoted(moves, kind)
-
-
-def _record_in_wiki(pages: Wiki, spec: Spec, moves: list[Move], options: PromoteOptions, host: str) -> None:
-    now = utc_now()
-    if options.global_stable:
-        pages.set_stable({"tag": options.tag, "time": now, "by": who(), "skip_gpu_test": options.skip_gpu_test,
-                          "images": {m.image: m.source_digest for m in moves},
-                          "repositories": {m.image: f"{host}/{m.repository}" for m in moves}})
-    else:
-        note = " (GPU test skipped)" if options.skip_gpu_test else ""
-        # A promotion is identified by what it moved: the same digests promoted again replace the row.
-        pages.record_build({
-            "commit": ",".join(sorted({str(m.source_digest) for m in moves})), "commit_url": None,
-            "label": f"{moves[0].source_tag} → {moves[0].target_tag}" if moves else options.tag,
-            "branch": moves[0].source_tag if moves else "", "tag": moves[0].target_tag if moves else options.tag,
-            "time": now, "kind": f"promotion{note}",
-            "images": [{"name": m.image, "tag": m.target_tag, "page": pages.page_for_digest(m.source_digest)}
-                       for m in moves]})
-    pages.render(spec)

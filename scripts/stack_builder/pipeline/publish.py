@@ -13,12 +13,13 @@ import json
 import logging
 import traceback
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from stack_builder import signals
 from stack_builder.engine import images
 from stack_builder.engine.push import push
 from stack_builder.errors import GitError, Interrupted, RegistryError, StepFailed
+from stack_builder.pipeline import attest
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.plan.changes import open_repo
 from stack_builder.plan.plan import ParentRef
@@ -132,7 +133,8 @@ def _finalise(ctx: BuildContext, name: str) -> bool:
 def _fields(ctx: BuildContext, name: str, ordered: list[PlatformOutcome], built: list[PlatformOutcome],
             failed: dict[str, str]) -> dict[str, object]:
     return {
-        "image_id": built[0].image_id if built else None,
+        # The first platform built here (a reused one has no local image): the manifest container runs on it.
+        "image_id": next((o.image_id for o in built if not o.reused_from), built[0].image_id) if built else None,
         "parent": built[0].parent if built else None,
         "input_key": built[0].input_key if built and not ctx.multi(name) else None,
         "input_keys": {o.platform: o.input_key for o in ordered if o.input_key} if ctx.multi(name) else {},
@@ -158,13 +160,19 @@ def _publish(ctx: BuildContext, name: str, built: list[PlatformOutcome], log: IO
     if reused:
         result.reused_from = ", ".join(f"{repo}:{s}" for s in sorted(str(s) for s in sources))
         result.reason = f"{result.reason}; same input key as {result.reused_from}"
+    # What is inside the image is asked before anything is pushed: a bad content tag stops the image here.
+    record = None if reused else _collect(ctx, image, result, log)
+    if record is not None:
+        result.content_tags = attest.content_tags(ctx.plan.tag, record)
     if not ctx.push:
         for outcome in built:
             # By its local name: BuildKit finds local images by name (for the engine's own platform).
             local = multiarch.platform_tag(ctx.plan.tag, outcome.platform) if ctx.multi(name) else ctx.plan.tag
             ctx.parent_for_children(name, outcome.platform, ParentRef(f"{repo}:{local}", ctx.plan.tag,
                                                                        "built in this run (not pushed)"))
-        _manifest(ctx, image, result, log)
+        if record is not None:
+            record["tags"] = [*tags, *result.content_tags]
+            _save_manifest(ctx, record, result)
         return result
     if ctx.multi(name):
         for outcome in built:
@@ -184,21 +192,35 @@ def _publish(ctx: BuildContext, name: str, built: list[PlatformOutcome], log: IO
     else:
         only = built[0]
         digest = _put_tags(ctx, name, repo, tags, log, digest=only.digest if only.reused_from else None)
-        result.digest = digest
+        only.digest = result.digest = digest
         ctx.parent_for_children(name, only.platform, ParentRef(f"{repo}@{digest}", ctx.plan.tag,
                                                                "published in this run"))
+    platform_digests = {o.platform: str(o.digest) for o in built if o.digest}
+    if reused and result.digest and ctx.lookups is not None:  # the tags its first build worked out, carried over
+        result.content_tags = attest.inherited_content_tags(ctx.lookups, image, repo.path, ctx.plan.tag,
+                                                            result.digest)
+    if result.content_tags and result.digest and not (ctx.plan.platform and ctx.multi(name)):
+        # (one platform of a multi-platform image: `merge` puts them on the index)
+        _put_tags(ctx, name, repo, result.content_tags, log, digest=result.digest)
+    if ctx.signing is not None:
+        ctx.enter(name, "signing")
+        result.signed = attest.sign(ctx, name, repo, [*platform_digests.values(), str(result.digest)], log,
+                                    only_unsigned=reused)
     result.tags = [t for t, d in ctx.moved.get(name, {}).items() if d == result.digest]
     result.moved = dict(ctx.moved.get(name, {}))
     result.notes = list(ctx.notes.get(name, []))
-    if reused:  # the original build's manifest page and gate records describe this very digest
+    if reused or record is None:  # the original build's manifest page, SBOMs and gate records describe this digest
         result.manifest = ctx.wiki.page_for_digest(result.digest) if ctx.wiki is not None else None
         return result
     if result.model is not None and result.digest:
         # Gates bind check results to the exact digest that was pushed (the index, when there is one).
         result.model.digest = result.digest
         _record_model_gate(ctx, name, repo, result.digest, result.model, log)
-    ctx.enter(name, "the manifest record")
-    _manifest(ctx, image, result, log)
+    ctx.enter(name, "the SBOM and manifest record")
+    result.sboms = attest.attach_sboms(ctx, name, repo, record, built, platform_digests, log)
+    record.update(digest=result.digest, tags=list(result.tags), sboms={
+        p: {"digest": d, "subject": platform_digests[p], "repository": str(repo)} for p, d in result.sboms.items()})
+    _save_manifest(ctx, record, result)
     if image.prune:
         _prune(ctx, image, [o for o in built if not o.reused_from], log)
     return result
@@ -312,10 +334,12 @@ def _record_model_gate(ctx: BuildContext, name: str, repo: Repository, digest: s
         LOGGER.warning("%s: model check record not stored (promotion will refuse it): %s", name, exc)
 
 
-def _manifest(ctx: BuildContext, image: ImageSpec, result: ImageResult, log: IO[str]) -> None:
-    """Record what is inside the image. The image is already published: a failure here is a warning."""
+def _collect(ctx: BuildContext, image: ImageSpec, result: ImageResult, log: IO[str]) -> dict[str, Any] | None:
+    """What is inside the image, from one container of its first platform (before it is pushed). A failure is a
+    warning, unless the image declares content tags: then it cannot be tagged as declared, and fails."""
+    ctx.enter(image.name, "the manifest container")
     facts = manifests.BuildFacts(image=image.name, tag=ctx.plan.commit_tag or ctx.plan.tag, ref=result.ref or "",
-                                 digest=result.digest, commit=ctx.revision.commit, branch=ctx.revision.branch,
+                                 digest=None, commit=ctx.revision.commit, branch=ctx.revision.branch,
                                  commit_url=ctx.revision.commit_url(), parent=result.parent,
                                  platforms=tuple(result.platforms_built), tags=tuple(result.tags),
                                  tests={"passed": result.tests.passed, "failed": result.tests.failed,
@@ -324,12 +348,17 @@ def _manifest(ctx: BuildContext, image: ImageSpec, result: ImageResult, log: IO[
                                  dockerfile=_repository_path(ctx, image))
     commands = {key: ctx.spec.all_info_cmds[key] for key in image.info_cmds}
     try:
-        record = manifests.collect(ctx.engine, result.image_id or "", facts, commands,
-                                   timeout_s=ctx.timeout(image.name, "info_cmds"))
+        return manifests.collect(ctx.engine, result.image_id or "", facts, commands,
+                                 timeout_s=ctx.timeout(image.name, "info_cmds"), content_tags=image.content_tags)
     except StepFailed as exc:
+        if image.content_tags:
+            raise StepFailed(f"content tags could not be read, nothing was pushed: {exc}") from None
         log.write(f"WARNING: {exc}\n")
         LOGGER.warning("%s: %s", image.name, exc)
-        return
+        return None
+
+
+def _save_manifest(ctx: BuildContext, record: dict[str, Any], result: ImageResult) -> None:
     manifests.save(record, [ctx.artifacts / "manifests"])
     if ctx.wiki is not None:
         with ctx.wiki_lock:

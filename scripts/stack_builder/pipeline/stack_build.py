@@ -24,6 +24,7 @@ from stack_builder.records.files import utc_now, write_lines
 from stack_builder.records.report import BUILT, PENDING, PUBLISHED, REUSED, UNCHANGED, BuildReport, ImageResult
 from stack_builder.records.wiki import Wiki
 from stack_builder.registry.client import RegistryClient
+from stack_builder.registry.signing import Signing, cosign_binary
 from stack_builder.registry.credentials import find_credentials
 from stack_builder.registry.lookups import Lookups
 from stack_builder.spec.stack_spec import Spec
@@ -94,6 +95,14 @@ def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Eng
             engines.append(engine)
             find_cli()  # no BuildKit-capable client: say what to install, before anything is built
         check_secrets(planned.spec, plan.images)
+        signing = Signing.from_env() if options.push else None  # a broken signing set-up stops the run here
+        if signing is not None:
+            if not signing.can_sign:
+                LOGGER.warning("only a public key is set (%s): this build pushes unsigned images, which a promotion "
+                               "that verifies will refuse; set STACK_SIGNING_KEY to sign", signing.describe())
+                signing = None
+            else:
+                cosign_binary()
         write_lines(config.artifacts / "IMAGES_CHANGED", list(plan.images))
         report = initial_report(planned.spec, plan, revision=planned.revision, registry=config.registry,
                                 push=options.push)
@@ -114,7 +123,7 @@ def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Eng
                            push=options.push, artifacts=config.artifacts, engine=engine, registry=registry,
                            credentials=credentials, report=report, wiki=pages, lookups=lookups,
                            reuse=options.reuse and options.push and lookups is not None, run_id=run_id,
-                           timeouts=options.timeouts, observer=options.observer)
+                           timeouts=options.timeouts, observer=options.observer, signing=signing)
         result = build_run.execute(ctx, workers=options.workers)
         result.registry_stats = {**registry.stats, "push_retries": ctx.push_policy.retried}
         result.save(config.artifacts)

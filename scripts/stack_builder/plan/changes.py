@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import git
 
@@ -22,6 +22,7 @@ LOGGER = logging.getLogger(__name__)
 SHARED_TESTS = "images/tests_common"
 DEFAULT_BRANCHES = ("main", "origin/main", "master", "origin/master")
 FULL_REBUILD = "full rebuild"
+BASE_UPDATED = "base image updated"  # the reason of a root that --refresh-base selects
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,24 @@ def with_missing(spec: Spec, tree: StackTree, selection: Selection, missing: set
         elif parent in added:
             added[name] = added[parent]
             reasons[name] = f"descendant of {added[parent]} (not in registry {host})"
+    return Selection(reasons, base=selection.base, base_source=selection.base_source)
+
+
+def with_refreshed(spec: Spec, tree: StackTree, selection: Selection, stale: Iterable[str]) -> Selection:
+    """``selection`` plus the roots whose upstream base moved (``--refresh-base``), and their descendants."""
+    moved = set(stale)
+    reasons: dict[str, str] = {}
+    added: dict[str, str] = {}  # image -> the refreshed root that brought it in
+    for name in tree.breadth_first():
+        parent = spec.images[name].parent
+        if name in selection.reasons:
+            reasons[name] = selection.reasons[name]
+        elif name in moved and parent is None:
+            reasons[name] = BASE_UPDATED
+            added[name] = name
+        elif parent in added:
+            added[name] = added[parent]
+            reasons[name] = f"descendant of {added[parent]} ({BASE_UPDATED})"
     return Selection(reasons, base=selection.base, base_source=selection.base_source)
 
 

@@ -12,14 +12,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from stack_builder.engine import containers, images
 from stack_builder.engine.client import Engine
 from stack_builder.errors import StepFailed, shown
 from stack_builder.records import markdown
 from stack_builder.records.files import utc_now, write_json
-from stack_builder.spec.stack_spec import DEFAULT_TIMEOUTS, InfoCmd
+from stack_builder.spec.stack_spec import DEFAULT_TIMEOUTS, ContentTag, InfoCmd
 
 LOGGER = logging.getLogger(__name__)
 
@@ -53,23 +53,17 @@ class BuildFacts:
 
 
 def collect(client: Engine, image_ref: str, facts: BuildFacts, commands: Mapping[str, InfoCmd], *,
-            timeout_s: float = INFO_TIMEOUT_S) -> dict[str, Any]:
-    """Run every info command and package query in one container; return the record."""
-    marker = f"@@stack-{secrets.token_hex(6)}"
-    parts = []
-    for key, command in [*((k, c.command) for k, c in commands.items()),
-                         *((f"__{m}", q) for m, q in PACKAGE_QUERIES.items())]:
-        parts.append(f"printf '\\n{marker} begin {key}\\n'; ( {command} ) 2>&1; "
-                     f"printf '\\n{marker} end {key} %s\\n' $?")
-    script = "\n".join(parts)
-    finished = containers.run(client, image_ref, [script], entrypoint=["/bin/sh", "-c"], network_disabled=True,
-                              timeout=containers.timeout_s(timeout_s), what=f"the info commands of {image_ref}")
+            timeout_s: float = INFO_TIMEOUT_S, content_tags: Sequence[ContentTag] = ()) -> dict[str, Any]:
+    """Run every info command, package query and content-tag command in one container; return the record.
+    ``record["content_tags"]`` holds each content tag's pattern, output and exit code."""
+    sections = _run_sections(client, image_ref, [
+        *((k, c.command) for k, c in commands.items()), *((f"__{m}", q) for m, q in PACKAGE_QUERIES.items()),
+        *((f"__tag{i}", t.command) for i, t in enumerate(content_tags))],
+        timeout_s=timeout_s, what=f"the info commands of {image_ref}")
     image = images.find(client, image_ref)
     if image is None:
         raise StepFailed(f"manifest of {image_ref} could not be collected: the image is not in the engine")
     history = images.history(client, image.id)
-    output = finished.output
-    sections = _split(output, marker)
     record: dict[str, Any] = {
         "image": facts.image, "tag": facts.tag, "ref": facts.ref, "digest": facts.digest, "image_id": image.id,
         "created": utc_now(),
@@ -84,8 +78,27 @@ def collect(client: Engine, image_ref: str, facts: BuildFacts, commands: Mapping
         "commands": {key: {"description": cmd.description, "command": cmd.command,
                            "exit_code": sections.get(key, ("", -1))[1], "output": sections.get(key, ("", -1))[0]}
                      for key, cmd in commands.items()},
+        "content_tags": [{"name": t.name, "command": t.command, "output": sections.get(f"__tag{i}", ("", -1))[0],
+                          "exit_code": sections.get(f"__tag{i}", ("", -1))[1]} for i, t in enumerate(content_tags)],
+        "sboms": {},
     }
     return record
+
+
+def inventory(client: Engine, image_ref: str, *, timeout_s: float = INFO_TIMEOUT_S) -> dict[str, dict[str, str]]:
+    """Only the package inventory of an image (for the SBOM of a platform other than the record's)."""
+    return _packages(_run_sections(client, image_ref, [(f"__{m}", q) for m, q in PACKAGE_QUERIES.items()],
+                                   timeout_s=timeout_s, what=f"the package inventory of {image_ref}"))
+
+
+def _run_sections(client: Engine, image_ref: str, parts: Sequence[tuple[str, str]], *, timeout_s: float,
+                  what: str) -> dict[str, tuple[str, int]]:
+    marker = f"@@stack-{secrets.token_hex(6)}"
+    script = "\n".join(f"printf '\\n{marker} begin {key}\\n'; ( {command} ) 2>&1; "
+                       f"printf '\\n{marker} end {key} %s\\n' $?" for key, command in parts)
+    finished = containers.run(client, image_ref, [script], entrypoint=["/bin/sh", "-c"], network_disabled=True,
+                              timeout=containers.timeout_s(timeout_s), what=what)
+    return _split(finished.output, marker)
 
 
 def _split(text: str, marker: str) -> dict[str, tuple[str, int]]:
@@ -185,7 +198,11 @@ def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None, *, par
     commit_text = f"[{commit[:12]}]({record['commit_url']}) (the diff)" if record.get("commit_url") \
         else f"`{commit[:12]}`"
     source = str(record.get("commit_url") or "").rpartition("/commit/")[0]
-    lines = [f"# {_cell(record['image'])}:{_cell(record['tag'])}", "", "## Build", "", "| field | value |", "| --- | --- |",
+    yanked = record.get("yanked")
+    banner = [f"> **Yanked** {_cell(yanked.get('time', ''))} by {_cell(yanked.get('by', ''))}: "
+              f"{_cell(yanked.get('reason', ''))}. Its tags were removed; promotion, rollback and reuse refuse it.",
+              ""] if isinstance(yanked, dict) else []
+    lines = [f"# {_cell(record['image'])}:{_cell(record['tag'])}", "", *banner, "## Build", "", "| field | value |", "| --- | --- |",
              f"| Built (UTC) | {record['created']} |", f"| Commit | {commit_text} |",
              f"| Branch | {_cell(record['branch'])} |", f"| Reference | {_code(record['ref'])} |",
              f"| Digest | {_code(record.get('digest') or 'not pushed')} |", f"| Image ID | {_code(record['image_id'])} |",
@@ -195,6 +212,10 @@ def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None, *, par
              f"| Platforms | {_cell(', '.join(record.get('platforms') or []))} |"]
     if record.get("tags"):
         lines.append(f"| Tags | {', '.join(_code(t) for t in record['tags'])} |")
+    for item in record.get("content_tags") or []:
+        if int(item.get("exit_code", -1)) == 0:
+            lines.append(f"| Content tag {_cell(item['name'])} | {_code(str(item['output']).strip())} "
+                         f"(from {_code(item['command'])}) |")
     if source and record.get("dockerfile"):
         lines.append(f"| Dockerfile | [{_cell(record['dockerfile'])} at {commit[:12]}]"
                      f"({source}/blob/{commit}/{record['dockerfile']}) |")
@@ -208,6 +229,7 @@ def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None, *, par
         repository = str(record["ref"]).rpartition(":")[0] if ":" in str(record["ref"]).rpartition("/")[2] \
             else str(record["ref"])
         lines += [f"Pull exactly this image: {_code_text('docker pull ' + repository + '@' + record['digest'])}", ""]
+    lines += _sbom_section(record)
     lines += ["## Changes since the previous build", ""]
     if previous is None:
         lines += ["First recorded build of this image.", ""]
@@ -249,6 +271,26 @@ def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None, *, par
 
 PACKAGE_COMMANDS = {"pip": ("pip list", "pip freeze"), "apt": ("apt list", "dpkg -l", "dpkg-query"),
                     "conda": ("conda list",)}
+
+
+def _sbom_section(record: Mapping[str, Any]) -> list[str]:
+    sboms = record.get("sboms") or {}
+    if not sboms:
+        return []
+    lines = ["## SBOM", "", "A CycloneDX SBOM of each platform image, stored in the registry as an artifact whose subject "
+             "is the image digest (found through the OCI referrers API, or its `sha256-<hex>` referrers tag).", "",
+             "| platform | image digest | SBOM |", "| --- | --- | --- |"]
+    for platform, found in sorted(sboms.items()):
+        repository = str(found.get("repository", ""))
+        host, _, path = repository.partition("/")
+        scheme = "http" if host.startswith(("127.", "localhost", "[::1]")) else "https"
+        url = f"{scheme}://{host}/v2/{path}/manifests/{found['digest']}"
+        lines.append(f"| {_cell(platform)} | {_code(found.get('subject', ''))} | [{_cell(str(found['digest'])[:19])}…]"
+                     f"({url}) |")
+    platform = sorted(sboms)[0]
+    lines += ["", "Download one: " + _code_text(f"stack-builder sbom --image {record['image']} --tag {record['tag']} "
+                                                 f"--platform {platform}"), ""]
+    return lines
 
 
 def _model_section(model: Mapping[str, Any] | None) -> list[str]:

@@ -45,6 +45,9 @@ class ImageResult:
     platforms_failed: dict[str, str] = field(default_factory=dict)
     moved: dict[str, str] = field(default_factory=dict)  # every tag this run wrote -> the digest it points at
     notes: list[str] = field(default_factory=list)
+    content_tags: list[str] = field(default_factory=list)  # tags from what is inside the image (content_tags:)
+    sboms: dict[str, str] = field(default_factory=dict)  # platform -> digest of its SBOM artifact
+    signed: list[str] = field(default_factory=list)  # every digest of the image signed (or found signed) by cosign
 
 
 @dataclass
@@ -141,6 +144,9 @@ def _merged_image(results: list[dict[str, Any]]) -> dict[str, Any]:
     out["platforms_built"] = sorted({str(p) for r in acted for p in r.get("platforms_built") or []})
     out["platforms_failed"] = {str(k): v for r in acted for k, v in (r.get("platforms_failed") or {}).items()}
     out["moved"] = {str(k): v for r in acted for k, v in (r.get("moved") or {}).items()}
+    out["sboms"] = {str(k): v for r in acted for k, v in (r.get("sboms") or {}).items()}
+    out["signed"] = list(dict.fromkeys(str(d) for r in acted for d in r.get("signed") or []))
+    out["content_tags"] = list(dict.fromkeys(str(t) for r in acted for t in r.get("content_tags") or []))
     counts = [dict(r.get("tests") or {}) for r in acted]
     out["tests"] = {**counts[0], **{key: sum(int(c.get(key, 0)) for c in counts)
                                     for key in ("passed", "failed", "skipped")}}

@@ -55,7 +55,26 @@ class Wiki:
         history.append({k: value.get(k) for k in ("tag", "time", "by", "skip_gpu_test")})
         write_json(self.data / "stable_history.json", history)
 
+    def yanked(self) -> list[dict[str, Any]]:
+        return list(_read(self.data / "yanked.json", []))
+
     # -- writing ----------------------------------------------------------------------------------
+
+    def mark_yanked(self, entry: Mapping[str, Any]) -> str | None:
+        """Record a yank (digest, image, reason, time, by, tags removed); mark the digest's manifest page.
+        Return that page's name, if the digest has one."""
+        yanked = [y for y in self.yanked() if y.get("digest") != entry.get("digest")]
+        write_json(self.data / "yanked.json", [*yanked, dict(entry)])
+        for path in sorted(self.records.glob("*.json")):
+            record = _read(path, None)
+            if isinstance(record, dict) and record.get("digest") == entry.get("digest"):
+                record["yanked"] = dict(entry)
+                previous = manifests.previous_record(record, [self.records])
+                manifests.save(record, [self.records])
+                name = manifests.record_name(record)
+                write_text(self.folder / f"{name}.md", manifests.render(record, previous))
+                return name
+        return None
 
     def add_manifest(self, record: dict[str, Any], extra_records: list[Path] | None = None) -> str:
         """Store the record, write its page (with changes since the previous one); return the page name."""
@@ -183,12 +202,25 @@ class Wiki:
             link = f"[{markdown.text(page)}]({self.link(page)})" if page else markdown.code(digest)
             pull = markdown.code(f"docker pull {repositories[name]}@{digest}") if name in repositories else "—"
             lines.append(f"| {markdown.text(name)} | {link} | {pull} |")
+        yanked = {str(y.get("digest")): y for y in self.yanked()}
+        for name, digest in sorted(stable.get("images", {}).items()):
+            if digest in yanked:
+                lines += ["", f"> **Yanked:** {markdown.text(name)}@{markdown.code(digest)}: "
+                          f"{markdown.text(yanked[digest].get('reason', ''))}. Roll back: "
+                          f"{markdown.code('stack-builder tag --rollback --global-stable')}"]
         history = list(_read(self.data / "stable_history.json", []))
         lines += ["", "## History", "", "Every move of `stable`, newest first.", "",
                   "| set (UTC) | to | by | GPU gate |", "| --- | --- | --- | --- |"]
         for move in reversed(history):
             lines.append(f"| {markdown.text(move.get('time', ''))} | {markdown.text(move.get('tag', ''))} | "
                          f"{markdown.text(move.get('by', ''))} | {'skipped' if move.get('skip_gpu_test') else 'passed'} |")
+        if yanked:
+            lines += ["", "## Yanked digests", "", "Promotion, rollback and reuse refuse these.", "",
+                      "| yanked (UTC) | image | digest | reason | by |", "| --- | --- | --- | --- | --- |"]
+            for item in sorted(yanked.values(), key=lambda y: str(y.get("time", "")), reverse=True):
+                lines.append(f"| {markdown.text(item.get('time', ''))} | {markdown.text(item.get('image', ''))} | "
+                             f"{markdown.code(item.get('digest', ''), in_table=True)} | "
+                             f"{markdown.text(item.get('reason', ''))} | {markdown.text(item.get('by', ''))} |")
         return "\n".join(lines) + "\n"
 
     # -- the page cap -----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from requests.adapters import HTTPAdapter
 
 from stack_builder.registry.credentials import Credentials
 from stack_builder.errors import RegistryError, Transient, shown
-from stack_builder.registry.mediatypes import ACCEPT
+from stack_builder.registry.mediatypes import ACCEPT, OCI_INDEX
 from stack_builder.retry import RetryPolicy
 
 LOGGER = logging.getLogger(__name__)
@@ -121,6 +121,24 @@ class RegistryClient:
                                  headers={"Content-Type": media_type})
         return response.headers.get("Docker-Content-Digest") or _sha256(body)
 
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete ``repository@digest`` (and so every tag on it); False when it was not there. A registry that
+        does not allow deletes answers with an error, raised as ``RegistryError``."""
+        return self._request("DELETE", repository, f"/manifests/{digest}", accept_missing=True).status_code != 404
+
+    def referrers(self, repository: str, digest: str) -> dict[str, object] | None:
+        """The OCI referrers index of ``repository@digest``, or None when the registry has no referrers API."""
+        # A registry without the API may answer 400, 405 or 501 rather than 404.
+        response = self._request("GET", repository, f"/referrers/{digest}", accept_missing=True,
+                                 headers={"Accept": OCI_INDEX}, accept=(400, 405, 501))
+        if response.status_code != 200 or "json" not in response.headers.get("Content-Type", ""):
+            return None
+        try:
+            found = response.json()
+        except ValueError:
+            return None
+        return found if isinstance(found, dict) else None
+
     def upload_blob(self, repository: str, data: bytes) -> str:
         """Upload ``data`` as a blob in one request (monolithic upload); return its digest."""
         digest = _sha256(data)
@@ -177,8 +195,10 @@ class RegistryClient:
 
     def _request(self, method: str, repository: str | None, path: str, *, accept_missing: bool = False,
                  data: bytes | None = None, headers: dict[str, str] | None = None,
-                 url: str | None = None, policy: RetryPolicy | None = None) -> requests.Response:
-        """One request under the retry policy: transient failures are retried, anything else raised at once."""
+                 url: str | None = None, policy: RetryPolicy | None = None,
+                 accept: tuple[int, ...] = ()) -> requests.Response:
+        """One request under the retry policy: transient failures are retried, anything else raised at once
+        (but the statuses in ``accept``, and 404 with ``accept_missing``, which are returned)."""
         scope = f"repository:{repository}:pull,push" if repository else ""
         sent_headers = {"Accept": ACCEPT, **(headers or {})}
         attempts = [0]
@@ -186,7 +206,7 @@ class RegistryClient:
         def attempt() -> requests.Response:
             attempts[0] += 1
             target = url or self._url(repository, path)  # per attempt: the scheme may have fallen back
-            return self._attempt(method, target, scope, sent_headers, data, accept_missing, attempts[0])
+            return self._attempt(method, target, scope, sent_headers, data, accept_missing, attempts[0], accept)
 
         def count(_number: int, _delay: float, _reason: str) -> None:
             self.stats["retries"] += 1
@@ -194,7 +214,7 @@ class RegistryClient:
         return (policy or self.policy).run(attempt, what=f"registry {self.host}", on_retry=count)
 
     def _attempt(self, method: str, url: str, scope: str, headers: dict[str, str], data: bytes | None,
-                 accept_missing: bool, number: int) -> requests.Response:
+                 accept_missing: bool, number: int, accept: tuple[int, ...] = ()) -> requests.Response:
         authed_once = False
         while True:  # at most twice: once more after answering an auth challenge
             if scope in self._auth:
@@ -220,7 +240,7 @@ class RegistryClient:
                 raise Transient(f"HTTP {response.status_code} on {method} {url}", RegistryError(
                     f"registry {self.host} kept failing: HTTP {response.status_code} on {method} {url} "
                     f"after {number} attempts"))
-            if response.status_code == 404 and accept_missing:
+            if (response.status_code == 404 and accept_missing) or response.status_code in accept:
                 return response
             if response.status_code == 401 and self.credentials is not None and self.session.auth is not None:
                 raise RegistryError(f"registry {self.host} refused the credentials of "

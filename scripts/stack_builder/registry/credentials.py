@@ -15,7 +15,8 @@ LOGGER = logging.getLogger(__name__)
 
 USER_VAR = "STACK_REGISTRY_USER"
 PASSWORD_VAR = "STACK_REGISTRY_PASSWORD"
-SECRET_VARS = (PASSWORD_VAR,)
+SIGNING_PASSWORD_VAR = "COSIGN_PASSWORD"  # the password of the cosign key in STACK_SIGNING_KEY
+SECRET_VARS = (PASSWORD_VAR, SIGNING_PASSWORD_VAR)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,18 @@ class Credentials:
 
 FD_VAR = "STACK_CREDENTIALS_FD"  # the pipe the credentials come through after `stack-builder` re-executes itself
 _HANDED: list[Credentials] = []  # the credentials that came through that pipe
+_HANDED_SIGNING: list[str] = []  # the signing key's password, when it came through that pipe
+
+
+def must_hand_over(env: Mapping[str, str]) -> bool:
+    """True when a secret is in the environment that children must not be able to read from their parent."""
+    return bool(env.get(PASSWORD_VAR) or env.get(SIGNING_PASSWORD_VAR))
+
+
+def signing_password(env: Mapping[str, str] | None = None) -> str | None:
+    """The cosign key's password: from the environment, or handed over by ``hand_over``."""
+    env = os.environ if env is None else env
+    return env.get(SIGNING_PASSWORD_VAR) or (_HANDED_SIGNING[0] if _HANDED_SIGNING else None)
 
 
 def hand_over(argv: list[str], env: Mapping[str, str]) -> None:
@@ -43,11 +56,12 @@ def hand_over(argv: list[str], env: Mapping[str, str]) -> None:
     an image test (a child) could read them from its parent. After this, the parent never had them.
     """
     read_end, write_end = os.pipe()
-    payload = json.dumps({"user": env.get(USER_VAR, ""), "password": env.get(PASSWORD_VAR, "")}).encode()
+    payload = json.dumps({"user": env.get(USER_VAR, ""), "password": env.get(PASSWORD_VAR, ""),
+                          "signing": env.get(SIGNING_PASSWORD_VAR, "")}).encode()
     os.write(write_end, payload)  # far below a pipe's buffer: never blocks
     os.close(write_end)
     os.set_inheritable(read_end, True)
-    clean = {k: v for k, v in env.items() if k not in (USER_VAR, PASSWORD_VAR)}
+    clean = {k: v for k, v in env.items() if k not in (USER_VAR, PASSWORD_VAR, SIGNING_PASSWORD_VAR)}
     clean[FD_VAR] = str(read_end)
     os.execve(sys.executable, [sys.executable, "-m", "stack_builder.apps.cli", *argv], clean)
 
@@ -63,6 +77,9 @@ def receive() -> None:
     os.close(int(fd))
     data = json.loads(b"".join(chunks) or b"{}")
     remember_secret(data.get("password", ""))  # redacted even when it came without a user
+    if data.get("signing"):
+        remember_secret(data["signing"])
+        _HANDED_SIGNING[:] = [data["signing"]]
     if data.get("user") and data.get("password"):
         _HANDED[:] = [Credentials(data["user"], data["password"], "environment")]
 

@@ -13,3 +13,6 @@ MANIFEST_TYPES = (OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST)
 ACCEPT = ", ".join(MANIFEST_TYPES)
 
 GATE_ARTIFACT = "application/vnd.stack-builder.gate.v1+json"
+SBOM_ARTIFACT = "application/vnd.cyclonedx+json"
+REVOCATION_ARTIFACT = "application/vnd.stack-builder.revocation.v1+json"
+HISTORY_ARTIFACT = "application/vnd.stack-builder.promotions.v1+json"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Mapping
 
 
 def base_images(dockerfile: Path) -> list[str]:
@@ -37,3 +38,36 @@ def base_arg_default(dockerfile: Path) -> str | None:
         if re.match(r"(?i)^FROM\s", line):
             return default if re.search(r"\$\{?BASE_IMAGE\}?", line) else None
     return None
+
+
+def final_base(dockerfile: Path, build_args: Mapping[str, str] | None = None) -> str | None:
+    """The image the Dockerfile's last stage builds FROM, following stage names back to an image.
+
+    Only the ARGs declared before the first FROM apply to FROM lines, as in Docker; ``build_args``
+    override their defaults, as a build's do. None for ``scratch`` and for a FROM that needs a build
+    arg nobody gives.
+    """
+    given = dict(build_args or {})
+    args: dict[str, str] = {}
+    stages: dict[str, str | None] = {}  # stage name (lower case) -> the image it starts from
+    last: str | None = None
+    seen_from = False
+    for raw in dockerfile.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        arg = re.match(r"(?i)^ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?$", line)
+        if arg and not seen_from:
+            default = arg.group(2).strip().strip('"\'') if arg.group(2) is not None else None
+            value = given.get(arg.group(1), default)
+            if value is not None:
+                args[arg.group(1)] = value
+            continue
+        source = re.match(r"(?i)^FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", line)
+        if not source:
+            continue
+        seen_from = True
+        name = re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: args.get(m.group(1), "\0"), source.group(1))
+        image = stages[name.lower()] if name.lower() in stages else name
+        last = None if image is None or "\0" in image or image == "scratch" else image
+        if source.group(2):
+            stages[source.group(2).lower()] = last
+    return last

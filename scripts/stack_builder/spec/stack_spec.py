@@ -78,6 +78,17 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ContentTag:
+    """A tag from what is inside the image: ``command``'s trimmed output fills ``{}`` in ``name``."""
+
+    name: str
+    command: str
+
+    def fill(self, output: str) -> str:
+        return self.name.replace("{}", output.strip())
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     """One image of the stack, as declared."""
 
@@ -98,6 +109,7 @@ class ImageSpec:
     change_ignore: tuple[str, ...] = ()
     model: ModelSpec | None = None
     timeouts: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))  # every kind, in seconds
+    content_tags: tuple[ContentTag, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -347,6 +359,12 @@ def _build(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: _Prob
             problems.add(where, f"no Dockerfile at {rel}: create it, or point 'dockerfile:' at the file "
                                 f"(relative to images/{name}/)")
 
+        content_tags = tuple(ContentTag(str(t["name"]), str(t["command"])) for t in raw.get("content_tags") or ())
+        for index, content in enumerate(content_tags):
+            if content.name.count("{}") != 1:
+                problems.add((*where, "content_tags", index, "name"),
+                             f"'{shown(content.name)}' must hold {{}} exactly once, where the command's output goes "
+                             "(e.g. python-{})")
         platforms = tuple(raw.get("platforms") or DEFAULT_PLATFORMS)
         if len(set(platforms)) != len(platforms):
             problems.add((*where, "platforms"), "lists a platform twice")
@@ -369,6 +387,7 @@ def _build(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: _Prob
             change_ignore=tuple(raw.get("change_ignore") or ()),
             model=_model(raw.get("model"), context, where, problems, check_files),
             timeouts={**DEFAULT_TIMEOUTS, **(data.get("timeouts") or {}), **(raw.get("timeouts") or {})},
+            content_tags=content_tags,
             raw=raw,
         )
 

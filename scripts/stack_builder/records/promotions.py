@@ -1,0 +1,83 @@
+"""Promotion history, kept in the registry: every move of a stable tag, so a rollback can undo the last one.
+
+Each repository holds one small OCI artifact per stable tag, tagged ``promotions.<target>`` (e.g.
+``promotions.stable``), whose payload lists the moves of that tag: which promotion (an id shared by
+every image moved together), the digest before and after, when and by whom. It lives beside the
+images, outside any runner, so a rollback works from any machine.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+from stack_builder.errors import RegistryError
+from stack_builder.registry.client import RegistryClient
+from stack_builder.registry.mediatypes import HISTORY_ARTIFACT, OCI_EMPTY, OCI_MANIFEST
+
+LOGGER = logging.getLogger(__name__)
+
+PROMOTION, ROLLBACK = "promotion", "rollback"
+MAX_ENTRIES = 200
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str  # the promotion (or rollback) this move was part of
+    kind: str  # promotion or rollback
+    time: str
+    by: str
+    source: str  # the tag promoted, or the promotion a rollback undid
+    before: str | None  # the target's digest before the move (None: the tag did not exist)
+    after: str
+    undoes: str | None = None  # for a rollback: the id of the promotion it undid
+    stamp: int = 0  # nanoseconds since the epoch: orders promotions made within the same second
+
+
+def history_tag(target: str) -> str:
+    return f"promotions.{target}"
+
+
+def read(registry: RegistryClient, repository: str, target: str) -> list[Entry]:
+    """The moves of ``repository:target``, oldest first (empty when none was recorded)."""
+    manifest = registry.get_manifest(repository, history_tag(target))
+    if manifest is None:
+        return []
+    try:
+        layer = json.loads(manifest.body)["layers"][0]["digest"]
+        items = json.loads(registry.get_blob(repository, str(layer)))["entries"]
+        return [Entry(**{k: item[k] for k in Entry.__dataclass_fields__ if k in item}) for item in items]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise RegistryError(f"the promotion history {repository}:{history_tag(target)} is unreadable "
+                            f"({type(exc).__name__}): fix or delete that tag") from None
+
+
+def append(registry: RegistryClient, repository: str, target: str, entry: Entry) -> None:
+    entries = [*read(registry, repository, target), entry][-MAX_ENTRIES:]
+    payload = json.dumps({"target": target, "entries": [asdict(e) for e in entries]}, sort_keys=True).encode()
+    config = b"{}"
+    manifest = {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": HISTORY_ARTIFACT,
+        "config": {"mediaType": OCI_EMPTY, "digest": registry.upload_blob(repository, config), "size": len(config)},
+        "layers": [{"mediaType": HISTORY_ARTIFACT, "digest": registry.upload_blob(repository, payload),
+                    "size": len(payload)}],
+        "annotations": {"org.opencontainers.image.created": entry.time},
+    }
+    registry.put_manifest(repository, history_tag(target), json.dumps(manifest).encode(), OCI_MANIFEST)
+    LOGGER.info("%s:%s history: %s %s %s -> %s", repository, target, entry.kind, entry.id,
+                (entry.before or "none")[:19], entry.after[:19])
+
+
+def last_live(entries: list[Entry]) -> Entry | None:
+    """The newest promotion not rolled back yet. A rollback undoes the newest live promotion of its id, so the
+    same digests promoted again after a rollback (same id) are live again."""
+    live: list[Entry] = []
+    for entry in entries:
+        if entry.kind == PROMOTION:
+            live.append(entry)
+        elif entry.undoes:
+            for index in range(len(live) - 1, -1, -1):
+                if live[index].id == entry.undoes:
+                    del live[index]
+                    break
+    return live[-1] if live else None

@@ -1,0 +1,67 @@
+"""GHCR's deletes, through the GitHub Packages API: GHCR refuses the distribution API's DELETE of a manifest.
+
+A container package version is named by its digest; deleting the version removes the manifest and every
+tag on it, which is what a yank asks. The token is the registry password (in Actions, GITHUB_TOKEN with
+``packages: write``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from urllib.parse import quote
+
+import requests
+
+from stack_builder.errors import RegistryError
+
+LOGGER = logging.getLogger(__name__)
+
+API_VAR = "STACK_GITHUB_API"  # https://api.github.com, or a GitHub Enterprise Server's API
+GHCR_HOSTS = ("ghcr.io",)
+TIMEOUT_S = 30
+MAX_PAGES = 100
+
+
+def is_ghcr(host: str) -> bool:
+    return host.lower() in GHCR_HOSTS
+
+
+def delete_version(repository: str, digest: str, token: str) -> bool:
+    """Delete the version ``digest`` of the container package ``repository`` (``owner/name...``); False when
+    the package has no such version."""
+    api = os.environ.get(API_VAR, "https://api.github.com").rstrip("/")
+    owner, _, package = repository.partition("/")
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+               "X-GitHub-Api-Version": "2022-11-28"}
+    session = requests.Session()
+    for kind in ("orgs", "users"):  # the owner is an organisation or a user: the API has one path for each
+        versions = f"{api}/{kind}/{quote(owner, safe='')}/packages/container/{quote(package, safe='')}/versions"
+        for page in range(1, MAX_PAGES + 1):
+            response = _call(session, "GET", f"{versions}?per_page=100&page={page}", headers)
+            if response.status_code == 404:
+                break
+            listed = response.json()
+            if not isinstance(listed, list) or not listed:
+                return False
+            found = next((v for v in listed if isinstance(v, dict) and v.get("name") == digest), None)
+            if found is not None:
+                _call(session, "DELETE", f"{versions}/{found['id']}", headers)
+                LOGGER.info("deleted package version %s (%s) of %s", found["id"], digest[:19], repository)
+                return True
+        else:
+            return False
+    raise RegistryError(f"GitHub has no container package {repository} under an organisation or user "
+                        f"{owner}: check the image name, and that the token may read its packages")
+
+
+def _call(session: requests.Session, method: str, url: str, headers: dict[str, str]) -> requests.Response:
+    try:
+        response = session.request(method, url, headers=headers, timeout=TIMEOUT_S)
+    except requests.exceptions.RequestException as exc:
+        raise RegistryError(f"the GitHub API did not answer {method} {url}: {type(exc).__name__}") from None
+    if response.status_code in (401, 403):
+        raise RegistryError(f"the GitHub API refused {method} {url} (HTTP {response.status_code}): the token needs "
+                            "packages: write (delete) on this package")
+    if response.status_code >= 400 and response.status_code != 404:
+        raise RegistryError(f"the GitHub API answered {method} {url} with HTTP {response.status_code}")
+    return response

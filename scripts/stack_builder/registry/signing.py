@@ -1,0 +1,172 @@
+"""Signatures by digest, with cosign: signed after the tests pass, verified before a tag moves.
+
+Signing is configured by the environment:
+- ``STACK_SIGNING_KEY``: a cosign private key file (its password in ``COSIGN_PASSWORD``); signs and verifies.
+- ``STACK_SIGNING_PUBKEY``: the public key only; verifies (a promotion job needs no private key).
+- ``STACK_SIGNING=keyless``: Sigstore keyless signing with the CI's OIDC identity (GitHub Actions);
+  verification checks ``STACK_SIGNING_IDENTITY`` (a regular expression for the certificate identity,
+  e.g. the workflow's URL) and ``STACK_SIGNING_ISSUER`` (GitHub's token issuer by default).
+
+cosign reads registry credentials from a Docker config of its own, written for the one call into a
+private folder and removed after it; the key's password reaches cosign only through its standard input.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from stack_builder import signals
+from stack_builder.errors import StackError, StepFailed
+from stack_builder.registry.client import is_loopback, trusted_ca
+from stack_builder.registry.credentials import Credentials, redact_all, signing_password, without_secrets
+
+LOGGER = logging.getLogger(__name__)
+
+KEY_VAR, PUBKEY_VAR, MODE_VAR = "STACK_SIGNING_KEY", "STACK_SIGNING_PUBKEY", "STACK_SIGNING"
+IDENTITY_VAR, ISSUER_VAR = "STACK_SIGNING_IDENTITY", "STACK_SIGNING_ISSUER"
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+COSIGN_TIMEOUT_S = 300
+
+
+class SigningError(StepFailed):
+    """cosign could not sign: the digest is pushed but unsigned, so a promotion will refuse it."""
+
+
+def cosign_binary() -> str:
+    found = shutil.which("cosign") or str(Path(sys.prefix) / "bin" / "cosign")
+    if not Path(found).is_file():
+        raise StackError("signing is configured but cosign is not installed: run `bash setup.sh env` (it puts "
+                         "cosign in .venv/bin), or put cosign on PATH")
+    return found
+
+
+@dataclass(frozen=True)
+class Signing:
+    key: Path | None = None
+    public_key: Path | None = None
+    keyless: bool = False
+    identity: str = ""
+    issuer: str = GITHUB_ISSUER
+    _derived: dict[str, Path] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Signing | None":
+        """The signing set up in the environment, or None when none is; a clear error for a broken one."""
+        env = os.environ if env is None else env
+        mode = env.get(MODE_VAR, "").strip()
+        if mode not in ("", "key", "keyless"):
+            raise StackError(f"{MODE_VAR}='{mode[:40]}' is not a signing mode: use keyless, or unset it and set "
+                             f"{KEY_VAR} to a cosign key file")
+        if mode == "keyless":
+            identity = env.get(IDENTITY_VAR, "").strip()
+            if not identity:
+                raise StackError(f"{MODE_VAR}=keyless needs {IDENTITY_VAR}: the certificate identity to verify, as "
+                                 "a regular expression, e.g. ^https://github.com/ORG/REPO/.github/workflows/")
+            return cls(keyless=True, identity=identity, issuer=env.get(ISSUER_VAR) or GITHUB_ISSUER)
+        key, public = env.get(KEY_VAR, "").strip(), env.get(PUBKEY_VAR, "").strip()
+        for var, value in ((KEY_VAR, key), (PUBKEY_VAR, public)):
+            if value and not Path(value).is_file():
+                raise StackError(f"{var}={value[:200]} is not a file: give the path of a cosign key "
+                                 "(`cosign generate-key-pair` writes cosign.key and cosign.pub)")
+        if not key and not public:
+            return None
+        return cls(key=Path(key) if key else None, public_key=Path(public) if public else None)
+
+    @property
+    def can_sign(self) -> bool:
+        return self.keyless or self.key is not None
+
+    def describe(self) -> str:
+        return f"keyless ({self.identity})" if self.keyless else f"key {self.key or self.public_key}"
+
+    def sign(self, reference: str, credentials: Credentials | None) -> str:
+        """Sign ``host/repository@digest``; return cosign's output (redacted). Raises ``SigningError``."""
+        if not self.can_sign:
+            raise SigningError(f"cannot sign {reference}: only a public key is configured ({PUBKEY_VAR}); set "
+                               f"{KEY_VAR} to sign")
+        args = ["sign", "--yes"]
+        if not self.keyless:
+            args += ["--key", str(self.key), "--tlog-upload=false"]
+        code, output = self._cosign([*args, *self._registry_args(reference), reference], credentials, with_password=True)
+        if code != 0:
+            raise SigningError(f"cosign could not sign {reference} (exit {code}): {_last_line(output)}")
+        return output
+
+    def verify(self, reference: str, credentials: Credentials | None) -> str | None:
+        """None when ``host/repository@digest`` carries a valid signature; else why not."""
+        if self.keyless:
+            args = ["verify", "--certificate-identity-regexp", self.identity, "--certificate-oidc-issuer", self.issuer]
+        else:
+            args = ["verify", "--key", str(self._public_key(credentials)), "--insecure-ignore-tlog=true"]
+        code, output = self._cosign([*args, *self._registry_args(reference), reference], credentials, with_password=False)
+        if code == 0:
+            return None
+        return f"no valid signature ({self.describe()}): {_last_line(output)}"
+
+    def _public_key(self, credentials: Credentials | None) -> Path:
+        if self.public_key is not None:
+            return self.public_key
+        if "pub" not in self._derived:
+            code, output = self._cosign(["public-key", "--key", str(self.key)], credentials, with_password=True)
+            if code != 0:
+                raise StackError(f"cosign could not read the public key of {KEY_VAR} (exit {code}): "
+                                 f"{_last_line(output)}; check COSIGN_PASSWORD")
+            folder = Path(tempfile.mkdtemp(prefix="stack-cosign-pub-"))
+            path = folder / "cosign.pub"
+            path.write_text(output[output.find("-----BEGIN"):], encoding="utf-8")
+            self._derived["pub"] = path
+        return self._derived["pub"]
+
+    @staticmethod
+    def _registry_args(reference: str) -> list[str]:
+        """How cosign reaches the registry: as our client does (a loopback or plain-HTTP registry allowed, the
+        registry's own CA trusted as dockerd trusts it)."""
+        host = reference.split("/", 1)[0]
+        plain = is_loopback(host) or os.environ.get("STACK_REGISTRY_TLS") == "0"
+        ca = trusted_ca(host)
+        return [*(["--allow-insecure-registry"] if plain else []), *(["--registry-cacert", ca] if ca else [])]
+
+    def _cosign(self, args: list[str], credentials: Credentials | None, *, with_password: bool) -> tuple[int, str]:
+        """Run cosign. The key's password goes to its standard input, never into an environment or a command
+        line (another process of the same user could read those in /proc while it runs)."""
+        env = without_secrets(os.environ)  # COSIGN_PASSWORD and the registry password included
+        env["COSIGN_YES"] = "true"
+        password = signing_password() or ""
+        feed = with_password and not self.keyless
+        with tempfile.TemporaryDirectory(prefix="stack-cosign-") as folder:
+            host = args[-1].split("/", 1)[0]
+            auths = {}
+            if credentials is not None:
+                token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
+                auths[host] = {"auth": token}
+            config = Path(folder) / "config.json"
+            config.touch(mode=0o600)
+            config.write_text(json.dumps({"auths": auths}), encoding="utf-8")
+            env["DOCKER_CONFIG"] = folder
+            proc = subprocess.Popen([cosign_binary(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.PIPE if feed else subprocess.DEVNULL, env=env,
+                                    start_new_session=True)
+            with signals.child(proc):
+                try:
+                    raw, _ = proc.communicate(input=password.encode() if feed else None, timeout=COSIGN_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    signals.end(proc)
+                    return 124, f"cosign timed out after {COSIGN_TIMEOUT_S} s"
+        output = redact_all(raw.decode("utf-8", "replace"))
+        if password:
+            output = output.replace(password, "***")
+        return proc.returncode, output
+
+
+def _last_line(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
