@@ -24,7 +24,7 @@ import docker
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent / "tests"), str(Path(__file__).resolve().parent.parent)]
 from stacks import REPO, Stack, running_registry  # noqa: E402
 
-from stack_builder.pipeline import promote# noqa: E402
+from stack_builder.release import promote# noqa: E402
 from stack_builder.registry.client import RegistryClient  # noqa: E402
 from stack_builder.spec.stack_spec import load_spec  # noqa: E402
 

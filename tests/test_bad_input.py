@@ -16,7 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stack_builder.errors import SpecError, StackError, shown
-from stack_builder.pipeline.promote import parse_tag
+from stack_builder.release.promote import parse_tag
 from stack_builder.spec.references import TAG_RE, check_registry, check_tag, parse_repository, sanitize_branch
 from stack_builder.spec.stack_spec import DEFAULT_PLATFORMS, Spec, parse_spec
 from stacks import REPO

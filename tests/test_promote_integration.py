@@ -12,7 +12,7 @@ import pytest
 
 from faultproxy import fault_proxy
 from stack_builder.records import gates
-from stack_builder.pipeline import promote
+from stack_builder.release import promote
 from stack_builder.errors import StackError
 from stack_builder.registry.client import RegistryClient
 from stack_builder.spec.stack_spec import load_spec

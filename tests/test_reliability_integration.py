@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from faultproxy import EngineLine, fault_proxy
-from stack_builder.pipeline import promote
+from stack_builder.release import promote
 from stack_builder.errors import RegistryError, StackError
 from stack_builder.registry.client import RegistryClient
 from stack_builder.spec.stack_spec import load_spec

@@ -8,7 +8,7 @@ import pytest
 
 from stack_builder.errors import StackError, StepFailed
 from stack_builder.pipeline.attest import content_tags
-from stack_builder.pipeline.rollback import target_of
+from stack_builder.release.rollback import target_of
 from stack_builder.records import promotions, sbom
 from stack_builder.registry.signing import Signing
 

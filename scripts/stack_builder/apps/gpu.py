@@ -6,7 +6,7 @@ from tabulate import tabulate
 
 from stack_builder.apps.runtime import run_task
 from stack_builder.config import make_config
-from stack_builder.pipeline.gpu_tests import run_gpu_tests
+from stack_builder.release.gpu_tests import run_gpu_tests
 from stack_builder.spec.stack_spec import check_timeouts
 
 

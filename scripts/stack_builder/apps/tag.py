@@ -6,8 +6,8 @@ from doit.exceptions import TaskFailed
 
 from stack_builder.apps.runtime import run_task
 from stack_builder.config import make_config
-from stack_builder.pipeline import promote
-from stack_builder.pipeline.promotion_run import PromoteOptions, check_options, promote_stack
+from stack_builder.release import promote
+from stack_builder.release.promotion_run import PromoteOptions, check_options, promote_stack
 
 
 def main(tag: str, global_stable: bool, dry_run: bool, skip_gpu_test: bool, allow_platform_drop: bool,

@@ -5,7 +5,7 @@ from doit.exceptions import TaskFailed
 
 from stack_builder.apps.runtime import run_task
 from stack_builder.config import make_config
-from stack_builder.pipeline.yank import yank
+from stack_builder.release.yank import yank
 
 
 def main(image: str, digest: str, reason: str, dry_run: bool, registry: str) -> bool | TaskFailed:

@@ -10,7 +10,7 @@ from stack_builder.engine import client as engine_client
 from stack_builder.engine import images
 from stack_builder.engine.client import Engine
 from stack_builder.errors import StackError, StepFailed
-from stack_builder.pipeline.promote import who
+from stack_builder.release.promote import who
 from stack_builder.records import gates
 from stack_builder.records.files import write_json
 from stack_builder.registry.client import RegistryClient

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 
 from stack_builder.errors import StackError
-from stack_builder.pipeline import promote
-from stack_builder.pipeline.promote import Move, PromotionRefused
+from stack_builder.release import promote
+from stack_builder.release.promote import Move, PromotionRefused
 from stack_builder.records import promotions, revocations
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.signing import Signing

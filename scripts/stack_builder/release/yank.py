@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from stack_builder import signals
 from stack_builder.config import Config
 from stack_builder.errors import RegistryError, StackError, shown
-from stack_builder.pipeline.promote import who
+from stack_builder.release.promote import who
 from stack_builder.records import revocations
 from stack_builder.records.files import utc_now
 from stack_builder.records.wiki import Wiki

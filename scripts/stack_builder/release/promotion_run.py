@@ -12,8 +12,8 @@ from typing import Any
 from stack_builder import signals
 from stack_builder.config import Config
 from stack_builder.errors import RegistryError, StackError
-from stack_builder.pipeline import rollback
-from stack_builder.pipeline.promote import (ALREADY, MOVED, Move, PromotionIncomplete, PromotionRefused, execute,
+from stack_builder.release import rollback
+from stack_builder.release.promote import (ALREADY, MOVED, Move, PromotionIncomplete, PromotionRefused, execute,
                                             parse_tag, plan, who)
 from stack_builder.records import promotions
 from stack_builder.records.files import utc_now, write_json, write_lines
