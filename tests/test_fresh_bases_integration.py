@@ -92,7 +92,17 @@ def published_labels(registry: str, namespace: str, name: str) -> tuple[str, dic
 
 
 def file_in(engine: docker.DockerClient, image: str, path: str) -> str:
-    return engine.containers.run(image, ["cat", path], remove=True).decode().strip()
+    """The file at ``path`` in ``image``, read from a created (never started) container: nothing runs, so no log
+    can be lost."""
+    container = engine.containers.create(image, ["true"])
+    try:
+        stream, _ = container.get_archive(path)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.next()
+            found = tar.extractfile(member) if member is not None else None
+            return found.read().decode().strip() if found is not None else ""
+    finally:
+        container.remove(force=True)
 
 
 @pytest.fixture

@@ -96,3 +96,14 @@ def test_the_tests_an_image_must_pass_are_inputs(context: Path, tmp_path: Path) 
     before = key(context, tests=[shared])
     (shared / "test_python.py").write_text("def test_ok():\n    assert 1\n")
     assert key(context, tests=[shared]) != before
+
+
+def test_a_recipe_chain_is_an_input_and_one_dockerfile_keeps_its_old_key(context: Path) -> None:
+    plain = key(context)
+    assert key(context, recipes=()) == plain  # a single Dockerfile: the key it always had
+    second = context / "Dockerfile.conda"
+    second.write_text("FROM scratch\nCOPY a.txt /conda\n")
+    chain = key(context, recipes=(context / "Dockerfile", second))
+    assert chain != plain
+    second.write_text("FROM scratch\nCOPY a.txt /other\n")  # a later recipe changed: another key
+    assert key(context, recipes=(context / "Dockerfile", second)) != chain

@@ -55,9 +55,10 @@ def test_a_parent_found_nowhere_joins_the_plan_with_its_own_parent(tmp_path: Pat
     assert plan.reasons["mid"] == "needed: parent of leaf, not found for linux/amd64"
     assert plan.reasons["root"].startswith("needed: parent of mid")
     assert plan.parents == {}
+    # CI waves: linux/amd64 first; an image's arm64 job waits for its amd64 one, and for its parent's arm64.
     assert [[(j.image, j.platform) for j in level] for level in plan.levels] == [
-        [("root", "linux/amd64"), ("root", "linux/arm64")], [("mid", "linux/amd64"), ("mid", "linux/arm64")],
-        [("leaf", "linux/amd64")]]
+        [("root", "linux/amd64")], [("root", "linux/arm64"), ("mid", "linux/amd64")],
+        [("mid", "linux/arm64"), ("leaf", "linux/amd64")]]
 
 
 def test_a_parent_found_in_the_registry_is_used_by_digest(tmp_path: Path) -> None:
@@ -110,4 +111,5 @@ def test_the_json_names_every_image_with_its_parent(tmp_path: Path) -> None:
     assert data["images"] == ["root", "side"]
     assert data["parents"]["side"] == {"image": "root", "from": {"linux/amd64": "this run"}}
     assert data["parents"]["root"]["image"] is None
-    assert data["levels"][1] == [{"image": "side", "platform": "linux/amd64", "runner": "ubuntu-latest"}]
+    assert data["levels"][1] == [{"image": "root", "platform": "linux/arm64", "runner": "ubuntu-24.04-arm"},
+                                 {"image": "side", "platform": "linux/amd64", "runner": "ubuntu-latest"}]

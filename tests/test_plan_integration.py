@@ -128,7 +128,7 @@ def test_prepull_fetches_the_parent_before_the_build(make_stack, registry: str, 
 def test_stack_builder_command_lists_and_helps(tmp_path) -> None:
     listing = subprocess.run([str(STACK_BUILDER), "list"], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert [line.split()[0] for line in listing.stdout.splitlines()] == [
-        "build", "manifest", "merge", "plan", "sbom", "tag", "test_gpu", "tree", "wiki", "yank"]
+        "build", "manifest", "merge", "plan", "precalc", "sbom", "tag", "test_gpu", "tree", "wiki", "yank"]
     helped = subprocess.run([str(STACK_BUILDER), "help", "build"], cwd=tmp_path, capture_output=True, text=True,
                             check=True)
     assert "--no-push" in helped.stdout and "--platform" in helped.stdout

@@ -246,3 +246,16 @@ def test_schema_is_a_valid_json_schema_and_accepts_the_bundled_spec() -> None:
 def test_parse_without_file_checks(tmp_path: Path) -> None:
     spec = parse_spec(GOOD, path=tmp_path / "spec.yml", stack_dir=tmp_path, check_files=False)
     assert spec.images["child"].parent == "base"
+
+
+def test_dockerfile_may_be_a_list_of_recipes_each_of_which_must_exist(tmp_path: Path) -> None:
+    text = GOOD.replace("    gpu: true\n", "    gpu: true\n    dockerfile: [Dockerfile, Dockerfile.conda]\n")
+    found = problems(tmp_path, text)
+    assert len(found) == 1 and "no Dockerfile at images/child/Dockerfile.conda" in found[0]
+    (tmp_path / "images" / "child" / "Dockerfile.conda").write_text("FROM scratch\n")
+    child = load_spec(tmp_path).images["child"]
+    assert [p.name for p in child.recipes] == ["Dockerfile", "Dockerfile.conda"]
+    assert child.dockerfile.name == "Dockerfile"  # the first recipe
+    assert load_spec(tmp_path).images["base"].recipes == ()  # one Dockerfile: no chain
+    twice = problems(tmp_path / "again", GOOD.replace("    gpu: true\n", "    gpu: true\n    dockerfile: [A, A]\n"))
+    assert any("images.child.dockerfile" in p for p in twice), twice

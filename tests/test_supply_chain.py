@@ -92,3 +92,12 @@ def test_signing_comes_from_the_environment_with_clear_errors(tmp_path: Path) ->
         Signing.from_env({"STACK_SIGNING": "yes"})
     keyless = Signing.from_env({"STACK_SIGNING": "keyless", "STACK_SIGNING_IDENTITY": "^https://github.com/o/r/"})
     assert keyless is not None and keyless.keyless and keyless.issuer == "https://token.actions.githubusercontent.com"
+
+
+def test_the_model_catalog_merges_digests_and_coverage_and_replaces_the_rest() -> None:
+    from stack_builder.records import catalog
+    models = catalog.merged({}, "m", {"digests": {"2024.1-main": "sha256:a"}, "platforms_built": ["linux/amd64"]})
+    models = catalog.merged(models, "m", {"digests": {"2024.1-stable": "sha256:a"}, "coverage": {"sha256:a": 10}})
+    models = catalog.merged(models, "m", {"digests": {"2024.1-main": "sha256:b"}, "platforms_built": ["x"]})
+    assert models["m"]["digests"] == {"2024.1-main": "sha256:b", "2024.1-stable": "sha256:a"}
+    assert models["m"]["coverage"] == {"sha256:a": 10} and models["m"]["platforms_built"] == ["x"]

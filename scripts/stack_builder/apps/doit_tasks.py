@@ -68,6 +68,11 @@ def task_manifest() -> dict[str, Any]:
     return _task("manifest", params.MANIFEST, task_manifest.__doc__ or "")
 
 
+def task_precalc() -> dict[str, Any]:
+    """Precalculate a model image's predictions over a reference library into artifacts/precalc.duckdb. Example: precalc --image iris-model --library library.csv --shards 8 --workers 2"""
+    return _task("precalc", params.PRECALC, task_precalc.__doc__ or "")
+
+
 def task_sbom() -> dict[str, Any]:
     """Write the CycloneDX SBOM of a pushed image to a file. Example: sbom --image base-notebook --tag 2026.4-main --platform linux/amd64"""
     return _task("sbom", params.SBOM, task_sbom.__doc__ or "")

@@ -71,6 +71,20 @@ YANK = [
     _param("dry_run", "dry-run", False, "say which tags would be removed, and change nothing", bool),
     REGISTRY,
 ]
+PRECALC = [
+    _param("image", "image", "", "the model image (a name under images in the spec)"),
+    _param("library", "library", "", "the reference library, a CSV with a header row"),
+    _param("tag", "tag", "", "the image's tag to run, pinned to its digest (default: this branch's build tag)"),
+    _param("key", "key", "", "the library's key column (default: its first)"),
+    _param("shards", "shards", 8, "cut the rows into this many shards, one container each", int),
+    _param("workers", "workers", 2, "containers at a time", int),
+    _param("sample", "sample", 0, "a reproducible random sample of this many rows (0: every row)", int),
+    _param("only_shard", "only-shard", -1, "run only this shard (0-based), as one CI job of a fan-out does", int),
+    _param("lookup", "lookup", [], "print the stored predictions for this key (repeat for several)", list),
+    _param("export", "export", "", "also write the image's stored predictions to DIR as Parquet"),
+    _param("load", "load", "", "load the Parquet files under DIR (a fan-out's shard jobs) into the store"),
+    REGISTRY,
+]
 TAG = [
     _param("tag", "tag", "", "YYYY.Q-branch: promote it to YYYY.Q-stable; with --global-stable, YYYY.Q: move "
            "`stable` to that quarter's YYYY.Q-stable"),

@@ -116,12 +116,34 @@ def disagreeing_rows(a: Table, b: Table, tolerance: float) -> list[int]:
     return bad
 
 
+def first_differences(reference: Table, other: Table, tolerance: float, *, limit: int = 3) -> str | None:
+    """None when ``other`` agrees with ``reference`` (same columns; numbers within ``tolerance``, other text
+    equal, the same rows); else the first differing rows, each as ``row i: <reference> != <other>``."""
+    if other.header != reference.header:
+        return f"columns {other.header} != {reference.header}"
+    off = disagreeing_rows(reference, other, tolerance)
+    if not off:
+        return None
+
+    def row(table: Table, index: int) -> str:
+        return ",".join(table.rows[index]) if index < len(table.rows) else "(no row)"
+
+    shown_rows = "; ".join(f"row {i + 1}: {shown(row(reference, i), 80)} != {shown(row(other, i), 80)}"
+                           for i in off[:limit])
+    return f"{len(off)} of {max(len(reference.rows), len(other.rows))} rows differ; {shown_rows}"
+
+
 _TYPES: dict[str, Callable[[str], bool]] = {
     "float": lambda v: _number(v) is not None,
     "integer": lambda v: _number(v) is not None and float(v).is_integer(),
     "boolean": lambda v: v.strip().lower() in {"true", "false", "0", "1"},
     "string": lambda v: True,
 }
+
+
+def type_ok(kind: str, value: str) -> bool:
+    """``value`` (not null) is of the declared column type ``kind``."""
+    return _TYPES[kind](value)
 
 
 def functional_check(client: Engine, image: str, model: ModelSpec, *,

@@ -34,6 +34,20 @@ def run_labels() -> dict[str, str]:
     return {k: v for k, v in labels.items() if v}
 
 
+@contextmanager
+def run_labelled(run_id: str) -> Iterator[None]:
+    """Every container started meanwhile (by this process and its children) is labelled with ``run_id``."""
+    previous = os.environ.get(RUN_VAR)
+    os.environ[RUN_VAR] = run_id
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_VAR, None)
+        else:
+            os.environ[RUN_VAR] = previous
+
+
 def _labelled(options: dict[str, Any]) -> dict[str, Any]:
     return {**options, "labels": {**(options.get("labels") or {}), **run_labels()}}
 

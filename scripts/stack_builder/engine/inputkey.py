@@ -75,8 +75,10 @@ def context_digest(context: Path, dockerfile: Path) -> str:
 
 
 def input_key(*, context: Path, dockerfile: Path, build_args: Mapping[str, str], secret_ids: Iterable[str],
-              platform: str, parent: str, tests: Iterable[Path] = (), checks: object = None) -> str:
-    """``sha256:<hex>`` over everything that determines the image; ``parent`` is its digest (or image ID)."""
+              platform: str, parent: str, tests: Iterable[Path] = (), checks: object = None,
+              recipes: Iterable[Path] = ()) -> str:
+    """``sha256:<hex>`` over everything that determines the image; ``parent`` is its digest (or image ID).
+    ``recipes``: every Dockerfile of a recipe chain (which one passes decides the image), when there are several."""
     inputs = {
         "version": VERSION,
         "dockerfile": _file_sha256(dockerfile),
@@ -88,4 +90,7 @@ def input_key(*, context: Path, dockerfile: Path, build_args: Mapping[str, str],
         "tests": [folder_digest(folder.resolve()) for folder in tests],
         "checks": checks,  # how the image is checked (a model's settings): other checks, another verdict
     }
+    chain = [(_file_sha256(r), context_digest(context, r)) for r in recipes]
+    if chain:  # (absent for one Dockerfile: keys made before recipes existed stay the same)
+        inputs["recipes"] = chain
     return "sha256:" + hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()

@@ -40,6 +40,8 @@ class PlatformOutcome:
     input_key: str | None = None
     reused_from: str | None = None  # the tag whose image (same input key) stands in for a build
     interrupted: bool = False  # stopped by a signal (the reason says during which step)
+    recipe: str | None = None  # which recipe built it, when the image has several
+    recipes_failed: dict[str, str] = field(default_factory=dict)  # recipe -> why it failed (tried before)
     tests: TestCounts = field(default_factory=TestCounts)
     model: ModelResult | None = None
 

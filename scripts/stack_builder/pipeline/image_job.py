@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from pathlib import Path
 from typing import IO
 
 from stack_builder import signals
@@ -30,6 +31,8 @@ from stack_builder.spec.references import split_reference
 from stack_builder.spec.stack_spec import ImageSpec, ModelSpec
 
 LOGGER = logging.getLogger(__name__)
+
+RECIPE_LABEL = "io.stack-builder.recipe"  # which of an image's recipes built it
 
 
 def run(ctx: BuildContext, name: str, platform: str) -> PlatformOutcome:
@@ -91,14 +94,51 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: Platfo
         LOGGER.info("%s%s: reused %s from %s (same input key)", name, where, outcome.digest, outcome.reused_from)
         return
     LOGGER.info("%s%s: building (%s)", name, where, ctx.plan.reasons[name])
-    ctx.enter(name, f"the build{where}")
     if parent is not None and image.prepull and image.parent is not None and "@sha256:" in parent.ref:
         _prepull(ctx, parent.ref, platform, log)
+    recipes = image.recipes or (image.dockerfile,)
+    for number, recipe in enumerate(recipes, start=1):
+        try:
+            _build_recipe(ctx, image, platform, outcome, log, recipe, build_args, labels, parent)
+        except StepFailed as exc:
+            if len(recipes) == 1 or isinstance(exc, Interrupted) or signals.stopping():
+                raise
+            outcome.recipes_failed[_recipe_name(image, recipe)] = str(exc)
+            log.write(f"== recipe {number}/{len(recipes)} ({_recipe_name(image, recipe)}) failed: {exc}\n")
+            LOGGER.warning("%s%s: recipe %s failed (%s)%s", name, where, _recipe_name(image, recipe), exc,
+                           "; trying the next" if number < len(recipes) else "")
+            if number == len(recipes):
+                raise StepFailed("every recipe failed: " + "; ".join(
+                    f"{r}: {why}" for r, why in outcome.recipes_failed.items())) from None
+            continue
+        if image.recipes:
+            outcome.recipe = _recipe_name(image, recipe)
+            log.write(f"== built with recipe {number}/{len(recipes)} ({outcome.recipe})\n")
+        return
+
+
+def _recipe_name(image: ImageSpec, recipe: Path) -> str:
+    """The recipe as the spec names it: its path relative to the image's folder."""
+    try:
+        return recipe.relative_to(image.context).as_posix()
+    except ValueError:
+        return recipe.as_posix()
+
+
+def _build_recipe(ctx: BuildContext, image: ImageSpec, platform: str, outcome: PlatformOutcome, log: IO[str],
+                  recipe: Path, build_args: dict[str, str], labels: dict[str, str], parent: ParentRef | None) -> None:
+    """Build the image from one recipe (Dockerfile), then run its tests and model checks; raise on a failure."""
+    name = image.name
+    where = f" ({platform})" if ctx.multi(name) else ""
+    ctx.enter(name, f"the build{where}")
     log.write(f"== build {ctx.repository(name)}:{ctx.plan.tag} for {platform}" +
-              (f" FROM {parent.ref}" if parent else "") + f" (input key {outcome.input_key})\n")
+              (f" FROM {parent.ref}" if parent else "") + f" (input key {outcome.input_key})" +
+              (f" with recipe {_recipe_name(image, recipe)}" if image.recipes else "") + "\n")
     requested = platform if (ctx.multi(name) or platform != ctx.native) else None
+    if image.recipes:
+        labels = {**labels, RECIPE_LABEL: _recipe_name(image, recipe)}
     outcome.image_id = build_image(ctx.engine, BuildRequest(
-        context=image.context, dockerfile=image.dockerfile, build_args=build_args, labels=labels,
+        context=image.context, dockerfile=recipe, build_args=build_args, labels=labels,
         platform=requested, secrets=image.secrets, cache_from=_cache_sources(ctx, name, platform)), log,
         on_step=lambda step: ctx.enter(name, f"the build{where}, {step}"))
     _tag_locally(ctx, image, outcome.image_id, _local_tags(ctx, name, platform))
@@ -164,7 +204,7 @@ def _input_key(ctx: BuildContext, image: ImageSpec, platform: str, build_args: d
                               secret_ids=image.secrets, platform=platform,
                               parent=" ".join([parent_id, *(f"{k}={v}" for k, v in sorted(sources.items()))]),
                               tests=imagetests.test_dirs(ctx.spec, image.name),
-                              checks=image.raw.get("model"))
+                              checks=image.raw.get("model"), recipes=image.recipes)
 
 
 def _reuse(ctx: BuildContext, name: str, platform: str, outcome: PlatformOutcome, log: IO[str]) -> bool:

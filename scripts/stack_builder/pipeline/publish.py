@@ -19,7 +19,7 @@ from stack_builder import signals
 from stack_builder.engine import images
 from stack_builder.engine.push import push
 from stack_builder.errors import GitError, Interrupted, RegistryError, StepFailed
-from stack_builder.pipeline import attest
+from stack_builder.pipeline import agreement, attest
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.plan.changes import open_repo
 from stack_builder.plan.plan import ParentRef
@@ -85,6 +85,7 @@ def _finalise(ctx: BuildContext, name: str) -> bool:
         ctx.report.update(name, ctx.artifacts, status=FAILED, duration_s=0.0,
                           reason=f"no platform of {name} is built in this run")
         return False
+    built, failed = agreement.agreeing(ctx, name, built, failed)
     fields = _fields(ctx, name, ordered, built, failed)
     if signals.stopping() or any(o.interrupted for o in ordered):
         why = next((o.reason for o in ordered if o.interrupted),
@@ -142,6 +143,9 @@ def _fields(ctx: BuildContext, name: str, ordered: list[PlatformOutcome], built:
         "model": ModelResult.merged({o.platform: o.model for o in ordered if o.model is not None}),
         "log": str(ctx.log_path(name, ordered[0].platform if len(ordered) == 1 else None)),
         "platforms_built": [o.platform for o in built],
+        "recipe": next((o.recipe for o in built if o.recipe), None),
+        "recipes_failed": {(f"{r} ({o.platform})" if ctx.multi(name) else r): why
+                           for o in ordered for r, why in o.recipes_failed.items()},
         "platforms_failed": failed,
     }
 
@@ -345,7 +349,8 @@ def _collect(ctx: BuildContext, image: ImageSpec, result: ImageResult, log: IO[s
                                  tests={"passed": result.tests.passed, "failed": result.tests.failed,
                                         "skipped": result.tests.skipped} if result.tests.junit else None,
                                  model=result.model.as_dict() if result.model else None,
-                                 dockerfile=_repository_path(ctx, image))
+                                 dockerfile=_repository_path(ctx, image, result.recipe),
+                                 recipe=result.recipe, recipes_failed=result.recipes_failed)
     commands = {key: ctx.spec.all_info_cmds[key] for key in image.info_cmds}
     try:
         return manifests.collect(ctx.engine, result.image_id or "", facts, commands,
@@ -377,13 +382,14 @@ def _prune(ctx: BuildContext, image: ImageSpec, built: list[PlatformOutcome], lo
     LOGGER.info("%s: pruned %d local tags", image.name, len(removed))
 
 
-def _repository_path(ctx: BuildContext, image: ImageSpec) -> str | None:
+def _repository_path(ctx: BuildContext, image: ImageSpec, recipe: str | None = None) -> str | None:
     """The Dockerfile's path from the top of the git repository (for a link to it at the commit)."""
     try:
         top = open_repo(ctx.spec.stack_dir).working_tree_dir
     except GitError:  # no repository: no link
         return None
     try:
-        return image.dockerfile.resolve().relative_to(Path(str(top)).resolve()).as_posix()
+        used = image.context / recipe if recipe else image.dockerfile
+        return used.resolve().relative_to(Path(str(top)).resolve()).as_posix()
     except ValueError:
         return None

@@ -59,17 +59,13 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
             if removed:
                 LOGGER.info("removed %d container(s) of run %s: %s", len(removed), run_id, ", ".join(removed))
 
-    previous = os.environ.get(containers.RUN_VAR)
-    os.environ[containers.RUN_VAR] = run_id  # labels every container of the run, test processes' included
-    try:
-        with signals.handling(on_stop=remove_containers):
-            return _build(config, options, run_id, engines)
-    finally:
-        remove_containers()
-        if previous is None:
-            os.environ.pop(containers.RUN_VAR, None)
-        else:
-            os.environ[containers.RUN_VAR] = previous
+    # (labels every container of the run, test processes' included)
+    with containers.run_labelled(run_id):
+        try:
+            with signals.handling(on_stop=remove_containers):
+                return _build(config, options, run_id, engines)
+        finally:
+            remove_containers()
 
 
 def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Engine]) -> BuildReport:
@@ -161,4 +157,18 @@ def _record_build(pages: Wiki, planned: Planned, result: BuildReport) -> None:
         pages.record_build({"commit": planned.revision.commit, "commit_url": planned.revision.commit_url(),
                             "branch": planned.revision.branch, "tag": result.tag, "time": result.started,
                             "kind": "build", "images": built})
+    for name, image_result in result.images.items():
+        if planned.spec.images[name].model is not None and image_result.status in PUBLISHED and image_result.digest:
+            pages.update_model(name, _model_facts(result.tag, image_result))
     pages.render(planned.spec)
+
+
+def _model_facts(tag: str, result: ImageResult) -> dict[str, object]:
+    """What the model catalog keeps of a model image's build."""
+    facts: dict[str, object] = {
+        "digests": {tag: result.digest}, "platforms_built": list(result.platforms_built),
+        "platforms_disagreeing": {p: why for p, why in result.platforms_failed.items() if "outputs disagree" in why}}
+    if result.model is not None:
+        facts["checks"] = {"tag": tag, "functional": result.model.functional.passed,
+                           "drift": result.model.drift.status}
+    return facts

@@ -215,10 +215,10 @@ def map_files(spec: Spec, files: list[str], *, base: git.Commit | None, repo: gi
             continue
         for image in spec.images.values():
             folder = image.context.relative_to(spec.stack_dir).as_posix()
-            dockerfile = image.dockerfile.relative_to(spec.stack_dir).as_posix() \
-                if image.dockerfile.is_relative_to(spec.stack_dir) else None
+            dockerfiles = {recipe.relative_to(spec.stack_dir).as_posix() for recipe in image.recipes or
+                           (image.dockerfile,) if recipe.is_relative_to(spec.stack_dir)}
             inside = path.startswith(folder + "/")
-            if not inside and path != dockerfile:
+            if not inside and path not in dockerfiles:
                 continue
             if inside and _ignored(path[len(folder) + 1:], image.change_ignore):
                 continue

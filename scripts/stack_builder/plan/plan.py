@@ -41,6 +41,11 @@ class Job:
     runner: str
 
 
+def primary_platform(platforms: tuple[str, ...]) -> str:
+    """The platform a multi-platform image builds first in CI: linux/amd64 when it has it, else its first."""
+    return "linux/amd64" if "linux/amd64" in platforms else platforms[0]
+
+
 ParentFinder = Callable[[str, str], "ParentRef | None"]  # (parent image, platform) -> where it is, or None
 
 
@@ -125,11 +130,20 @@ def make_plan(spec: Spec, tree: StackTree, selection: Selection, *, tag: str, co
     order = [n for n in tree.breadth_first() if n in reasons]
     # Parents found for an image that is now rebuilt anyway come from this run instead.
     parents = {key: ref for key, ref in parents.items() if spec.images[key[0]].parent not in reasons}
-    levels = []
-    for level in tree.levels():
-        jobs = tuple(Job(n, p, RUNNERS.get(p, DEFAULT_RUNNER)) for n in level if n in reasons for p in platforms(n))
-        if jobs:
-            levels.append(jobs)
+    # CI waves: an image's primary platform first; its other platforms one wave later (they wait for it),
+    # and never before their parent's image of the same platform.
+    waves: dict[tuple[str, str], int] = {}
+    for name in order:
+        parent = spec.images[name].parent
+        first = primary_platform(spec.images[name].platforms)
+        for each in sorted(platforms(name), key=lambda p: p != first):
+            parent_waves = [w for (n, _), w in waves.items() if n == parent]
+            after_parent = waves.get((parent, each), max(parent_waves, default=-1)) + 1 if parent else 0
+            waves[(name, each)] = max(after_parent, waves[(name, first)] + 1) \
+                if each != first and (name, first) in waves else after_parent
+    levels = [tuple(Job(n, p, RUNNERS.get(p, DEFAULT_RUNNER)) for n in order for p in platforms(n)
+                    if waves[(n, p)] == wave) for wave in range(max(waves.values(), default=-1) + 1)]
+    levels = [level for level in levels if level]
     return Plan(tag=tag, commit_tag=commit_tag, commit=commit, images=tuple(order),
                 reasons={n: reasons[n] for n in order}, platforms={n: platforms(n) for n in order},
                 parent_of={n: spec.images[n].parent for n in order}, parents=parents, levels=tuple(levels), base=selection.base, base_source=selection.base_source,

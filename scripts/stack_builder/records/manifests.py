@@ -50,6 +50,8 @@ class BuildFacts:
     tests: Mapping[str, Any] | None = None  # passed / failed / skipped of its image tests
     model: Mapping[str, Any] | None = None  # functional checks and drift, as the report has them
     dockerfile: str | None = None  # the Dockerfile's path in the repository, for a link at this commit
+    recipe: str | None = None  # which of several recipes built it
+    recipes_failed: Mapping[str, str] | None = None  # the recipes tried before, and why they failed
 
 
 def collect(client: Engine, image_ref: str, facts: BuildFacts, commands: Mapping[str, InfoCmd], *,
@@ -71,6 +73,7 @@ def collect(client: Engine, image_ref: str, facts: BuildFacts, commands: Mapping
         "size": image.size, "parent": facts.parent, "platforms": list(facts.platforms),
         "tags": list(facts.tags), "tests": dict(facts.tests) if facts.tests else None,
         "model": dict(facts.model) if facts.model else None, "dockerfile": facts.dockerfile,
+        "recipe": facts.recipe, "recipes_failed": dict(facts.recipes_failed or {}),
         "architecture": image.platform.partition("/")[2],
         "layers": [{"id": layer.get("Id"), "created": layer.get("Created"), "created_by": layer.get("CreatedBy", ""),
                     "size": layer.get("Size", 0), "tags": layer.get("Tags") or []} for layer in history],
@@ -212,6 +215,9 @@ def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None, *, par
              f"| Platforms | {_cell(', '.join(record.get('platforms') or []))} |"]
     if record.get("tags"):
         lines.append(f"| Tags | {', '.join(_code(t) for t in record['tags'])} |")
+    if record.get("recipe"):
+        failed = "; ".join(f"{_code(r)} failed: {_cell(why)}" for r, why in (record.get("recipes_failed") or {}).items())
+        lines.append(f"| Recipe | {_code(record['recipe'])}" + (f" (tried before: {failed})" if failed else "") + " |")
     for item in record.get("content_tags") or []:
         if int(item.get("exit_code", -1)) == 0:
             lines.append(f"| Content tag {_cell(item['name'])} | {_code(str(item['output']).strip())} "

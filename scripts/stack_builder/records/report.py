@@ -46,6 +46,8 @@ class ImageResult:
     moved: dict[str, str] = field(default_factory=dict)  # every tag this run wrote -> the digest it points at
     notes: list[str] = field(default_factory=list)
     content_tags: list[str] = field(default_factory=list)  # tags from what is inside the image (content_tags:)
+    recipe: str | None = None  # which of its recipes (Dockerfiles) built it, when it has several
+    recipes_failed: dict[str, str] = field(default_factory=dict)  # the recipes tried before it, and why they failed
     sboms: dict[str, str] = field(default_factory=dict)  # platform -> digest of its SBOM artifact
     signed: list[str] = field(default_factory=list)  # every digest of the image signed (or found signed) by cosign
 
@@ -98,6 +100,8 @@ class BuildReport:
             tests = f"{r.tests.passed} passed, {r.tests.failed} failed" if r.tests.junit else ""
             duration = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
             detail = markdown.code(r.ref) if r.status in PUBLISHED and r.ref else markdown.text(r.reason)
+            if r.recipe:
+                detail += " " + markdown.text(_recipe_note(r))
             lines.append(f"| {markdown.text(name)} | {r.status} | {duration} | {tests} | {detail} |")
         return redact_all("\n".join(lines) + "\n")
 
@@ -109,8 +113,15 @@ class BuildReport:
             duration = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
             detail = r.ref if r.status == BUILT else f"{r.ref} (from {r.reused_from})" if r.status == REUSED \
                 else r.reason
+            if r.recipe:
+                detail = f"{detail} {_recipe_note(r)}"
             rows.append([name, r.status, duration, tests, detail])
         return redact_all(tabulate(rows, headers=["image", "status", "time", "tests", "ref / reason"]))
+
+
+def _recipe_note(result: ImageResult) -> str:
+    failed = f", after {', '.join(result.recipes_failed)} failed" if result.recipes_failed else ""
+    return f"(recipe {result.recipe}{failed})"
 
 
 def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -146,6 +157,7 @@ def _merged_image(results: list[dict[str, Any]]) -> dict[str, Any]:
     out["moved"] = {str(k): v for r in acted for k, v in (r.get("moved") or {}).items()}
     out["sboms"] = {str(k): v for r in acted for k, v in (r.get("sboms") or {}).items()}
     out["signed"] = list(dict.fromkeys(str(d) for r in acted for d in r.get("signed") or []))
+    out["recipes_failed"] = {str(k): v for r in acted for k, v in (r.get("recipes_failed") or {}).items()}
     out["content_tags"] = list(dict.fromkeys(str(t) for r in acted for t in r.get("content_tags") or []))
     counts = [dict(r.get("tests") or {}) for r in acted]
     out["tests"] = {**counts[0], **{key: sum(int(c.get(key, 0)) for c in counts)

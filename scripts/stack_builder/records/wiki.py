@@ -1,4 +1,4 @@
-"""The wiki folder: Home.md (stack diagram and builds), Stable_Tag.md, manifest pages, archives.
+"""The wiki folder: Home.md (stack diagram and builds), Stable_Tag.md, Models.md, manifest pages, archives.
 
 Facts live as JSON under ``wiki/_data/``; pages are rendered from them and never parsed back.
 GitHub renders at most 5000 wiki pages, so the oldest manifest pages fold into one archive page
@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from stack_builder.records import manifests, markdown
+from stack_builder.records import catalog, manifests, markdown
 from stack_builder.records.files import read_json, write_json, write_text
 from stack_builder.errors import StackError
 from stack_builder.spec.stack_spec import Spec
@@ -54,6 +54,13 @@ class Wiki:
         history = list(_read(self.data / "stable_history.json", []))
         history.append({k: value.get(k) for k in ("tag", "time", "by", "skip_gpu_test")})
         write_json(self.data / "stable_history.json", history)
+
+    def models(self) -> dict[str, Any]:
+        return dict(_read(self.data / "models.json", {}))
+
+    def update_model(self, name: str, facts: Mapping[str, Any]) -> None:
+        """Merge what a build, a promotion or a precalculation learnt about model image ``name``."""
+        write_json(self.data / "models.json", catalog.merged(self.models(), name, facts))
 
     def yanked(self) -> list[dict[str, Any]]:
         return list(_read(self.data / "yanked.json", []))
@@ -126,12 +133,13 @@ class Wiki:
         return self.archived().get(page, page)
 
     def render(self, spec: Spec) -> None:
-        """Fold old pages if over the cap, then write Home.md and Stable_Tag.md."""
+        """Fold old pages if over the cap, then write Home.md, Stable_Tag.md and Models.md."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.enforce_cap()
         write_text(self.folder / "Home.md", self._home(spec))
         self._month_pages()
         write_text(self.folder / "Stable_Tag.md", self._stable_page())
+        write_text(self.folder / "Models.md", catalog.render(spec, self.models()))
 
     def _home(self, spec: Spec) -> str:
         ids = {name: f"n{i}" for i, name in enumerate(spec.images)}
@@ -142,7 +150,8 @@ class Wiki:
             lines.append(f'  {ids[name]}["{name}"]')
             if image.parent:
                 lines.append(f"  {ids[image.parent]} --> {ids[name]}")
-        lines += ["```", "", "Current global stable: [Stable_Tag](Stable_Tag)", "", "## Builds", ""]
+        lines += ["```", "", "Current global stable: [Stable_Tag](Stable_Tag)", "",
+                  "Model images, their architectures and precalculations: [Models](Models)", "", "## Builds", ""]
         builds = [b for b in self.builds() if not str(b.get("kind", "build")).startswith("promotion")]
         promotions = [b for b in self.builds() if str(b.get("kind", "build")).startswith("promotion")]
         recent, older = builds[:HOME_ROWS], builds[HOME_ROWS:]
@@ -239,7 +248,8 @@ class Wiki:
         records.sort(key=lambda r: r["created"])
         folded: list[str] = []
         archived = self.archived()
-        count = len(pages) + 2 - len({"Home", "Stable_Tag"} & pages)  # Home and Stable_Tag always exist
+        fixed = {"Home", "Stable_Tag", "Models"}
+        count = len(pages) + len(fixed) - len(fixed & pages)  # Home, Stable_Tag and Models always exist
         for record in records:
             if count <= self.max_pages:
                 break

@@ -149,4 +149,7 @@ def _record_in_wiki(pages: Wiki, spec: Spec, moves: list[Move], options: Promote
             "time": now, "kind": f"promotion{note}" + (" rollback" if undo else ""),
             "images": [{"name": m.image, "tag": m.target_tag, "page": pages.page_for_digest(m.source_digest)}
                        for m in moves]})
+    for move in moves:
+        if spec.images[move.image].model is not None and move.source_digest:
+            pages.update_model(move.image, {"digests": {move.target_tag: move.source_digest}})
     pages.render(spec)

@@ -96,7 +96,7 @@ class ImageSpec:
     repository: Repository
     parent: str | None
     context: Path  # images/<name>/, absolute
-    dockerfile: Path  # absolute
+    dockerfile: Path  # absolute; the first recipe when there are several
     build_args: tuple[tuple[str, str], ...] = ()
     info_cmds: tuple[str, ...] = ()
     integration_tests: bool = False
@@ -110,6 +110,7 @@ class ImageSpec:
     model: ModelSpec | None = None
     timeouts: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))  # every kind, in seconds
     content_tags: tuple[ContentTag, ...] = ()
+    recipes: tuple[Path, ...] = ()  # several Dockerfiles, tried in order (empty: just ``dockerfile``)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -346,18 +347,21 @@ def _build(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: _Prob
             build_args.append((arg, str(value).lower() if isinstance(value, bool) else str(value)))
 
         context = stack_dir / "images" / name
-        dockerfile = context / raw.get("dockerfile", "Dockerfile")
+        declared = raw.get("dockerfile", "Dockerfile")
+        recipes = tuple(context / r for r in (declared if isinstance(declared, list) else [declared]))
+        dockerfile = recipes[0]
         confined = _confine(problems, where, stack_dir, [
-            ("dockerfile" if "dockerfile" in raw else "", dockerfile), ("", context),
+            *(("dockerfile" if "dockerfile" in raw else "", recipe) for recipe in recipes), ("", context),
             ("integration_tests" if raw.get("integration_tests") else "", context / "integration_tests"),
             ("", context / "test"), ("", context / "test_gpu"), ("model" if raw.get("model") else "", context / "examples"),
             *(("model", context / "examples" / f) for f in ("input.csv", "output.csv"))])
         if not confined:
             continue
-        if check_files and not dockerfile.is_file():
-            rel = _display_path(dockerfile, stack_dir)
-            problems.add(where, f"no Dockerfile at {rel}: create it, or point 'dockerfile:' at the file "
-                                f"(relative to images/{name}/)")
+        for recipe in recipes:
+            if check_files and not recipe.is_file():
+                rel = _display_path(recipe, stack_dir)
+                problems.add(where, f"no Dockerfile at {rel}: create it, or point 'dockerfile:' at the file "
+                                    f"(relative to images/{name}/)")
 
         content_tags = tuple(ContentTag(str(t["name"]), str(t["command"])) for t in raw.get("content_tags") or ())
         for index, content in enumerate(content_tags):
@@ -375,6 +379,7 @@ def _build(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: _Prob
             parent=parent,
             context=context,
             dockerfile=dockerfile,
+            recipes=recipes if len(recipes) > 1 else (),
             build_args=tuple(build_args),
             info_cmds=tuple(raw.get("info_cmds") or ()),
             integration_tests=bool(raw.get("integration_tests", False)),

@@ -1,0 +1,30 @@
+"""`precalc`: a model image's predictions over a reference library, stored; or looked up, exported, loaded."""
+from __future__ import annotations
+
+from doit.exceptions import TaskFailed
+
+from stack_builder.apps.runtime import run_task
+from stack_builder.config import make_config
+from stack_builder.errors import StackError
+from stack_builder.precalc import run as precalculation
+
+
+def main(image: str, library: str, tag: str, key: str, shards: int, workers: int, sample: int, only_shard: int,
+         lookup: list[str], export: str, load: str, registry: str) -> bool | TaskFailed:
+    def work() -> bool:
+        if lookup:
+            print("\n".join(precalculation.lookup(make_config(uses_registry=False), image, list(lookup))))
+            return True
+        if load:
+            added = precalculation.load(make_config(uses_registry=False), image, load)
+            print(f"loaded {added} new rows into artifacts/{precalculation.STORE}")
+            return True
+        if not library:
+            raise StackError("give --library FILE.csv to precalculate (or --lookup KEY, --load DIR)")
+        summary = precalculation.precalc(make_config(registry=registry), precalculation.PrecalcOptions(
+            image=image, library=library, tag=tag, key=key, shards=shards, workers=workers, sample=sample,
+            only_shard=only_shard, export=export))
+        print("\n".join(summary.lines()))
+        return not summary.failed and not summary.interrupted
+
+    return run_task(work)

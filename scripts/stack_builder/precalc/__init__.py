@@ -1,0 +1,1 @@
+"""Batch precalculation: a model image's predictions over a reference library, sharded, validated, stored."""

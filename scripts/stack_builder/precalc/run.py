@@ -1,0 +1,229 @@
+"""`precalc`: run a model image, pinned by digest, over a reference library, and store what it predicts.
+
+The library (or a reproducible sample of it) is cut into N shards; W containers run at a time, one per
+shard, files in and out through the engine's archive API as the model checks do. Each shard's output is
+validated, then stored with its record in one transaction. A run stopped by a signal, a dead container or
+a dead engine is resumed by the same command: the shards stored are skipped, nothing is stored twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stack_builder import signals
+from stack_builder.checks import modelcheck
+from stack_builder.config import Config
+from stack_builder.engine import client as engine_client
+from stack_builder.engine import containers, images
+from stack_builder.errors import StackError, StepFailed
+from stack_builder.plan.revision import read_revision
+from stack_builder.precalc import library as libraries
+from stack_builder.precalc import validate
+from stack_builder.precalc.store import Store, check_columns
+from stack_builder.records.wiki import Wiki
+from stack_builder.registry.client import RegistryClient
+from stack_builder.registry.credentials import find_credentials
+from stack_builder.spec.references import check_tag
+from stack_builder.spec.stack_spec import ModelSpec
+
+LOGGER = logging.getLogger(__name__)
+
+STORE = "precalc.duckdb"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrecalcOptions:
+    image: str
+    library: str = ""
+    tag: str = ""
+    key: str = ""
+    shards: int = 8
+    workers: int = 2
+    sample: int = 0
+    only_shard: int = -1  # one shard of a CI fan-out (0-based); -1: all of them
+    export: str = ""
+
+
+@dataclass
+class Summary:
+    image: str
+    reference: str
+    run: str
+    shards: int
+    skipped: int = 0  # stored before: not run again
+    stored_shards: int = 0
+    stored_rows: int = 0
+    seconds: float = 0.0
+    failed: dict[int, str] = field(default_factory=dict)
+    total_rows: int = 0  # stored for this digest, all runs
+    interrupted: bool = False
+    exported: str = ""
+
+    def lines(self) -> list[str]:
+        rate = self.stored_rows / self.seconds if self.seconds > 0 else 0.0
+        out = [f"precalc {self.image} ({self.reference}), run {self.run}: {self.shards} shard(s)",
+               f"  stored now: {self.stored_rows} rows in {self.stored_shards} shard(s), {self.seconds:.1f}s, "
+               f"{rate:.0f} rows/s",
+               f"  already stored (skipped): {self.skipped} shard(s); rows stored for this digest: {self.total_rows}"]
+        out += [f"  FAILED shard {n}: {why}" for n, why in sorted(self.failed.items())]
+        if self.interrupted:
+            out.append(f"  interrupted by {signals.signal_name()}: run the same command again to resume")
+        if self.exported:
+            out.append(f"  exported: {self.exported}")
+        return out
+
+
+def model_of(config: Config, image: str) -> ModelSpec:
+    spec = config.spec
+    if not image:
+        raise StackError("give --image NAME (a model image of the spec)")
+    spec.require([image])
+    model = spec.images[image].model
+    if model is None:
+        models = [n for n, i in spec.images.items() if i.model is not None]
+        raise StackError(f"--image {image} is not a model image (it has no model: block); model images: "
+                         f"{', '.join(models) or 'none'}")
+    check_columns(model.columns)
+    return model
+
+
+def run_id(library: libraries.Library, key: str, sample: int, shards: int) -> str:
+    """The same arguments over the same library: the same run, whose stored shards a re-run skips."""
+    text = f"{library.sha256}\n{key}\n{sample}\n{shards}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def precalc(config: Config, options: PrecalcOptions) -> Summary:
+    model = model_of(config, options.image)
+    if options.workers < 1:
+        raise StackError(f"--workers {options.workers}: at least 1")
+    input_columns = modelcheck.Table.read(model.examples / "input.csv").header
+    library = libraries.load(Path(options.library), options.key, input_columns)
+    indices = libraries.sample(library, options.sample)
+    shards = libraries.shards(indices, options.shards)
+    if options.only_shard >= len(shards):
+        raise StackError(f"--only-shard {options.only_shard}: there are {len(shards)} shards (0 to {len(shards) - 1})")
+    spec = config.spec
+    tag = options.tag or read_revision(config.stack_dir).tags(spec.tag_prefix)[0]
+    check_tag(tag)
+    repo = spec.images[options.image].repository.on(config.registry)
+    credentials = find_credentials(config.registry)
+    digest = RegistryClient(config.registry, credentials).manifest_digest(repo.path, tag)
+    if digest is None:
+        raise StackError(f"{repo}:{tag} is not in registry {config.registry}: build it first, or give --tag")
+    engine = engine_client.connect(pool_size=options.workers + 4)
+    images.pull(engine, str(repo), digest, auth=credentials.auth_config() if credentials else None)
+    reference = f"{repo}@{digest}"
+    run = run_id(library, library.key, options.sample, len(shards))
+    summary = Summary(options.image, reference, run, len(shards))
+    wanted = [options.only_shard] if options.only_shard >= 0 else list(range(len(shards)))
+    with Store(config.artifacts / STORE) as store:
+        store.ensure(model.columns)
+        done = store.stored_shards(digest, run)
+        todo = [n for n in wanted if n not in done]
+        summary.skipped = len(wanted) - len(todo)
+        started = time.monotonic()
+        _run_shards(engine, reference, model, library, shards, todo, store, summary, options, digest,
+                    timeout_s=spec.images[options.image].timeouts.get("model", modelcheck.RUN_TIMEOUT_S))
+        summary.seconds = time.monotonic() - started
+        summary.total_rows = store.count(digest)
+        if options.export and not summary.interrupted:
+            summary.exported = str(store.export(options.image, Path(options.export), model.columns))
+        _record_coverage(config, options.image, store)
+    return summary
+
+
+def _record_coverage(config: Config, image: str, store: Store) -> None:
+    """The model catalog's precalculation coverage: rows stored per digest."""
+    pages = Wiki(config.wiki_dir)
+    pages.update_model(image, {"coverage": store.coverage(image)})
+    pages.render(config.spec)
+
+
+def _run_shards(engine: engine_client.Engine, reference: str, model: ModelSpec, library: libraries.Library,
+                shards: list[list[int]], todo: list[int], store: Store, summary: Summary,
+                options: PrecalcOptions, digest: str, *, timeout_s: float) -> None:
+    """W shards at a time, each in a container of its own; each output validated, then stored (here, in this
+    thread: one writer). A signal stops new shards and removes the running containers."""
+    input_columns = modelcheck.Table.read(model.examples / "input.csv").header
+    run_label = uuid.uuid4().hex[:12]
+
+    def stop_containers() -> None:
+        containers.remove_labelled(engine, run_label)
+
+    def one(number: int) -> modelcheck.Table:
+        table = library.model_input(shards[number], input_columns)
+        return modelcheck.run_model(engine, reference, model, table, timeout_s=timeout_s)
+
+    try:
+        with containers.run_labelled(run_label), signals.handling(on_stop=stop_containers), \
+                ThreadPoolExecutor(max_workers=options.workers) as pool:
+            waiting = list(todo)
+            running: dict[Future[modelcheck.Table], int] = {}
+            while waiting or running:
+                while waiting and len(running) < options.workers and not signals.stopping():
+                    number = waiting.pop(0)
+                    running[pool.submit(one, number)] = number
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    number = running.pop(future)
+                    _settle(future, number, shards, library, model, store, summary, options.image, digest)
+            summary.interrupted = signals.stopping()
+    finally:
+        stop_containers()
+
+
+def _settle(future: Future[modelcheck.Table], number: int, shards: list[list[int]], library: libraries.Library,
+            model: ModelSpec, store: Store, summary: Summary, image: str, digest: str) -> None:
+    rows = len(shards[number])
+    try:
+        output = future.result()
+    except StepFailed as exc:
+        summary.failed[number] = f"interrupted ({signals.signal_name()})" if signals.stopping() else str(exc)
+        return
+    why = validate.problem(output, model, rows)
+    if why is not None:
+        summary.failed[number] = f"invalid output, not stored: {why}"
+        LOGGER.error("shard %d: invalid output, not stored: %s", number, why)
+        return
+    added = store.put_shard(image=image, digest=digest, run=summary.run, shard=number,
+                            keys=library.keys(shards[number]), output=output, columns=model.columns)
+    summary.stored_shards += 1
+    summary.stored_rows += added
+    LOGGER.info("shard %d: %d rows stored", number, added)
+
+
+def lookup(config: Config, image: str, keys: list[str]) -> list[str]:
+    model = model_of(config, image)
+    path = config.artifacts / STORE
+    if not path.is_file():
+        raise StackError(f"no prediction store at {path}: run `stack-builder precalc --image {image} --library ...`")
+    with Store(path) as store:
+        store.ensure(model.columns)
+        found = store.lookup(image, keys, model.columns)
+    names = ["digest", "key", *(n for n, _ in model.columns)]
+    lines = [",".join(names), *(",".join("" if v is None else str(v) for v in row) for row in found)]
+    missing = sorted(set(keys) - {str(row[1]) for row in found})
+    if missing:
+        lines.append(f"# not stored: {', '.join(missing)}")
+    return lines
+
+
+def load(config: Config, image: str, folder: str) -> int:
+    """Load the Parquet files a CI fan-out's shard jobs exported (any depth under ``folder``)."""
+    model = model_of(config, image)
+    files = sorted(Path(folder).rglob("*.parquet"))
+    if not files:
+        raise StackError(f"--load {folder}: no .parquet files there")
+    with Store(config.artifacts / STORE) as store:
+        store.ensure(model.columns)
+        added = store.load(files, model.columns)
+        _record_coverage(config, image, store)
+        return added

@@ -1,0 +1,60 @@
+"""The model catalog: every model image with its columns, digests per tag, architectures, last checks and
+precalculation coverage. Facts in ``wiki/_data/models.json`` (updated by build, tag and precalc);
+``wiki/Models.md`` is rendered from them (pure)."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from stack_builder.records import markdown
+from stack_builder.spec.stack_spec import Spec
+
+
+def merged(models: Mapping[str, Any], name: str, facts: Mapping[str, Any]) -> dict[str, Any]:
+    """``models`` with ``facts`` merged into the entry of ``name``: ``digests`` and ``coverage`` add up per tag
+    and per digest; everything else replaces what was there."""
+    out = {k: dict(v) for k, v in models.items() if isinstance(v, dict)}
+    entry = out.setdefault(name, {})
+    for key, value in facts.items():
+        if key in ("digests", "coverage") and isinstance(value, Mapping):
+            entry[key] = {**(entry.get(key) or {}), **value}
+        else:
+            entry[key] = value
+    return out
+
+
+def render(spec: Spec, models: Mapping[str, Any]) -> str:
+    names = [n for n, image in spec.images.items() if image.model is not None]
+    lines = ["# Models", "", f"The {len(names)} model image(s) of this stack: what each predicts, where it is, on "
+             "which architectures its platforms agree, its last checks and how much of it is precalculated.", ""]
+    if not names:
+        return "\n".join(lines + ["No model image in this stack.", ""])
+    for name in names:
+        model = spec.images[name].model
+        entry = models.get(name) or {}
+        columns = ", ".join(f"{markdown.code(c, in_table=False)} ({t})" for c, t in (model.columns if model else ()))
+        lines += [f"## {markdown.text(name)}", "", f"Predicts: {columns}.", ""]
+        digests = entry.get("digests") or {}
+        coverage = entry.get("coverage") or {}
+        if digests:
+            lines += ["| tag | digest | rows precalculated |", "| --- | --- | --- |"]
+            for tag, digest in sorted(digests.items()):
+                lines.append(f"| {markdown.text(tag)} | {markdown.code(digest)} | {coverage.get(digest, 0)} |")
+            lines.append("")
+        else:
+            lines += ["Not built yet.", ""]
+        built, disagreeing = entry.get("platforms_built") or [], entry.get("platforms_disagreeing") or {}
+        if built or disagreeing:
+            lines.append(f"Architectures agreeing: {markdown.text(', '.join(built) or 'none')}" +
+                         (f"; left out (outputs disagree): {markdown.text(', '.join(disagreeing))}" if disagreeing
+                          else "") + ".")
+        checks = entry.get("checks")
+        if isinstance(checks, Mapping):
+            lines.append(f"Last checks ({markdown.text(checks.get('tag', ''))}): functional "
+                         f"{'passed' if checks.get('functional') else 'FAILED'}, drift "
+                         f"{markdown.text(checks.get('drift', 'not run'))}.")
+        other = {d: n for d, n in coverage.items() if d not in set(digests.values())}
+        if other:
+            lines.append("Precalculated for other digests: " +
+                         ", ".join(f"{markdown.code(d, in_table=False)} ({n} rows)" for d, n in sorted(other.items())))
+        lines.append("")
+    return "\n".join(lines) + "\n"

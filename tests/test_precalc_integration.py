@@ -1,0 +1,181 @@
+"""`precalc` on the real engine and registry: a small model image over a generated library (issue 16, point 4).
+
+Stored with exactly one row per key, looked up, exported; interrupted by SIGTERM and by a dead container,
+then resumed without a duplicate or a loss; an invalid shard stored nowhere; each bad input refused
+with nothing stored.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import duckdb
+import pytest
+
+from stacks import DODO, Stack
+
+pytestmark = pytest.mark.integration
+
+# y = 2x, one output row per input row; a row whose x is 13 is dropped (an invalid output for its shard).
+PREDICT = """#!/bin/sh
+sleep 1
+awk -F, 'NR == 1 { print "y"; next } $1 == 13 { next } { print $1 * 2 }' "$1" > "$2"
+"""
+
+
+@pytest.fixture(scope="module")
+def doubler(tmp_path_factory: pytest.TempPathFactory, registry: str, test_base: str) -> Stack:
+    stack = Stack(tmp_path_factory.mktemp("precalc") / "stack", registry)
+    stack.write("spec.yml", """\
+        images:
+          doubler:
+            image_name: ghcr.io/precalc/doubler
+            model:
+              columns: {y: float}
+              fixed: true
+          plain:
+            image_name: ghcr.io/precalc/plain
+        tag:
+          prefix: "2024.1"
+        """)
+    stack.write(".gitignore", "artifacts/\n.doit.json*\n")
+    stack.write("images/doubler/Dockerfile", f"FROM {test_base}\nCOPY predict /bin/predict\n"
+                                             "ENTRYPOINT [\"/bin/predict\"]\n")
+    stack.write("images/doubler/predict", PREDICT).chmod(0o755)
+    stack.write("images/doubler/examples/input.csv", "x\n1\n2.5\n")
+    stack.write("images/doubler/examples/output.csv", "y\n2\n5\n")
+    stack.write("images/plain/Dockerfile", f"FROM {test_base}\n")
+    stack.commit("a model")
+    result = stack.doit("build")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return stack
+
+
+def library(path: Path, rows: int, *, extra: str = "", start: int = 1000) -> Path:
+    lines = ["id,x" + extra] + [f"k{n},{start + n}" + ("," if extra else "") for n in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def stored(stack: Stack) -> list[tuple[str, str, float]]:
+    with duckdb.connect(str(stack.root / "artifacts" / "precalc.duckdb"), read_only=True) as db:
+        return [(str(d), str(k), float(y)) for d, k, y in db.execute(
+            "SELECT digest, key, y FROM predictions ORDER BY key").fetchall()]
+
+
+def reset(stack: Stack) -> None:
+    (stack.root / "artifacts" / "precalc.duckdb").unlink(missing_ok=True)
+
+
+def test_precalculation_is_stored_once_per_key_looked_up_and_exported(doubler: Stack, tmp_path: Path) -> None:
+    reset(doubler)
+    lib = library(tmp_path / "lib.csv", 300)
+    result = doubler.doit("precalc", "--image", "doubler", "--library", str(lib), "--shards", "6", "--workers", "2",
+                          "--export", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "stored now: 300 rows in 6 shard(s)" in result.stdout and "rows/s" in result.stdout
+    rows = stored(doubler)
+    assert len(rows) == 300 and len({(d, k) for d, k, _ in rows}) == 300
+    assert {k: y for _, k, y in rows} == {f"k{n}": 2.0 * (1000 + n) for n in range(300)}
+    assert len({d for d, _, _ in rows}) == 1 and rows[0][0].startswith("sha256:")
+
+    looked = doubler.doit("precalc", "--image", "doubler", "--lookup", "k7", "--lookup", "nope")
+    assert looked.returncode == 0, looked.stderr
+    assert f"{rows[0][0]},k7,2014.0" in looked.stdout and "# not stored: nope" in looked.stdout
+    models = (doubler.root / "wiki" / "Models.md").read_text()  # the catalog counts what is stored
+    assert f"| 2024.1-main | ` {rows[0][0]} ` | 300 |" in models
+    parquet = tmp_path / "out" / "predictions-doubler.parquet"
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{parquet}')").fetchall() == [(300,)]
+
+    # The same command again: every shard is stored, nothing runs, nothing is added.
+    again = doubler.doit("precalc", "--image", "doubler", "--library", str(lib), "--shards", "6")
+    assert "already stored (skipped): 6 shard(s)" in again.stdout and "stored now: 0 rows" in again.stdout
+    # A reproducible sample: the same rows each time (all of them stored already).
+    sample = doubler.doit("precalc", "--image", "doubler", "--library", str(lib), "--sample", "40", "--shards", "2")
+    assert sample.returncode == 0 and "stored now: 0 rows in 2 shard(s)" in sample.stdout
+    assert len(stored(doubler)) == 300
+    # Loading exported Parquet (a CI fan-out's shard files) adds nothing already stored.
+    loaded = doubler.doit("precalc", "--image", "doubler", "--load", str(tmp_path / "out"))
+    assert "loaded 0 new rows" in loaded.stdout
+
+
+def test_an_interrupted_run_resumes_without_a_duplicate_or_a_loss(doubler: Stack, tmp_path: Path,
+                                                                   engine: docker.DockerClient) -> None:
+    reset(doubler)
+    lib = library(tmp_path / "lib.csv", 240)
+    argv = [sys.executable, "-m", "doit", "-f", str(DODO), "-d", str(doubler.root), "precalc", "--image", "doubler",
+            "--library", str(lib), "--shards", "8", "--workers", "1"]
+    env = {**os.environ, "STACK_REGISTRY": str(doubler.registry)}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    seen = []
+    assert proc.stderr is not None
+    for line in proc.stderr:  # SIGTERM once two shards are stored
+        seen.append(line)
+        if sum("rows stored" in s for s in seen) == 2:
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out + err
+    assert "interrupted by SIGTERM" in out
+    first = stored(doubler)
+    assert 60 <= len(first) < 240 and len(first) % 30 == 0  # whole shards only
+    assert not engine.containers.list(all=True, filters={"ancestor": "ghcr.io/precalc/doubler"})
+
+    # A container killed mid-shard: that shard fails (stored nowhere), the others are stored.
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    killed = False
+    deadline = time.monotonic() + 60
+    while not killed and time.monotonic() < deadline:
+        for container in engine.containers.list(filters={"label": "io.stack-builder.run"}):
+            if "doubler" in " ".join(container.image.tags + container.image.attrs.get("RepoDigests", [])):
+                container.kill()
+                killed = True
+                break
+        time.sleep(0.2)
+    out, err = proc.communicate(timeout=180)
+    assert killed and proc.returncode != 0 and "FAILED shard" in out, out + err
+
+    # The same command once more completes it: exactly one row per key.
+    done = doubler.doit("precalc", *argv[argv.index("--image"):])
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = stored(doubler)
+    assert len(rows) == 240 and {k for _, k, _ in rows} == {f"k{n}" for n in range(240)}
+    assert {k: y for _, k, y in rows} == {f"k{n}": 2.0 * (1000 + n) for n in range(240)}
+
+
+def test_an_invalid_shard_is_reported_and_stored_nowhere(doubler: Stack, tmp_path: Path) -> None:
+    reset(doubler)
+    lib = library(tmp_path / "lib.csv", 40, start=0)  # x = 0..39: the shard holding x = 13 loses a row
+    result = doubler.doit("precalc", "--image", "doubler", "--library", str(lib), "--shards", "4")
+    assert result.returncode != 0
+    assert "FAILED shard 1: invalid output, not stored: 9 output rows for 10 input rows" in result.stdout
+    keys = {k for _, k, _ in stored(doubler)}
+    assert keys == {f"k{n}" for n in range(40)} - {f"k{n}" for n in range(10, 20)}
+
+
+@pytest.mark.parametrize("case, args, says", [
+    ("missing library", ["--library", "nowhere.csv"], "no such file"),
+    ("missing key column", ["--key", "nope"], "--key nope: no such column"),
+    ("duplicate keys", ["--library", "dup.csv"], "appear more than once, e.g. k1"),
+    ("no model input column", ["--library", "other.csv"], "lacks the column(s) x"),
+    ("not a model image", ["--image", "plain"], "--image plain is not a model image"),
+])
+def test_bad_input_is_refused_and_nothing_is_stored(doubler: Stack, tmp_path: Path, case: str, args: list[str],
+                                                    says: str) -> None:
+    reset(doubler)
+    library(tmp_path / "lib.csv", 5)
+    (tmp_path / "dup.csv").write_text("id,x\nk1,1\nk2,2\nk1,3\n")
+    (tmp_path / "other.csv").write_text("id,z\nk1,1\n")
+    given = {"--image": "doubler", "--library": str(tmp_path / "lib.csv")}
+    for flag, value in zip(args[::2], args[1::2]):
+        given[flag] = str(tmp_path / value) if flag == "--library" else value
+    result = doubler.doit("precalc", *[x for pair in given.items() for x in pair])
+    assert result.returncode != 0, case
+    assert says in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (doubler.root / "artifacts" / "precalc.duckdb").exists() or stored(doubler) == []
