@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import docker
@@ -40,7 +41,9 @@ def slow_stack(stack: Stack, base: str, namespace: str, *, sleep_in: str) -> Non
         """)
     stack.write(".gitignore", "artifacts/\n.doit.json*\nwiki/\n")
     build_sleep = "RUN sleep 30\n" if sleep_in == "build" else ""
-    stack.write("images/root/Dockerfile", f"FROM {base}\n{build_sleep}RUN echo root > /root.txt\n")
+    # A fresh ARG in scope changes the cache key of the RUN steps: BuildKit never skips the sleep from its cache.
+    stack.write("images/root/Dockerfile", f"FROM {base}\nARG NONCE={uuid.uuid4().hex}\n{build_sleep}"
+                                          "RUN echo root > /root.txt\n")
     stack.write("images/child/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo child > /child.txt\n")
     test_sleep = "30" if sleep_in == "test" else "0"
     stack.write("images/root/test/test_root.py", f"""\

@@ -123,10 +123,11 @@ def test_plan_puts_each_arm64_job_after_its_amd64_job(make_stack, registry: str,
 
 
 PREDICT = """#!/bin/sh
-# A model whose score depends on the machine it runs on: the platforms disagree.
+# A model whose score depends on the machine it runs on: each platform is within 0.1 of the reference (1.0),
+# but they are 0.16 apart: they disagree.
 machine="$(uname -m)"
 { echo "species,score"; tail -n +2 "$1" | while IFS=, read -r petal; do
-    if [ "$machine" = aarch64 ]; then echo "setosa,9.5"; else echo "setosa,1.0"; fi
+    if [ "$machine" = aarch64 ]; then echo "setosa,1.08"; else echo "setosa,0.92"; fi
   done; } > "$2"
 """
 
@@ -143,7 +144,7 @@ def test_a_platform_whose_model_outputs_disagree_is_left_out_of_the_index(
             require_all_platforms: false
             model:
               columns: {species: string, score: float}
-              fixed: false
+              fixed: true
               tolerance: 0.1
         tag:
           prefix: "2024.1"
@@ -161,7 +162,8 @@ def test_a_platform_whose_model_outputs_disagree_is_left_out_of_the_index(
     assert scorer["platforms_built"] == ["linux/amd64"]
     why = scorer["platforms_failed"]["linux/arm64"]
     assert why.startswith("its outputs disagree with linux/amd64's on the examples: 2 of 2 rows differ")
-    assert "row 1: setosa,1.0 != setosa,9.5" in why
+    assert "row 1: setosa,0.92 != setosa,1.08" in why
+    assert scorer["example_outputs"] == {"linux/amd64": "species,score\nsetosa,0.92\nsetosa,0.92\n"}
     index = json.loads(RegistryClient(registry).get_manifest("agree/scorer", "2024.1-main").body)
     assert [m["platform"]["architecture"] for m in index["manifests"]] == ["amd64"]
     # The model catalog lists the architectures that agree, and the one left out.

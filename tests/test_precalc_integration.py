@@ -95,13 +95,20 @@ def test_precalculation_is_stored_once_per_key_looked_up_and_exported(doubler: S
     # The same command again: every shard is stored, nothing runs, nothing is added.
     again = doubler.doit("precalc", "--image", "doubler", "--library", str(lib), "--shards", "6")
     assert "already stored (skipped): 6 shard(s)" in again.stdout and "stored now: 0 rows" in again.stdout
-    # A reproducible sample: the same rows each time (all of them stored already).
-    sample = doubler.doit("precalc", "--image", "doubler", "--library", str(lib), "--sample", "40", "--shards", "2")
-    assert sample.returncode == 0 and "stored now: 0 rows in 2 shard(s)" in sample.stdout
-    assert len(stored(doubler)) == 300
-    # Loading exported Parquet (a CI fan-out's shard files) adds nothing already stored.
+    # Loading the exported Parquet (as a CI fan-out's last job loads its shards' files) into an empty store.
+    reset(doubler)
     loaded = doubler.doit("precalc", "--image", "doubler", "--load", str(tmp_path / "out"))
-    assert "loaded 0 new rows" in loaded.stdout
+    assert "loaded 300 new rows" in loaded.stdout, loaded.stdout + loaded.stderr
+    assert {k: y for _, k, y in stored(doubler)} == {k: y for _, k, y in rows}
+
+    # A reproducible sample: the same 40 rows each time.
+    keys = []
+    for _ in range(2):
+        reset(doubler)
+        sample = doubler.doit("precalc", "--image", "doubler", "--library", str(lib), "--sample", "40", "--shards", "2")
+        assert sample.returncode == 0 and "stored now: 40 rows in 2 shard(s)" in sample.stdout, sample.stdout
+        keys.append(sorted(k for _, k, _ in stored(doubler)))
+    assert keys[0] == keys[1] and len(keys[0]) == 40 and keys[0] != sorted(f"k{n}" for n in range(40))
 
 
 def test_an_interrupted_run_resumes_without_a_duplicate_or_a_loss(doubler: Stack, tmp_path: Path,

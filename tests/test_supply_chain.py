@@ -11,6 +11,7 @@ from stack_builder.pipeline.attest import content_tags
 from stack_builder.release.rollback import target_of
 from stack_builder.records import promotions, sbom
 from stack_builder.registry.signing import Signing
+from stack_builder.spec.stack_spec import ModelSpec
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -101,3 +102,16 @@ def test_the_model_catalog_merges_digests_and_coverage_and_replaces_the_rest() -
     models = catalog.merged(models, "m", {"digests": {"2024.1-main": "sha256:b"}, "platforms_built": ["x"]})
     assert models["m"]["digests"] == {"2024.1-main": "sha256:b", "2024.1-stable": "sha256:a"}
     assert models["m"]["coverage"] == {"sha256:a": 10} and models["m"]["platforms_built"] == ["x"]
+
+
+def test_platforms_of_a_fixed_model_must_agree_on_the_examples() -> None:
+    from stack_builder.pipeline.agreement import disagreeing
+    fixed = ModelSpec(columns=(("score", "float"),), examples=Path("."), fixed=True, tolerance=0.1)
+    outputs = {"linux/arm64": "score\n1.08\n1\n", "linux/amd64": "score\n0.92\n1\n", "linux/s390x": "score\n0.95\n1\n"}
+    found = disagreeing(fixed, outputs, reference="linux/amd64")
+    assert list(found) == ["linux/arm64"]  # 0.16 apart; s390x is 0.03 from the reference
+    assert "1 of 2 rows differ; row 1: 0.92 != 1.08" in found["linux/arm64"]
+    assert disagreeing(fixed, {"linux/amd64": "score\n1\n", "linux/arm64": "other\n1\n"})["linux/arm64"].startswith(
+        "its outputs disagree with linux/amd64's on the examples: columns")
+    unfixed = ModelSpec(columns=fixed.columns, examples=Path("."), fixed=False)
+    assert disagreeing(unfixed, outputs) == {}  # a model without a reference output is not compared

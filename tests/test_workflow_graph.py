@@ -57,6 +57,9 @@ images:
     image_name: ghcr.io/graph/child
     depend_on: root
     platforms: [linux/amd64, linux/arm64]
+    model:
+      columns: {score: float}
+      command: [/bin/predict, "{input}", "{output}"]
   solo:
     image_name: ghcr.io/graph/solo
     depend_on: root
@@ -71,6 +74,13 @@ all_info_cmds:
     stack.write("images/root/Dockerfile", root_dockerfile(base, "1.0"))
     for name in ("child", "solo"):
         stack.write(f"images/{name}/Dockerfile", f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {name} > /{name}\n")
+    # The child is a model too: the same score on every platform (its platform jobs' outputs must agree).
+    stack.write("images/child/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo child > /child\n"
+                                           "COPY predict /bin/predict\n")
+    stack.write("images/child/predict", "#!/bin/sh\nawk -F, 'NR == 1 { print \"score\"; next } { print 0.5 }' \"$1\" > \"$2\"\n"
+                ).chmod(0o755)
+    stack.write("images/child/examples/input.csv", "x\n1\n2\n")
+    stack.write("images/child/examples/output.csv", "score\n0.5\n0.5\n")
     stack.write("images/tests_common/test_runs.py", """\
         def test_runs(container):
             assert container.run(["true"])[0] == 0
@@ -173,7 +183,10 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
                                 shutil.copytree(found, uploads / str(render(given["name"], {
                                     **step_contexts, "strategy": {"job-index": index}})))
                         elif str(step["uses"]).startswith("actions/download-artifact@"):
-                            for upload in sorted(uploads.iterdir()):
+                            if "name" in given:  # one artifact, straight into the path
+                                shutil.copytree(uploads / given["name"], workspace / given["path"],
+                                                dirs_exist_ok=True)
+                            for upload in sorted(uploads.iterdir()) if "pattern" in given else []:
                                 if fnmatch.fnmatch(upload.name, given["pattern"]):
                                     shutil.copytree(upload, workspace / given["path"] / upload.name)
                         continue
@@ -251,3 +264,7 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
     assert "| apt | stack-pkg | 1.0 | 2.0 |" in second_root, second_root[:2000]
     assert "| Branch | main |" in second_root
     assert "Manifests for" in published.head.commit.message
+    # The model catalog, from the run's report the merge job kept: the child's digest and agreeing architectures.
+    models = (folder / "Models.md").read_text()
+    assert "Architectures agreeing: linux/amd64, linux/arm64." in models, models
+    assert f"| 2024.1-main | ` {client.manifest_digest('graph/child', '2024.1-main')} ` | 0 |" in models, models

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from doit.exceptions import TaskFailed
 from tabulate import tabulate
 
 from stack_builder.apps.runtime import run_task
 from stack_builder.config import make_config
-from stack_builder.pipeline.merge import merge, planned_images
+from stack_builder.pipeline.merge import Merged, merge, planned_images
 from stack_builder.plan.revision import read_revision
 from stack_builder.registry.client import RegistryClient
 from stack_builder.records.files import read_json, write_json
@@ -30,13 +31,17 @@ def main(image: list[str], registry: str, reports: str) -> bool | TaskFailed:
         names = list(image) or planned_images(config.artifacts) or list(spec.images)
         client = RegistryClient(config.registry, find_credentials(config.registry))
         results = merge(spec, read_revision(config.stack_dir), client, config.registry, names,
-                        signing=Signing.from_env(), content_tags=_content_tags(config.artifacts))
+                        signing=Signing.from_env(), content_tags=_report_field(config.artifacts, "content_tags"),
+                        example_outputs=_report_field(config.artifacts, "example_outputs"))
         rows = [[r.image, "merged" + (" (NOT SIGNED)" if r.unsigned else ""), ", ".join(r.platforms) + _stale(r.stale),
                  r.digest[:19]] if r.merged else
                 [r.image, "not merged", f"missing {', '.join(r.missing)}" + _stale(r.stale), ""] for r in results]
         print(tabulate(rows, headers=["image", "index", "platforms", "digest"]) if rows else
               "no multi-platform image to merge")
+        _record_indexes(config.artifacts, results)
         for result in results:
+            for platform, why in result.disagreeing:
+                print(f"{result.image}: {platform} left out: {why}")
             if result.unsigned:
                 print(f"{result.image}: the index is published but not signed: {result.unsigned}")
         return all(r.merged and not r.unsigned for r in results)
@@ -44,12 +49,29 @@ def main(image: list[str], registry: str, reports: str) -> bool | TaskFailed:
     return run_task(work)
 
 
-def _content_tags(artifacts: Path) -> dict[str, list[str]]:
-    """Each image's content tags, as its platform jobs reported them (merged into this run's report)."""
+def _record_indexes(artifacts: Path, results: list[Merged]) -> None:
+    """The run's report says what `merge` made: each merged image's index digest and platforms, and the platforms
+    left out, so the wiki and the model catalog read the index, not one job's platform image."""
+    path = artifacts / "build-report.json"
+    report = read_json(path, what="the run's build report", default=None)
+    if not isinstance(report, dict) or not isinstance(report.get("images"), dict):
+        return
+    for result in results:
+        entry = report["images"].get(result.image)
+        if not isinstance(entry, dict):
+            continue
+        if result.merged:
+            entry.update(digest=result.digest, platforms_built=list(result.platforms))
+        entry["platforms_failed"] = {**(entry.get("platforms_failed") or {}), **dict(result.disagreeing)}
+    write_json(path, report)
+
+
+def _report_field(artifacts: Path, key: str) -> dict[str, Any]:
+    """Each image's ``key`` as its platform jobs reported it (merged into this run's report): its content tags,
+    or its example outputs per platform."""
     report = read_json(artifacts / "build-report.json", what="the run's build report", default={})
     images = report.get("images") if isinstance(report, dict) else None
-    return {str(name): [str(t) for t in result.get("content_tags") or []]
-            for name, result in (images or {}).items() if isinstance(result, dict)}
+    return {str(name): result.get(key) or {} for name, result in (images or {}).items() if isinstance(result, dict)}
 
 
 def _stale(platforms: tuple[str, ...]) -> str:

@@ -186,7 +186,7 @@ def functional_check(client: Engine, image: str, model: ModelSpec, *,
         # Order: the output for reversed input, reversed back, must be the same output.
         backwards = run_model(client, image, model, Table(source.header, source.rows[::-1]), timeout_s=timeout_s)
         checks["order_kept"] = not disagreeing_rows(out, Table(backwards.header, backwards.rows[::-1]), 1e-9)
-    return FunctionalResult(all(checks.values()), checks, details)
+    return FunctionalResult(all(checks.values()), checks, details, output=out.text())
 
 
 def sample_pool(model: ModelSpec, n: int, seed: str) -> tuple[Table, bool] | None:

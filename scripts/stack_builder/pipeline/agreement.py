@@ -1,47 +1,50 @@
 """Cross-platform agreement of a model image: every platform gives the same answers on the examples.
 
-Each platform passed its own checks; this compares them with each other, with the tolerance and rules
-of the reference check, before anything is pushed. A platform that disagrees is left out of the index
-and reported with its first differing rows, like any failed platform.
+Each platform passed its own checks; their outputs on the examples (kept by the functional check) are
+compared with each other, with the tolerance and rules of the reference check, before anything is
+pushed: so a fixed model only (one whose output is a reference). A platform that disagrees is left out
+of the index and reported with its first differing rows, like any failed platform. The same comparison
+runs in `merge`, from the CI jobs' reports, for an image whose platforms were built on separate runners.
 """
 from __future__ import annotations
 
 import logging
+from typing import Mapping
 
-from stack_builder import signals
 from stack_builder.checks import modelcheck
-from stack_builder.errors import StepFailed
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
+from stack_builder.spec.stack_spec import ModelSpec
 
 LOGGER = logging.getLogger(__name__)
 
 
-def agreeing(ctx: BuildContext, name: str, built: list[PlatformOutcome],
-              failed: dict[str, str]) -> tuple[list[PlatformOutcome], dict[str, str]]:
-    """A model image built for several platforms: each platform's outputs on the examples must agree with the
-    first platform's (same tolerance and rules as the reference check); a platform that disagrees is left out
-    like a failed one, with its first differing rows. A platform reused from an earlier build agreed then."""
-    model = ctx.spec.images[name].model
-    checked = [o for o in built if not o.reused_from and o.image_id]
-    if model is None or len(checked) < 2 or signals.stopping():
-        return built, failed
-    ctx.enter(name, "the cross-platform agreement")
-    examples = modelcheck.Table.read(model.examples / "input.csv")
-    outputs: dict[str, modelcheck.Table] = {}
-    disagree: dict[str, str] = {}
-    for outcome in checked:
-        try:
-            outputs[outcome.platform] = modelcheck.run_model(ctx.engine, str(outcome.image_id), model, examples,
-                                                             timeout_s=ctx.timeout(name, "model"))
-        except StepFailed as exc:
-            disagree[outcome.platform] = f"the examples could not be run for the agreement check: {exc}"
-    reference = next((o.platform for o in checked if o.platform in outputs), None)
-    for platform, table in outputs.items():
-        if reference is None or platform == reference:
+def disagreeing(model: ModelSpec, outputs: Mapping[str, str], reference: str | None = None) -> dict[str, str]:
+    """{platform: why} for the platforms whose example outputs disagree with ``reference``'s (default: the first
+    platform's). Only a fixed model's platforms are compared."""
+    if not model.fixed or len(outputs) < 2:
+        return {}
+    first = reference if reference is not None and reference in outputs else next(iter(outputs))
+    expected = modelcheck.Table.parse(outputs[first])
+    found = {}
+    for platform, text in outputs.items():
+        if platform == first:
             continue
-        differs = modelcheck.first_differences(outputs[reference], table, model.tolerance)
+        differs = modelcheck.first_differences(expected, modelcheck.Table.parse(text), model.tolerance)
         if differs is not None:
-            disagree[platform] = f"its outputs disagree with {reference}'s on the examples: {differs}"
+            found[platform] = f"its outputs disagree with {first}'s on the examples: {differs}"
+    return found
+
+
+def agreeing(ctx: BuildContext, name: str, built: list[PlatformOutcome],
+             failed: dict[str, str]) -> tuple[list[PlatformOutcome], dict[str, str]]:
+    """The platforms built here that agree (the native one is the reference), and ``failed`` with those that do
+    not. A platform reused from an earlier build agreed when it was built."""
+    model = ctx.spec.images[name].model
+    if model is None:
+        return built, failed
+    outputs = {o.platform: o.model.functional.output for o in built
+               if not o.reused_from and o.model is not None and o.model.functional.output}
+    disagree = disagreeing(model, outputs, ctx.native)
     for platform, why in disagree.items():
         LOGGER.error("%s (%s): left out: %s", name, platform, why)
         for outcome in built:

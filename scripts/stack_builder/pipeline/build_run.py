@@ -73,8 +73,8 @@ def primary_missing(ctx: BuildContext, name: str, platform: str) -> str | None:
     (it failed: this platform is not attempted)."""
     declared = ctx.spec.images[name].platforms
     primary = primary_platform(declared)
-    if ctx.plan.platform is None or len(declared) < 2 or platform == primary or ctx.lookups is None \
-            or ctx.plan.commit_tag is None:
+    if ctx.plan.platform is None or not ctx.push or len(declared) < 2 or platform == primary \
+            or ctx.lookups is None or ctx.plan.commit_tag is None:  # (a dirty checkout has no per-commit tag)
         return None
     tag = multiarch.platform_tag(ctx.plan.commit_tag, primary)
     try:

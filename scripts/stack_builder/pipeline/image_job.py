@@ -108,6 +108,10 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: Platfo
             LOGGER.warning("%s%s: recipe %s failed (%s)%s", name, where, _recipe_name(image, recipe), exc,
                            "; trying the next" if number < len(recipes) else "")
             if number == len(recipes):
+                if isinstance(exc, imagetests.TestsFailed):  # the last recipe's results stay in the report
+                    outcome.tests = exc.outcome.counts()
+                if isinstance(exc, modelcheck.ModelCheckFailed):
+                    outcome.model = exc.model
                 raise StepFailed("every recipe failed: " + "; ".join(
                     f"{r}: {why}" for r, why in outcome.recipes_failed.items())) from None
             continue
@@ -190,7 +194,8 @@ def _input_key(ctx: BuildContext, image: ImageSpec, platform: str, build_args: d
     """The image's input key for ``platform``: what it is built from, the parent by digest or image ID, and a
     root's base not in the engine by the digest its registry names (so a moved base is built on, not reused)."""
     sources = {}
-    for base in base_images(image.dockerfile):  # FROM lines the Dockerfile names itself (stages, a root's base)
+    named = dict.fromkeys(base for recipe in image.recipes or (image.dockerfile,) for base in base_images(recipe))
+    for base in named:  # FROM lines the Dockerfiles name themselves (stages, a root's base), every recipe's
         found = images.find(ctx.engine, base)
         if found is not None and found.platform == platform:
             sources[base] = found.id

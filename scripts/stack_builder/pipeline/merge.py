@@ -11,6 +11,8 @@ from stack_builder.errors import StackError, StepFailed
 from stack_builder.plan.revision import Revision
 from stack_builder.records.files import read_json
 from stack_builder.records import gates
+from stack_builder.pipeline import agreement
+from stack_builder.plan.plan import primary_platform
 from stack_builder.registry import multiarch
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.signing import Signing
@@ -29,10 +31,12 @@ class Merged:
     missing: tuple[str, ...] = ()
     stale: tuple[str, ...] = ()  # platforms whose branch tag holds another commit's image
     unsigned: str = ""  # why the index could not be signed (it is published, and a promotion will refuse it)
+    disagreeing: tuple[tuple[str, str], ...] = ()  # (platform, why): a model's platforms left out of the index
 
 
 def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, names: list[str], *,
-          signing: Signing | None = None, content_tags: Mapping[str, list[str]] | None = None) -> list[Merged]:
+          signing: Signing | None = None, content_tags: Mapping[str, list[str]] | None = None,
+          example_outputs: Mapping[str, Mapping[str, str]] | None = None) -> list[Merged]:
     """Merge ``names`` (the multi-platform ones among them) from this commit's platform images only; an
     image missing a required platform is not merged.
 
@@ -62,8 +66,19 @@ def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, n
         for platform, digest in stale.items():
             LOGGER.warning("%s: %s's %s image (%s) was not published by commit %s: left out of the index", name,
                            multiarch.platform_tag(tag, platform), platform, digest[:19], revision.commit[:12])
+        disagree: dict[str, str] = {}
+        if image.model is not None:  # the platform jobs' outputs on the examples, from their reports
+            outputs = (example_outputs or {}).get(name, {})
+            disagree = agreement.disagreeing(image.model, {e.platform: outputs[e.platform] for e in entries
+                                                           if e.platform in outputs},
+                                             reference=primary_platform(image.platforms))
+            for platform, why in disagree.items():
+                LOGGER.error("%s (%s): left out of the index: %s", name, platform, why)
+            entries = [e for e in entries if e.platform not in disagree]
+            missing += list(disagree)
         if not entries or (missing and image.require_all_platforms):
-            results.append(Merged(name, False, (), missing=tuple(missing), stale=tuple(stale)))
+            results.append(Merged(name, False, (), missing=tuple(missing), stale=tuple(stale),
+                                  disagreeing=tuple(disagree.items())))
             continue
         digest = multiarch.publish_index(registry, repo.path, [tag], entries)
         extra = [t for t in (content_tags or {}).get(name, []) if t.startswith(f"{tag}-")]
@@ -81,7 +96,7 @@ def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, n
                 unsigned = str(exc)
                 LOGGER.error("%s: %s", name, exc)
         results.append(Merged(name, True, tuple(e.platform for e in entries), digest, stale=tuple(stale),
-                              unsigned=unsigned))
+                              unsigned=unsigned, disagreeing=tuple(disagree.items())))
     return results
 
 

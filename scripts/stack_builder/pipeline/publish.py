@@ -20,6 +20,7 @@ from stack_builder.engine import images
 from stack_builder.engine.push import push
 from stack_builder.errors import GitError, Interrupted, RegistryError, StepFailed
 from stack_builder.pipeline import agreement, attest
+from stack_builder.pipeline.image_job import RECIPE_LABEL
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.plan.changes import open_repo
 from stack_builder.plan.plan import ParentRef
@@ -143,6 +144,8 @@ def _fields(ctx: BuildContext, name: str, ordered: list[PlatformOutcome], built:
         "model": ModelResult.merged({o.platform: o.model for o in ordered if o.model is not None}),
         "log": str(ctx.log_path(name, ordered[0].platform if len(ordered) == 1 else None)),
         "platforms_built": [o.platform for o in built],
+        "example_outputs": {o.platform: o.model.functional.output for o in built
+                            if o.model is not None and o.model.functional.output},
         "recipe": next((o.recipe for o in built if o.recipe), None),
         "recipes_failed": {(f"{r} ({o.platform})" if ctx.multi(name) else r): why
                            for o in ordered for r, why in o.recipes_failed.items()},
@@ -200,6 +203,12 @@ def _publish(ctx: BuildContext, name: str, built: list[PlatformOutcome], log: IO
         ctx.parent_for_children(name, only.platform, ParentRef(f"{repo}@{digest}", ctx.plan.tag,
                                                                "published in this run"))
     platform_digests = {o.platform: str(o.digest) for o in built if o.digest}
+    if reused and image.recipes and ctx.lookups is not None and platform_digests:  # the recipe its build used
+        first = next(iter(platform_digests.values()))
+        try:
+            result.recipe = ctx.lookups.labels(repo.path, first).get(RECIPE_LABEL) or None
+        except RegistryError:
+            result.recipe = None
     if reused and result.digest and ctx.lookups is not None:  # the tags its first build worked out, carried over
         result.content_tags = attest.inherited_content_tags(ctx.lookups, image, repo.path, ctx.plan.tag,
                                                             result.digest)

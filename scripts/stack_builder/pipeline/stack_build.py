@@ -157,18 +157,6 @@ def _record_build(pages: Wiki, planned: Planned, result: BuildReport) -> None:
         pages.record_build({"commit": planned.revision.commit, "commit_url": planned.revision.commit_url(),
                             "branch": planned.revision.branch, "tag": result.tag, "time": result.started,
                             "kind": "build", "images": built})
-    for name, image_result in result.images.items():
-        if planned.spec.images[name].model is not None and image_result.status in PUBLISHED and image_result.digest:
-            pages.update_model(name, _model_facts(result.tag, image_result))
+    pages.record_models(planned.spec, result.as_dict())
     pages.render(planned.spec)
 
-
-def _model_facts(tag: str, result: ImageResult) -> dict[str, object]:
-    """What the model catalog keeps of a model image's build."""
-    facts: dict[str, object] = {
-        "digests": {tag: result.digest}, "platforms_built": list(result.platforms_built),
-        "platforms_disagreeing": {p: why for p, why in result.platforms_failed.items() if "outputs disagree" in why}}
-    if result.model is not None:
-        facts["checks"] = {"tag": tag, "functional": result.model.functional.passed,
-                           "drift": result.model.drift.status}
-    return facts

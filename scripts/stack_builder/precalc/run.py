@@ -7,7 +7,9 @@ a dead engine is resumed by the same command: the shards stored are skipped, not
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import logging
 import time
 import uuid
@@ -106,8 +108,8 @@ def precalc(config: Config, options: PrecalcOptions) -> Summary:
     library = libraries.load(Path(options.library), options.key, input_columns)
     indices = libraries.sample(library, options.sample)
     shards = libraries.shards(indices, options.shards)
-    if options.only_shard >= len(shards):
-        raise StackError(f"--only-shard {options.only_shard}: there are {len(shards)} shards (0 to {len(shards) - 1})")
+    if options.only_shard < -1:
+        raise StackError(f"--only-shard {options.only_shard}: give a shard number from 0 (or leave it out)")
     spec = config.spec
     tag = options.tag or read_revision(config.stack_dir).tags(spec.tag_prefix)[0]
     check_tag(tag)
@@ -121,7 +123,9 @@ def precalc(config: Config, options: PrecalcOptions) -> Summary:
     reference = f"{repo}@{digest}"
     run = run_id(library, library.key, options.sample, len(shards))
     summary = Summary(options.image, reference, run, len(shards))
-    wanted = [options.only_shard] if options.only_shard >= 0 else list(range(len(shards)))
+    # (a fan-out with more shard jobs than rows: the jobs past the last shard have nothing to do)
+    wanted = ([options.only_shard] if options.only_shard < len(shards) else []) if options.only_shard >= 0 \
+        else list(range(len(shards)))
     with Store(config.artifacts / STORE) as store:
         store.ensure(model.columns)
         done = store.stored_shards(digest, run)
@@ -193,8 +197,13 @@ def _settle(future: Future[modelcheck.Table], number: int, shards: list[list[int
         summary.failed[number] = f"invalid output, not stored: {why}"
         LOGGER.error("shard %d: invalid output, not stored: %s", number, why)
         return
-    added = store.put_shard(image=image, digest=digest, run=summary.run, shard=number,
-                            keys=library.keys(shards[number]), output=output, columns=model.columns)
+    try:
+        added = store.put_shard(image=image, digest=digest, run=summary.run, shard=number,
+                                keys=library.keys(shards[number]), output=output, columns=model.columns)
+    except StepFailed as exc:
+        summary.failed[number] = str(exc)
+        LOGGER.error("shard %d: %s", number, exc)
+        return
     summary.stored_shards += 1
     summary.stored_rows += added
     LOGGER.info("shard %d: %d rows stored", number, added)
@@ -208,8 +217,11 @@ def lookup(config: Config, image: str, keys: list[str]) -> list[str]:
     with Store(path) as store:
         store.ensure(model.columns)
         found = store.lookup(image, keys, model.columns)
-    names = ["digest", "key", *(n for n, _ in model.columns)]
-    lines = [",".join(names), *(",".join("" if v is None else str(v) for v in row) for row in found)]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["digest", "key", *(n for n, _ in model.columns)])
+    writer.writerows([["" if v is None else str(v) for v in row] for row in found])
+    lines = out.getvalue().splitlines()
     missing = sorted(set(keys) - {str(row[1]) for row in found})
     if missing:
         lines.append(f"# not stored: {', '.join(missing)}")

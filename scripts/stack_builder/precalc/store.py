@@ -1,20 +1,23 @@
 """The prediction store: an embedded DuckDB database, ``artifacts/precalc.duckdb``.
 
 Table ``predictions`` holds ``image``, ``digest``, ``key`` and every declared output column, unique on
-(``digest``, ``key``). Table ``precalc_shards`` says which shard of which run is stored. A shard's rows
+(``digest``, ``key``): a key precalculated again for the same digest keeps the newest prediction. Table
+``precalc_shards`` says which shard of which run is stored. A shard's rows
 and its record go in one transaction, so a run stopped at any point leaves whole shards only, and a
 re-run skips exactly those.
 """
 from __future__ import annotations
 
+import csv
 import logging
 import re
+import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Sequence
 
 from stack_builder.checks.modelcheck import Table, is_null
-from stack_builder.errors import StackError
+from stack_builder.errors import StackError, StepFailed
 from stack_builder.records.files import utc_now
 
 LOGGER = logging.getLogger(__name__)
@@ -67,13 +70,20 @@ class Store:
         self.db.close()
 
     def ensure(self, columns: Sequence[tuple[str, str]]) -> None:
-        """Add the model's output columns the table lacks."""
+        """Add the model's output columns the table lacks. A column another model declared with another type (or
+        the same name in another case: SQL does not tell them apart) is refused before anything runs."""
         check_columns(columns)
-        have = {row[0] for row in self.db.execute("SELECT column_name FROM information_schema.columns "
-                                                  "WHERE table_name = 'predictions'").fetchall()}
+        have = {str(n).lower(): (str(n), str(t)) for n, t in self.db.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'predictions'"
+        ).fetchall()}
         for name, kind in columns:
-            if name not in have:
+            found = have.get(name.lower())
+            if found is None:
                 self.db.execute(f'ALTER TABLE predictions ADD COLUMN "{name}" {SQL_TYPES[kind]}')
+            elif found != (name, SQL_TYPES[kind]):
+                raise StackError(f"column {name} ({kind}) cannot go into {self.path}: it already has {found[0]} "
+                                 f"as {found[1]} (another model's); rename the column, or use another artifacts "
+                                 "folder")
 
     def stored_shards(self, digest: str, run: str) -> set[int]:
         rows = self.db.execute("SELECT shard FROM precalc_shards WHERE digest = ? AND run = ?", [digest, run])
@@ -81,25 +91,39 @@ class Store:
 
     def put_shard(self, *, image: str, digest: str, run: str, shard: int, keys: list[str], output: Table,
                   columns: Sequence[tuple[str, str]]) -> int:
-        """Store a validated shard and its record in one transaction; return the rows added (a key stored
-        before, by another run over the same digest, is kept as it was: never a duplicate)."""
-        names = ", ".join(f'"{n}"' for n, _ in columns)
-        marks = ", ".join("?" for _ in range(3 + len(columns)))
+        """Store a validated shard and its record in one transaction; return the rows written. Nothing of a
+        shard is stored unless all of it is."""
+        import duckdb
+
         values = [[image, digest, key, *(_value(kind, row[i]) for i, (_, kind) in enumerate(columns))]
                   for key, row in zip(keys, output.rows, strict=True)]
+        # Through a CSV file DuckDB reads itself: row by row from Python (executemany) costs ~1.5 ms a row.
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", dir=self.path.parent, delete=False,
+                                         encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["image", "digest", "key", *(n for n, _ in columns)])
+            writer.writerows([["" if v is None else ("true" if v is True else "false" if v is False else v)
+                               for v in row] for row in values])
+        names = ", ".join(f'"{n}"' for n, _ in columns)
+        types = ", ".join(f"'{n}': '{t}'" for n, t in [("image", "VARCHAR"), ("digest", "VARCHAR"),
+                                                        ("key", "VARCHAR"), *((n, SQL_TYPES[k]) for n, k in columns)])
+        escaped = handle.name.replace("'", "''")
         self.db.execute("BEGIN TRANSACTION")
         try:
-            before = self.count(digest)
-            self.db.executemany(f"INSERT OR IGNORE INTO predictions (image, digest, key, {names}) VALUES ({marks})",
-                                values)
+            # A key stored before for this digest (another library file, another sample) gets this run's
+            # prediction: one row per (digest, key), the newest.
+            self.db.execute(f"INSERT OR REPLACE INTO predictions (image, digest, key, {names}) SELECT * FROM "
+                            f"read_csv('{escaped}', header = true, columns = {{{types}}}, nullstr = '', "
+                            "auto_detect = false)")
             self.db.execute("INSERT OR REPLACE INTO precalc_shards VALUES (?, ?, ?, ?, ?)",
                             [digest, run, shard, len(keys), utc_now()])
-            added = self.count(digest) - before
             self.db.execute("COMMIT")
-        except Exception:
+        except (duckdb.Error, OverflowError, ValueError) as exc:
             self.db.execute("ROLLBACK")
-            raise
-        return added
+            raise StepFailed(f"not stored: {exc}") from None
+        finally:
+            Path(handle.name).unlink(missing_ok=True)
+        return len(values)
 
     def count(self, digest: str | None = None) -> int:
         query = "SELECT count(*) FROM predictions" + (" WHERE digest = ?" if digest else "")
@@ -135,7 +159,7 @@ class Store:
         try:
             for path in files:
                 escaped = str(path).replace("'", "''")
-                self.db.execute(f"INSERT OR IGNORE INTO predictions (image, digest, key, {names}) "
+                self.db.execute(f"INSERT OR REPLACE INTO predictions (image, digest, key, {names}) "
                                 f"SELECT image, digest, key, {names} FROM read_parquet('{escaped}')")
             self.db.execute("COMMIT")
         except Exception:

@@ -22,6 +22,19 @@ def merged(models: Mapping[str, Any], name: str, facts: Mapping[str, Any]) -> di
     return out
 
 
+def facts(tag: str, result: Mapping[str, Any]) -> dict[str, Any]:
+    """What the catalog keeps of a model image's build result (as build-report.json has it)."""
+    failed = result.get("platforms_failed") or {}
+    out: dict[str, Any] = {
+        "digests": {tag: result.get("digest")}, "platforms_built": list(result.get("platforms_built") or []),
+        "platforms_disagreeing": {p: why for p, why in failed.items() if "outputs disagree" in str(why)}}
+    model = result.get("model")
+    if isinstance(model, Mapping) and isinstance(model.get("functional"), Mapping):
+        out["checks"] = {"tag": tag, "functional": bool(model["functional"].get("passed")),
+                         "drift": str((model.get("drift") or {}).get("status", "not run"))}
+    return out
+
+
 def render(spec: Spec, models: Mapping[str, Any]) -> str:
     names = [n for n, image in spec.images.items() if image.model is not None]
     lines = ["# Models", "", f"The {len(names)} model image(s) of this stack: what each predicts, where it is, on "

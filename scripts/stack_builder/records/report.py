@@ -46,6 +46,7 @@ class ImageResult:
     moved: dict[str, str] = field(default_factory=dict)  # every tag this run wrote -> the digest it points at
     notes: list[str] = field(default_factory=list)
     content_tags: list[str] = field(default_factory=list)  # tags from what is inside the image (content_tags:)
+    example_outputs: dict[str, str] = field(default_factory=dict)  # a model's output on its examples, per platform
     recipe: str | None = None  # which of its recipes (Dockerfiles) built it, when it has several
     recipes_failed: dict[str, str] = field(default_factory=dict)  # the recipes tried before it, and why they failed
     sboms: dict[str, str] = field(default_factory=dict)  # platform -> digest of its SBOM artifact
@@ -157,6 +158,7 @@ def _merged_image(results: list[dict[str, Any]]) -> dict[str, Any]:
     out["moved"] = {str(k): v for r in acted for k, v in (r.get("moved") or {}).items()}
     out["sboms"] = {str(k): v for r in acted for k, v in (r.get("sboms") or {}).items()}
     out["signed"] = list(dict.fromkeys(str(d) for r in acted for d in r.get("signed") or []))
+    out["example_outputs"] = {str(k): v for r in acted for k, v in (r.get("example_outputs") or {}).items()}
     out["recipes_failed"] = {str(k): v for r in acted for k, v in (r.get("recipes_failed") or {}).items()}
     out["content_tags"] = list(dict.fromkeys(str(t) for r in acted for t in r.get("content_tags") or []))
     counts = [dict(r.get("tests") or {}) for r in acted]

@@ -37,6 +37,7 @@ class FunctionalResult:
     passed: bool
     checks: dict[str, bool]
     details: dict[str, Any] = field(default_factory=dict)
+    output: str = ""  # the model's output on the examples (CSV), which the platforms of an image must agree on
 
 
 @dataclass

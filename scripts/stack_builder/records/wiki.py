@@ -62,6 +62,13 @@ class Wiki:
         """Merge what a build, a promotion or a precalculation learnt about model image ``name``."""
         write_json(self.data / "models.json", catalog.merged(self.models(), name, facts))
 
+    def record_models(self, spec: Spec, report: Mapping[str, Any]) -> None:
+        """The model catalog's facts from a build report: each model image it published."""
+        for name, result in (report.get("images") or {}).items():
+            if name in spec.images and spec.images[name].model is not None and isinstance(result, dict) \
+                    and result.get("status") in ("built", "reused") and result.get("digest"):
+                self.update_model(name, catalog.facts(str(report.get("tag", "")), result))
+
     def yanked(self) -> list[dict[str, Any]]:
         return list(_read(self.data / "yanked.json", []))
 
