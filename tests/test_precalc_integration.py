@@ -17,6 +17,7 @@ import docker
 import duckdb
 import pytest
 
+from faultproxy import EngineLine
 from stacks import DODO, Stack
 
 pytestmark = pytest.mark.integration
@@ -186,3 +187,36 @@ def test_bad_input_is_refused_and_nothing_is_stored(doubler: Stack, tmp_path: Pa
     assert says in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not (doubler.root / "artifacts" / "precalc.duckdb").exists() or stored(doubler) == []
+
+
+def test_a_dead_engine_fails_the_shards_left_and_the_same_command_resumes(
+        doubler: Stack, tmp_path: Path, engine: docker.DockerClient) -> None:
+    reset(doubler)
+    lib = library(tmp_path / "lib.csv", 160)
+    args = ["precalc", "--image", "doubler", "--library", str(lib), "--shards", "8", "--workers", "1"]
+    line = EngineLine()  # the engine, reached through a line this test can cut, as when the engine dies
+    env = {**os.environ, "STACK_REGISTRY": str(doubler.registry), "DOCKER_HOST": f"tcp://{line.address}"}
+    proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "-d", str(doubler.root), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    seen = []
+    assert proc.stderr is not None
+    for text in proc.stderr:
+        seen.append(text)
+        if sum("rows stored" in s for s in seen) == 3:
+            line.cut()
+            break
+    out, err = proc.communicate(timeout=180)
+    try:
+        assert proc.returncode not in (0, 143) and "FAILED shard" in out, out + err
+        assert "Traceback" not in out + err
+        first = stored(doubler)
+        assert 60 <= len(first) < 160 and len(first) % 20 == 0  # whole shards only
+        done = doubler.doit(*args)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "already stored (skipped): " in done.stdout
+        rows = stored(doubler)
+        assert len(rows) == 160 and {k: y for _, k, y in rows} == {f"k{n}": 2.0 * (1000 + n) for n in range(160)}
+    finally:  # the containers the cut line could not remove
+        for container in engine.containers.list(all=True, filters={"label": "io.stack-builder.run"}):
+            if any("precalc/doubler" in d for d in container.image.attrs.get("RepoDigests", [])):
+                container.remove(force=True)

@@ -147,6 +147,8 @@ def test_promotion_to_quarter_then_global_stable(built: Stack, registry: str) ->
     assert all(m["source_digest"] == m["target_after"] for m in promotion["moves"])
     ns = namespace_of(built)
     assert sorted(built.lines("IMAGES_TAGGED")) == sorted(f"{registry}/{ns}/{n}:2024.1-stable" for n in source)
+    models = (built.root / "wiki" / "Models.md").read_text()  # the catalog has the model's stable digest too
+    assert f"| 2024.1-stable | ` {source['scorer']} ` |" in models and f"| 2024.1-main | ` {source['scorer']} ` |" in models
     home = (built.root / "wiki" / "Home.md").read_text()
     assert "## Promotions" in home and "| 2024.1-main → 2024.1-stable | passed |" in home
 
