@@ -222,18 +222,20 @@ def _publish(ctx: BuildContext, name: str, built: list[PlatformOutcome], log: IO
     result.tags = [t for t, d in ctx.moved.get(name, {}).items() if d == result.digest]
     result.moved = dict(ctx.moved.get(name, {}))
     result.notes = list(ctx.notes.get(name, []))
-    if reused or record is None:  # the original build's manifest page, SBOMs and gate records describe this digest
+    if reused:  # the original build's manifest page, SBOMs and gate records describe this very digest
         result.manifest = ctx.wiki.page_for_digest(result.digest) if ctx.wiki is not None else None
         return result
     if result.model is not None and result.digest:
         # Gates bind check results to the exact digest that was pushed (the index, when there is one).
         result.model.digest = result.digest
         _record_model_gate(ctx, name, repo, result.digest, result.model, log)
-    ctx.enter(name, "the SBOM and manifest record")
-    result.sboms = attest.attach_sboms(ctx, name, repo, record, built, platform_digests, log)
-    record.update(digest=result.digest, tags=list(result.tags), sboms={
-        p: {"digest": d, "subject": platform_digests[p], "repository": str(repo)} for p, d in result.sboms.items()})
-    _save_manifest(ctx, record, result)
+    if record is not None:  # (None: what is inside could not be read, and a warning said why: no SBOM, no page)
+        ctx.enter(name, "the SBOM and manifest record")
+        result.sboms = attest.attach_sboms(ctx, name, repo, record, built, platform_digests, log)
+        record.update(digest=result.digest, tags=list(result.tags), sboms={
+            p: {"digest": d, "subject": platform_digests[p], "repository": str(repo)}
+            for p, d in result.sboms.items()})
+        _save_manifest(ctx, record, result)
     if image.prune:
         _prune(ctx, image, [o for o in built if not o.reused_from], log)
     return result
