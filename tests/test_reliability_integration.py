@@ -246,3 +246,4 @@ def test_racing_promotions_one_wins_the_other_refuses(make_stack, registry: str,
         promote.execute(dev_plan, client)
     assert [m.state for m in dev_plan] == ["failed", "not run", "not run", "not run"]
     assert registry_digest(registry, "race/root", "2024.1-stable") == main_plan[0].source_digest
+

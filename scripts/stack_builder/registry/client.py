@@ -140,19 +140,27 @@ class RegistryClient:
         return found if isinstance(found, dict) else None
 
     def upload_blob(self, repository: str, data: bytes) -> str:
-        """Upload ``data`` as a blob in one request (monolithic upload); return its digest."""
+        """Upload ``data`` as a blob in one request (monolithic upload); return its digest.
+
+        An upload session is used once: when the PUT is retried after a cut connection, the registry may have
+        closed the session already (404 BLOB_UPLOAD_UNKNOWN). Then the blob is looked for (it may have arrived)
+        and, if missing, uploaded again in a new session."""
         digest = _sha256(data)
-        if self._request("HEAD", repository, f"/blobs/{digest}", accept_missing=True).status_code == 200:
-            return digest
-        started = self._request("POST", repository, "/blobs/uploads/")
-        location = started.headers.get("Location")
-        if not location:
-            raise RegistryError(f"registry {self.host} started an upload without a Location")
-        url = location if "://" in location else f"{self.base}{location}"
-        separator = "&" if "?" in url else "?"
-        self._request("PUT", repository, "", url=f"{url}{separator}digest={digest}", data=data,
-                      headers={"Content-Type": "application/octet-stream"})
-        return digest
+        for _session in range(3):
+            if self._request("HEAD", repository, f"/blobs/{digest}", accept_missing=True).status_code == 200:
+                return digest
+            started = self._request("POST", repository, "/blobs/uploads/")
+            location = started.headers.get("Location")
+            if not location:
+                raise RegistryError(f"registry {self.host} started an upload without a Location")
+            url = location if "://" in location else f"{self.base}{location}"
+            separator = "&" if "?" in url else "?"
+            finished = self._request("PUT", repository, "", url=f"{url}{separator}digest={digest}", data=data,
+                                     headers={"Content-Type": "application/octet-stream"}, accept=(404,))
+            if finished.status_code != 404:
+                return digest
+            LOGGER.warning("registry %s lost the upload session of blob %s; starting another", self.host, digest[:19])
+        raise RegistryError(f"registry {self.host} lost the upload of blob {digest} three times")
 
     def get_blob(self, repository: str, digest: str) -> bytes:
         data = self._request("GET", repository, f"/blobs/{digest}").content
