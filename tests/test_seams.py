@@ -60,6 +60,46 @@ def test_listing_tasks_imports_nothing_heavy(entry: str) -> None:
     assert result.stdout.strip() == "", f"imported at start-up: {result.stdout.strip()}"
 
 
+def own_imports(tree: ast.Module) -> set[str]:
+    """The builder's own packages and modules a module imports: ``engine`` for ``stack_builder.engine.images``."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+            [f"{node.module}.{alias.name}" for alias in node.names] \
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+        found.update(name.split(".")[1] for name in names if name.startswith("stack_builder."))
+    return found
+
+
+def test_the_seams_checker_sees_own_imports() -> None:
+    tree = ast.parse("import stack_builder.engine.images\nfrom stack_builder import signals\n"
+                     "from stack_builder.checks.inventory import collect\n")
+    assert own_imports(tree) == {"engine", "signals", "checks"}
+
+
+def test_records_only_write_records() -> None:
+    # Records take plain data and write files: the container that gathers a manifest runs in checks/.
+    for path, tree in modules().items():
+        if path.parts[0] == "records":
+            assert not own_imports(tree) & {"engine", "checks"} and "docker" not in imported(tree), path
+
+
+PUBLISHED_MAY_IMPORT = {"published", "config", "engine", "checks", "records", "registry", "plan", "spec", "errors",
+                        "retry", "signals", "kinds"}
+
+
+def test_published_images_sit_below_the_commands_only() -> None:
+    # `manifest` and `sbom` read what is already in the registry: nothing of the build pipeline, and only the
+    # commands (apps/) call them.
+    trees = modules()
+    assert any(path.parts[0] == "published" for path in trees)
+    for path, tree in trees.items():
+        if path.parts[0] == "published":
+            assert own_imports(tree) <= PUBLISHED_MAY_IMPORT, (path, own_imports(tree) - PUBLISHED_MAY_IMPORT)
+        elif "published" in own_imports(tree):
+            assert path.parts[0] == "apps", path
+
+
 def calls_to(tree: ast.Module, name: str) -> int:
     count = 0
     for node in ast.walk(tree):
@@ -99,3 +139,124 @@ def test_one_container_lifecycle() -> None:
     creators = {str(p) for p, tree in modules().items() if calls_to(tree, "create") or
                 any(isinstance(n, ast.Attribute) and n.attr == "containers" for n in ast.walk(tree))}
     assert creators == {"engine/containers.py"}, creators
+
+
+# -- configuration in one place ------------------------------------------------------------------------------
+
+# The modules that may read the process environment, and why each must.
+READS_ENVIRONMENT = {
+    "settings.py": "the one reader: settings are read from it once per task, into frozen values",
+    # The hand-over re-executes the command with its environment passed through unchanged (less the secrets),
+    # so it needs the environment itself, before any settings exist.
+    "apps/cli.py": "hands the credentials over a pipe to a copy of itself; reads the pipe's number back",
+}
+
+
+def environ_uses(tree: ast.Module) -> list[ast.AST]:
+    """Every use of os.environ, os.environb, os.getenv, os.putenv or os.unsetenv (and of a name imported from os)."""
+    names = {"environ", "environb", "getenv", "putenv", "unsetenv", "getenvb"}
+    found: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in names and isinstance(node.value, ast.Name) \
+                and node.value.id == "os":
+            found.append(node)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" and any(a.name in names for a in node.names):
+            found.append(node)
+    return found
+
+
+def environ_writes(tree: ast.Module) -> list[ast.AST]:
+    """Every change of the process environment: item assignment or deletion, a changing method, putenv/unsetenv."""
+    def is_environ(node: ast.AST) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "environ" and isinstance(node.value, ast.Name) \
+            and node.value.id == "os"
+
+    changing = {"pop", "popitem", "setdefault", "update", "clear", "__setitem__", "__delitem__"}
+    found: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and is_environ(node.value) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            found.append(node)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+                (node.func.attr in changing and is_environ(node.func.value))
+                or (node.func.attr in ("putenv", "unsetenv") and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "os")):
+            found.append(node)
+        elif isinstance(node, (ast.Assign, ast.AugAssign)) and any(
+                is_environ(t) for t in (node.targets if isinstance(node, ast.Assign) else [node.target])):
+            found.append(node)
+    return found
+
+
+def test_the_environment_checkers_see_reads_and_writes() -> None:
+    code = ast.parse("import os\nos.environ['A'] = '1'\nos.environ.pop('B')\nos.environ.setdefault('C', '')\n"
+                     "del os.environ['D']\nos.putenv('E', '')\nx = os.getenv('F')\nfrom os import environ\n")
+    assert len(environ_writes(code)) == 5
+    assert len(environ_uses(code)) == 7  # four through os.environ, putenv, getenv, and the import
+    assert environ_writes(ast.parse("import os\nvalue = os.environ.get('A')\nenv = dict(os.environ)\n")) == []
+
+
+def test_nothing_changes_the_environment_at_run_time() -> None:
+    writers = {str(p): [getattr(n, "lineno", 0) for n in environ_writes(tree)] for p, tree in modules().items()}
+    assert {p: lines for p, lines in writers.items() if lines} == {}
+
+
+def test_only_the_settings_read_the_environment() -> None:
+    readers = {str(p) for p, tree in modules().items() if environ_uses(tree)}
+    assert readers <= set(READS_ENVIRONMENT), sorted(readers - set(READS_ENVIRONMENT))
+    assert "settings.py" in readers
+
+
+def registry_imports(tree: ast.Module | ast.AST) -> list[ast.AST]:
+    found: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith(
+                "stack_builder.registry"):
+            found.append(node)
+        elif isinstance(node, ast.ImportFrom) and node.module == "stack_builder" and any(
+                a.name == "registry" for a in node.names):
+            found.append(node)
+        elif isinstance(node, ast.Import) and any(a.name.startswith("stack_builder.registry") for a in node.names):
+            found.append(node)
+    return found
+
+
+def test_the_engine_never_imports_the_registry() -> None:
+    importers = {str(p) for p, tree in modules().items() if str(p).startswith("engine/") and registry_imports(tree)}
+    assert importers == set()
+
+
+def test_config_imports_the_registry_only_to_build_its_client() -> None:
+    tree = modules()[Path("config.py")]
+    allowed: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == "registry_client":  # when a task asks for a client
+            allowed.update(registry_imports(node))
+        elif isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            allowed.update(registry_imports(node))  # for the type checker only: never imported at run time
+    assert allowed, "the checker must see config.registry_client's import"
+    assert [getattr(n, "lineno", 0) for n in registry_imports(tree) if n not in allowed] == []
+
+
+def test_the_secrets_and_settings_modules_sit_at_the_bottom() -> None:
+    # Importable by engine/ and registry/ alike: they import nothing of the package but each other.
+    for name in ("secrets.py", "settings.py"):
+        inside = {f"{n.module}.{a.name}" if n.module == "stack_builder" else str(n.module)
+                  for n in ast.walk(modules()[Path(name)]) if isinstance(n, ast.ImportFrom)
+                  and (n.module or "").startswith("stack_builder") for a in n.names}
+        assert inside <= {"stack_builder.secrets"}, (name, inside)
+
+
+# -- rooms that keep their promise ---------------------------------------------------------------------------
+
+MAX_CLASS_LINES = 150
+
+
+def long_classes(prefixes: tuple[str, ...]) -> dict[str, int]:
+    return {f"{p}:{node.name}": node.end_lineno - node.lineno + 1 for p, tree in modules().items()
+            if str(p).startswith(prefixes) for node in ast.walk(tree)
+            if isinstance(node, ast.ClassDef) and node.end_lineno is not None
+            and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES}
+
+
+def test_no_class_of_the_registry_or_the_engine_is_over_150_lines() -> None:
+    assert long_classes(("registry/", "engine/", "config.py", "settings.py", "secrets.py")) == {}

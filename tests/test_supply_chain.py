@@ -10,6 +10,7 @@ from stack_builder.errors import StackError, StepFailed
 from stack_builder.pipeline.attest import content_tags
 from stack_builder.release.rollback import target_of
 from stack_builder.records import promotions, sbom
+from stack_builder.records.runs import RunKind
 from stack_builder.registry.signing import Signing
 from stack_builder.spec.stack_spec import ModelSpec
 
@@ -56,7 +57,7 @@ def test_a_bad_content_tag_is_refused_naming_the_pattern(output: str, code: int,
     assert "nothing was pushed" in str(caught.value)
 
 
-def _entry(id: str, kind: str = promotions.PROMOTION, undoes: str | None = None) -> promotions.Entry:
+def _entry(id: str, kind: RunKind = promotions.PROMOTION, undoes: str | None = None) -> promotions.Entry:
     return promotions.Entry(id=id, kind=kind, time="t", by="me", source="s", before=None, after="d", undoes=undoes)
 
 

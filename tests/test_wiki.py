@@ -4,12 +4,13 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import cmarkgfm
 import pytest
 
 from stack_builder.records import manifests
-from stack_builder.spec.stack_spec import parse_spec
+from stack_builder.spec.stack_spec import Spec, parse_spec
 from stack_builder.records.wiki import Wiki, broken_links
 
 SPEC = "images:\n  base: {image_name: o/base}\n  child: {image_name: o/child, depend_on: base}\n" \
@@ -52,7 +53,7 @@ def assert_links_resolve(folder: Path) -> None:
     assert broken_links(folder) == []
 
 
-def record(image: str, tag: str, created: str, packages: dict[str, str], commit: str = "c" * 40) -> dict:
+def record(image: str, tag: str, created: str, packages: dict[str, str], commit: str = "c" * 40) -> dict[str, Any]:
     return {"image": image, "tag": tag, "ref": f"r/{image}:{tag}", "digest": "sha256:" + "1" * 64,
             "image_id": "sha256:" + "2" * 64, "created": created, "commit": commit,
             "commit_url": f"https://example.invalid/o/r/commit/{commit}", "branch": "main", "size": 1234567,
@@ -65,11 +66,11 @@ def record(image: str, tag: str, created: str, packages: dict[str, str], commit:
 
 
 @pytest.fixture
-def spec(tmp_path: Path):
+def spec(tmp_path: Path) -> Spec:
     return parse_spec(SPEC, path=tmp_path / "spec.yml", stack_dir=tmp_path, check_files=False)
 
 
-def test_home_stable_and_manifest_pages_render_as_intended(tmp_path: Path, spec) -> None:
+def test_home_stable_and_manifest_pages_render_as_intended(tmp_path: Path, spec: Spec) -> None:
     wiki = Wiki(tmp_path / "wiki")
     page = wiki.add_manifest(record("base", "2024.1-git-aaa", "2024-01-01T00:00:00Z", {"numpy": "1.26"}))
     wiki.record_build({"commit": "c" * 40, "commit_url": "https://example.invalid/o/r/commit/" + "c" * 40,
@@ -91,7 +92,7 @@ def test_home_stable_and_manifest_pages_render_as_intended(tmp_path: Path, spec)
     assert_links_resolve(wiki.folder)
 
 
-def test_same_commit_twice_adds_no_duplicate_row(tmp_path: Path, spec) -> None:
+def test_same_commit_twice_adds_no_duplicate_row(tmp_path: Path, spec: Spec) -> None:
     wiki = Wiki(tmp_path / "wiki")
     entry = {"commit": "d" * 40, "commit_url": None, "branch": "main", "tag": "2024.1-main", "kind": "build",
              "images": [{"name": "base", "tag": "2024.1-main", "page": None}]}
@@ -112,7 +113,7 @@ def test_changes_since_previous_build(tmp_path: Path) -> None:
     assert "| pip | old | 1 | — |" in text
 
 
-def test_page_cap_folds_oldest_into_archives_without_dead_links(tmp_path: Path, spec) -> None:
+def test_page_cap_folds_oldest_into_archives_without_dead_links(tmp_path: Path, spec: Spec) -> None:
     wiki = Wiki(tmp_path / "wiki", max_pages=7)
     for day in range(1, 9):
         name = "base" if day % 2 else "child"
@@ -162,7 +163,7 @@ def test_a_manifest_page_folds_layers_cuts_commands_and_escapes_in_its_place() -
 
 
 
-def test_the_wiki_check_fails_for_a_page_without_its_build_row(tmp_path: Path, spec) -> None:
+def test_the_wiki_check_fails_for_a_page_without_its_build_row(tmp_path: Path, spec: Spec) -> None:
     from stack_builder.errors import StackError
     from stack_builder.records.wiki import rerender
 
@@ -177,7 +178,7 @@ def test_the_wiki_check_fails_for_a_page_without_its_build_row(tmp_path: Path, s
     wiki.record_build({"commit": "c" * 40, "commit_url": None, "branch": "main", "tag": "2024.1-git-aaaaaaaaaaaa",
                        "time": "2024-01-01T00:01:00Z", "kind": "build",
                        "images": [{"name": "other", "tag": "2024.1-git-aaaaaaaaaaaa", "page": other}]})
-    assert len(wiki.builds()) == 1 and [i["name"] for i in wiki.builds()[0]["images"]] == ["base", "other"]
+    assert len(wiki.builds()) == 1 and [i["name"] for i in wiki.builds()[0].images] == ["base", "other"]
     orphan = wiki.add_manifest(record("base", "2024.1-git-bbbbbbbbbbbb", "2024-01-02T00:00:00Z", {"a": "2"}))
     with pytest.raises(StackError, match=f"{orphan}.md: no build row on Home links to it"):
         rerender(spec, wiki.folder)
@@ -215,3 +216,34 @@ def test_text_renders_as_exactly_its_characters(value: str) -> None:
     assert cell is not None
     import html as html_module
     assert html_module.unescape(cell.group(1)) == value
+
+
+def test_rows_in_the_old_kind_text_are_read_as_kinds(tmp_path: Path, spec: Spec) -> None:
+    import json
+
+    from stack_builder.records.runs import Run, RunKind
+
+    wiki = Wiki(tmp_path / "wiki")
+    old = [("build", RunKind.BUILD, False), ("promotion", RunKind.PROMOTION, False),
+           ("promotion (GPU test skipped)", RunKind.PROMOTION, True),
+           ("promotion rollback", RunKind.ROLLBACK, False),
+           ("promotion (GPU test skipped) rollback", RunKind.ROLLBACK, True)]
+    rows: list[dict[str, Any]] = [
+        {"commit": f"{i:040d}", "commit_url": None, "branch": "", "tag": f"2024.1-stable-{i}", "kind": kind,
+         "label": f"move {i}", "time": f"2024-01-0{9 - i}T00:00:00Z", "images": []}
+        for i, (kind, _, _) in enumerate(old)]
+    (wiki.folder / "_data").mkdir(parents=True)
+    (wiki.folder / "_data" / "builds.json").write_text(json.dumps(rows))
+    assert [(r.kind, r.gpu_test_skipped) for r in wiki.builds()] == [(k, s) for _, k, s in old]
+    wiki.render(spec)
+    home = (wiki.folder / "Home.md").read_text()
+    assert "| 2024-01-08T00:00:00Z | move 1 | passed |" in home
+    assert "| 2024-01-07T00:00:00Z | move 2 | GPU test skipped |" in home
+    assert "| 2024-01-05T00:00:00Z | move 4 | GPU test skipped |" in home
+    assert "move 0" not in home  # a build: in the builds table, which shows no label
+    # Rows are written back in the new form only, and read back the same.
+    wiki.record_build(rows[0] | {"time": "2024-01-10T00:00:00Z"})
+    stored = json.loads((wiki.folder / "_data" / "builds.json").read_text())
+    assert {row["kind"] for row in stored} == {"build", "promotion", "rollback"}
+    assert [Run.from_json(row) for row in stored][1:] == wiki.builds()[1:]
+    assert Run.from_json({**rows[1], "kind": "something new"}).kind is RunKind.BUILD  # as the wiki showed it

@@ -5,7 +5,7 @@ from doit.exceptions import TaskFailed
 
 from stack_builder.apps.runtime import run_task
 from stack_builder.config import make_config
-from stack_builder.pipeline.inspect_image import record_manifest
+from stack_builder.published.manifest import record_manifest
 
 
 def main(image: str, tag: str, registry: str) -> bool | TaskFailed:

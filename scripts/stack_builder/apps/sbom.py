@@ -5,7 +5,7 @@ from doit.exceptions import TaskFailed
 
 from stack_builder.apps.runtime import run_task
 from stack_builder.config import make_config
-from stack_builder.pipeline.read_sbom import fetch_sbom
+from stack_builder.published.sbom import fetch_sbom
 
 
 def main(image: str, tag: str, platform: str, output: str, registry: str) -> bool | TaskFailed:

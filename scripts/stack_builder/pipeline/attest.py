@@ -12,7 +12,8 @@ from typing import IO, Any, Mapping
 from stack_builder import signals
 from stack_builder.errors import RegistryError, StepFailed, shown
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
-from stack_builder.records import manifests, sbom
+from stack_builder.checks import inventory
+from stack_builder.records import sbom
 from stack_builder.registry import referrers
 from stack_builder.registry.mediatypes import SBOM_ARTIFACT
 from stack_builder.registry.lookups import Lookups
@@ -80,7 +81,7 @@ def attach_sboms(ctx: BuildContext, name: str, repo: Repository, record: Mapping
         if not digest or outcome.reused_from:  # a reused platform image has its SBOM from its own build
             continue
         signals.check()
-        packages = record["packages"] if index == 0 else manifests.inventory(
+        packages = record["packages"] if index == 0 else inventory.package_inventory(
             ctx.engine, outcome.image_id or "", timeout_s=ctx.timeout(name, "info_cmds"))
         document = sbom.document(packages, repository=str(repo), digest=digest, platform=outcome.platform)
         try:

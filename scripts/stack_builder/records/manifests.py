@@ -1,36 +1,26 @@
-"""What is inside an image: info commands and package lists from one container, kept twice.
+"""What is inside an image, kept twice: the structured record (JSON) and its Markdown page.
 
-The structured record (JSON) is the source of truth; the Markdown page is rendered from it and
-never parsed back.
+The record is built from plain data (``checks/inventory.py`` runs the container that gathers it); it is
+the source of truth, and the page is rendered from it and never parsed back.
 """
 from __future__ import annotations
 
 import json
 import logging
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from stack_builder.engine import containers, images
-from stack_builder.engine.client import Engine
-from stack_builder.errors import StepFailed, shown
+from stack_builder.errors import shown
 from stack_builder.records import markdown
 from stack_builder.records.files import utc_now, write_json
-from stack_builder.spec.stack_spec import DEFAULT_TIMEOUTS, ContentTag, InfoCmd
+from stack_builder.spec.stack_spec import ContentTag, InfoCmd
 
 LOGGER = logging.getLogger(__name__)
 
 FOLD_LINES = 25
-INFO_TIMEOUT_S = DEFAULT_TIMEOUTS["info_cmds"]  # all info commands and package queries of one image together
-# Package managers asked in the same container as the info commands; absent ones print nothing.
-PACKAGE_QUERIES = {
-    "pip": "command -v python >/dev/null 2>&1 && python -m pip list --format=json 2>/dev/null",
-    "apt": "command -v dpkg-query >/dev/null 2>&1 && dpkg-query -W -f='${Package}\\t${Version}\\n'",
-    "conda": "command -v conda >/dev/null 2>&1 && conda list --json 2>/dev/null",
-}
 
 
 @dataclass(frozen=True)
@@ -54,19 +44,41 @@ class BuildFacts:
     recipes_failed: Mapping[str, str] | None = None  # the recipes tried before, and why they failed
 
 
-def collect(client: Engine, image_ref: str, facts: BuildFacts, commands: Mapping[str, InfoCmd], *,
-            timeout_s: float = INFO_TIMEOUT_S, content_tags: Sequence[ContentTag] = ()) -> dict[str, Any]:
-    """Run every info command, package query and content-tag command in one container; return the record.
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the engine says about the image itself, as plain data."""
+
+    id: str
+    size: int
+    platform: str  # os/architecture
+    history: tuple[Mapping[str, Any], ...] = ()  # the engine's history rows (Id, Created, CreatedBy, Size, Tags)
+
+
+@dataclass(frozen=True)
+class Output:
+    """What one command printed (stdout and stderr together) and its exit code; -1: it never ran."""
+
+    text: str = ""
+    exit_code: int = -1
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What the manifest container said: each info command's output, the package lists, and each content
+    tag's output (in the order of the image's content tags)."""
+
+    commands: Mapping[str, Output]
+    packages: Mapping[str, Mapping[str, str]]
+    content_tags: tuple[Output, ...] = ()
+
+
+def build_record(facts: BuildFacts, image: ImageFacts, inventory: Inventory, commands: Mapping[str, InfoCmd], *,
+                 content_tags: Sequence[ContentTag] = ()) -> dict[str, Any]:
+    """The manifest record of one image: what the builder knows, what the engine says, what the container said.
     ``record["content_tags"]`` holds each content tag's pattern, output and exit code."""
-    sections = _run_sections(client, image_ref, [
-        *((k, c.command) for k, c in commands.items()), *((f"__{m}", q) for m, q in PACKAGE_QUERIES.items()),
-        *((f"__tag{i}", t.command) for i, t in enumerate(content_tags))],
-        timeout_s=timeout_s, what=f"the info commands of {image_ref}")
-    image = images.find(client, image_ref)
-    if image is None:
-        raise StepFailed(f"manifest of {image_ref} could not be collected: the image is not in the engine")
-    history = images.history(client, image.id)
-    record: dict[str, Any] = {
+    missing = Output()
+    tag_outputs = [*inventory.content_tags, *([missing] * (len(content_tags) - len(inventory.content_tags)))]
+    return {
         "image": facts.image, "tag": facts.tag, "ref": facts.ref, "digest": facts.digest, "image_id": image.id,
         "created": utc_now(),
         "commit": facts.commit, "commit_url": facts.commit_url, "branch": facts.branch,
@@ -76,60 +88,16 @@ def collect(client: Engine, image_ref: str, facts: BuildFacts, commands: Mapping
         "recipe": facts.recipe, "recipes_failed": dict(facts.recipes_failed or {}),
         "architecture": image.platform.partition("/")[2],
         "layers": [{"id": layer.get("Id"), "created": layer.get("Created"), "created_by": layer.get("CreatedBy", ""),
-                    "size": layer.get("Size", 0), "tags": layer.get("Tags") or []} for layer in history],
-        "packages": _packages(sections),
+                    "size": layer.get("Size", 0), "tags": layer.get("Tags") or []} for layer in image.history],
+        "packages": {manager: dict(found) for manager, found in inventory.packages.items()},
         "commands": {key: {"description": cmd.description, "command": cmd.command,
-                           "exit_code": sections.get(key, ("", -1))[1], "output": sections.get(key, ("", -1))[0]}
+                           "exit_code": inventory.commands.get(key, missing).exit_code,
+                           "output": inventory.commands.get(key, missing).text}
                      for key, cmd in commands.items()},
-        "content_tags": [{"name": t.name, "command": t.command, "output": sections.get(f"__tag{i}", ("", -1))[0],
-                          "exit_code": sections.get(f"__tag{i}", ("", -1))[1]} for i, t in enumerate(content_tags)],
+        "content_tags": [{"name": t.name, "command": t.command, "output": out.text, "exit_code": out.exit_code}
+                         for t, out in zip(content_tags, tag_outputs)],
         "sboms": {},
     }
-    return record
-
-
-def inventory(client: Engine, image_ref: str, *, timeout_s: float = INFO_TIMEOUT_S) -> dict[str, dict[str, str]]:
-    """Only the package inventory of an image (for the SBOM of a platform other than the record's)."""
-    return _packages(_run_sections(client, image_ref, [(f"__{m}", q) for m, q in PACKAGE_QUERIES.items()],
-                                   timeout_s=timeout_s, what=f"the package inventory of {image_ref}"))
-
-
-def _run_sections(client: Engine, image_ref: str, parts: Sequence[tuple[str, str]], *, timeout_s: float,
-                  what: str) -> dict[str, tuple[str, int]]:
-    marker = f"@@stack-{secrets.token_hex(6)}"
-    script = "\n".join(f"printf '\\n{marker} begin {key}\\n'; ( {command} ) 2>&1; "
-                       f"printf '\\n{marker} end {key} %s\\n' $?" for key, command in parts)
-    finished = containers.run(client, image_ref, [script], entrypoint=["/bin/sh", "-c"], network_disabled=True,
-                              timeout=containers.timeout_s(timeout_s), what=what)
-    return _split(finished.output, marker)
-
-
-def _split(text: str, marker: str) -> dict[str, tuple[str, int]]:
-    found: dict[str, tuple[str, int]] = {}
-    pattern = re.compile(rf"^{re.escape(marker)} begin (\S+)\n(.*?)\n?^{re.escape(marker)} end \1 (\d+)$", re.S | re.M)
-    for match in pattern.finditer(text):
-        found[match.group(1)] = (match.group(2).strip("\n"), int(match.group(3)))
-    return found
-
-
-def _packages(sections: Mapping[str, tuple[str, int]]) -> dict[str, dict[str, str]]:
-    packages: dict[str, dict[str, str]] = {}
-    pip_text, pip_code = sections.get("__pip", ("", 1))
-    if pip_code == 0:
-        try:
-            packages["pip"] = {p["name"].lower(): p["version"] for p in json.loads(pip_text)}
-        except (ValueError, KeyError, TypeError):
-            LOGGER.warning("pip list output was not JSON; pip packages left out")
-    apt_text, apt_code = sections.get("__apt", ("", 1))
-    if apt_code == 0:
-        packages["apt"] = dict(line.split("\t", 1) for line in apt_text.splitlines() if "\t" in line)
-    conda_text, conda_code = sections.get("__conda", ("", 1))
-    if conda_code == 0:
-        try:
-            packages["conda"] = {p["name"]: p["version"] for p in json.loads(conda_text)}
-        except (ValueError, KeyError, TypeError):
-            LOGGER.warning("conda list output was not JSON; conda packages left out")
-    return packages
 
 
 def record_name(record: Mapping[str, Any]) -> str:
@@ -197,15 +165,28 @@ def _fence(text: str) -> str:
 
 def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None, *, parent_page: str | None = None) -> str:
     """The Markdown page of one manifest (``parent_page``: the wiki page of the parent's digest, to link)."""
-    commit = record["commit"]
-    commit_text = f"[{commit[:12]}]({record['commit_url']}) (the diff)" if record.get("commit_url") \
-        else f"`{commit[:12]}`"
-    source = str(record.get("commit_url") or "").rpartition("/commit/")[0]
     yanked = record.get("yanked")
     banner = [f"> **Yanked** {_cell(yanked.get('time', ''))} by {_cell(yanked.get('by', ''))}: "
               f"{_cell(yanked.get('reason', ''))}. Its tags were removed; promotion, rollback and reuse refuse it.",
               ""] if isinstance(yanked, dict) else []
-    lines = [f"# {_cell(record['image'])}:{_cell(record['tag'])}", "", *banner, "## Build", "", "| field | value |", "| --- | --- |",
+    lines = [f"# {_cell(record['image'])}:{_cell(record['tag'])}", "", *banner, *_build_section(record, parent_page)]
+    lines += _model_section(record.get("model"))
+    if record.get("digest"):
+        repository = str(record["ref"]).rpartition(":")[0] if ":" in str(record["ref"]).rpartition("/")[2] \
+            else str(record["ref"])
+        lines += [f"Pull exactly this image: {_code_text('docker pull ' + repository + '@' + record['digest'])}", ""]
+    lines += _sbom_section(record) + _changes_section(record, previous) + _layers_section(record)
+    lines += _packages_section(record) + _commands_section(record)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _build_section(record: Mapping[str, Any], parent_page: str | None) -> list[str]:
+    """The build's facts, as one table."""
+    commit = record["commit"]
+    commit_text = f"[{commit[:12]}]({record['commit_url']}) (the diff)" if record.get("commit_url") \
+        else f"`{commit[:12]}`"
+    source = str(record.get("commit_url") or "").rpartition("/commit/")[0]
+    lines = ["## Build", "", "| field | value |", "| --- | --- |",
              f"| Built (UTC) | {record['created']} |", f"| Commit | {commit_text} |",
              f"| Branch | {_cell(record['branch'])} |", f"| Reference | {_code(record['ref'])} |",
              f"| Digest | {_code(record.get('digest') or 'not pushed')} |", f"| Image ID | {_code(record['image_id'])} |",
@@ -229,38 +210,46 @@ def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None, *, par
     if tests:
         lines.append(f"| Tests | {int(tests.get('passed', 0))} passed, {int(tests.get('failed', 0))} failed, "
                      f"{int(tests.get('skipped', 0))} skipped |")
-    lines.append("")
-    lines += _model_section(record.get("model"))
-    if record.get("digest"):
-        repository = str(record["ref"]).rpartition(":")[0] if ":" in str(record["ref"]).rpartition("/")[2] \
-            else str(record["ref"])
-        lines += [f"Pull exactly this image: {_code_text('docker pull ' + repository + '@' + record['digest'])}", ""]
-    lines += _sbom_section(record)
-    lines += ["## Changes since the previous build", ""]
+    return lines + [""]
+
+
+def _changes_section(record: Mapping[str, Any], previous: Mapping[str, Any] | None) -> list[str]:
+    lines = ["## Changes since the previous build", ""]
     if previous is None:
-        lines += ["First recorded build of this image.", ""]
+        return lines + ["First recorded build of this image.", ""]
+    changes = package_changes(previous, record)
+    lines += [f"Compared with {_code(previous['image'] + ':' + previous['tag'])} built "
+              f"{_cell(previous['created'])} from {_code(str(previous.get('commit', ''))[:12])}.", ""]
+    if changes:
+        lines += ["| manager | package | before | after |", "| --- | --- | --- | --- |"]
+        lines += [f"| {_cell(m)} | {_cell(p)} | {_cell(b)} | {_cell(a)} |" for m, p, b, a in changes]
     else:
-        changes = package_changes(previous, record)
-        lines += [f"Compared with {_code(previous['image'] + ':' + previous['tag'])} built "
-                  f"{_cell(previous['created'])} from {_code(str(previous.get('commit', ''))[:12])}.", ""]
-        if changes:
-            lines += ["| manager | package | before | after |", "| --- | --- | --- | --- |"]
-            lines += [f"| {_cell(m)} | {_cell(p)} | {_cell(b)} | {_cell(a)} |" for m, p, b, a in changes]
-        else:
-            lines.append("No package was added, removed or changed.")
-        lines.append("")
-    lines += ["## Layers", "", f"{len(record['layers'])} layers, newest first.", ""]
+        lines.append("No package was added, removed or changed.")
+    return lines + [""]
+
+
+def _layers_section(record: Mapping[str, Any]) -> list[str]:
+    lines = ["## Layers", "", f"{len(record['layers'])} layers, newest first.", ""]
     layers = ["| # | created | size | created by |", "| --- | --- | --- | --- |"]
     for index, layer in enumerate(record["layers"]):
         created = datetime.fromtimestamp(int(layer.get("created") or 0), timezone.utc).strftime("%Y-%m-%d %H:%M")
         layers.append(f"| {index} | {created} | {_size(int(layer.get('size') or 0))} | "
                       f"{_code(shown(' '.join(str(layer.get('created_by') or '').split()), 160))} |")
-    lines += _folded(layers, f"Show {len(record['layers'])} layers") + [""]
+    return lines + _folded(layers, f"Show {len(record['layers'])} layers") + [""]
+
+
+def _packages_section(record: Mapping[str, Any]) -> list[str]:
+    lines = []
     for manager, packages in record.get("packages", {}).items():
         lines += [f"## Packages: {_cell(manager)}", "", f"{len(packages)} packages.", ""]
         table = ["| package | version |", "| --- | --- |"] + [f"| {_cell(n)} | {_cell(v)} |" for n, v in
                                                                sorted(packages.items())]
         lines += _folded(table, f"Show {len(packages)} {manager} packages") + [""]
+    return lines
+
+
+def _commands_section(record: Mapping[str, Any]) -> list[str]:
+    lines = []
     listed = set(record.get("packages", {}))
     for result in record.get("commands", {}).values():
         lines += [f"## {_cell(result['description'])}", "", f"{_code_text(result['command'])} (exit {result['exit_code']})", ""]
@@ -272,7 +261,7 @@ def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None, *, par
         fence = _fence(result["output"])
         body = [f"{fence}text", *result["output"].splitlines(), fence]
         lines += _folded(body, f"Show {len(result['output'].splitlines())} lines") + [""]
-    return "\n".join(lines).rstrip() + "\n"
+    return lines
 
 
 PACKAGE_COMMANDS = {"pip": ("pip list", "pip freeze"), "apt": ("apt list", "dpkg -l", "dpkg-query"),

@@ -12,19 +12,20 @@ import logging
 from dataclasses import asdict, dataclass
 
 from stack_builder.errors import RegistryError
+from stack_builder.records.runs import RunKind
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.mediatypes import HISTORY_ARTIFACT, OCI_EMPTY, OCI_MANIFEST
 
 LOGGER = logging.getLogger(__name__)
 
-PROMOTION, ROLLBACK = "promotion", "rollback"
+PROMOTION, ROLLBACK = RunKind.PROMOTION, RunKind.ROLLBACK
 MAX_ENTRIES = 200
 
 
 @dataclass(frozen=True)
 class Entry:
     id: str  # the promotion (or rollback) this move was part of
-    kind: str  # promotion or rollback
+    kind: RunKind  # PROMOTION or ROLLBACK; stored as its plain value
     time: str
     by: str
     source: str  # the tag promoted, or the promotion a rollback undid
@@ -46,7 +47,8 @@ def read(registry: RegistryClient, repository: str, target: str) -> list[Entry]:
     try:
         layer = json.loads(manifest.body)["layers"][0]["digest"]
         items = json.loads(registry.get_blob(repository, str(layer)))["entries"]
-        return [Entry(**{k: item[k] for k in Entry.__dataclass_fields__ if k in item}) for item in items]
+        return [Entry(**{**{k: item[k] for k in Entry.__dataclass_fields__ if k in item},
+                         "kind": RunKind(item["kind"])}) for item in items]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise RegistryError(f"the promotion history {repository}:{history_tag(target)} is unreadable "
                             f"({type(exc).__name__}): fix or delete that tag") from None
@@ -54,7 +56,8 @@ def read(registry: RegistryClient, repository: str, target: str) -> list[Entry]:
 
 def append(registry: RegistryClient, repository: str, target: str, entry: Entry) -> None:
     entries = [*read(registry, repository, target), entry][-MAX_ENTRIES:]
-    payload = json.dumps({"target": target, "entries": [asdict(e) for e in entries]}, sort_keys=True).encode()
+    payload = json.dumps({"target": target, "entries": [{**asdict(e), "kind": e.kind.value} for e in entries]},
+                         sort_keys=True).encode()
     config = b"{}"
     manifest = {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": HISTORY_ARTIFACT,
@@ -73,7 +76,7 @@ def last_live(entries: list[Entry]) -> Entry | None:
     same digests promoted again after a rollback (same id) are live again."""
     live: list[Entry] = []
     for entry in entries:
-        if entry.kind == PROMOTION:
+        if entry.kind is RunKind.PROMOTION:
             live.append(entry)
         elif entry.undoes:
             for index in range(len(live) - 1, -1, -1):

@@ -17,6 +17,7 @@ from stack_builder.release.promote import (ALREADY, MOVED, Move, PromotionIncomp
                                             parse_tag, plan, who)
 from stack_builder.records import promotions
 from stack_builder.records.files import utc_now, write_json, write_lines
+from stack_builder.records.runs import RunKind, StableKind
 from stack_builder.records.wiki import Wiki
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import find_credentials
@@ -39,7 +40,13 @@ class PromoteOptions:
 @dataclass(frozen=True)
 class Promoted:
     moves: list[Move]
-    kind: str  # "global stable", "quarter stable", or a rollback of one
+    run: RunKind  # PROMOTION or ROLLBACK
+    stable: StableKind
+
+    @property
+    def kind(self) -> str:
+        """What was done, as shown: "global stable", "quarter stable", or a rollback of one."""
+        return f"rollback of {self.stable}" if self.run is RunKind.ROLLBACK else str(self.stable)
 
 
 def check_options(options: PromoteOptions) -> None:
@@ -66,7 +73,8 @@ def record(moves: list[Move], *, options: PromoteOptions, host: str, outcome: st
 def promote_stack(config: Config, options: PromoteOptions) -> Promoted:
     spec = config.spec
     registry = RegistryClient(config.registry, find_credentials(config.registry))
-    kind = "global stable" if options.global_stable else "quarter stable"
+    stable = StableKind.of(options.global_stable)
+    run = RunKind.ROLLBACK if options.rollback else RunKind.PROMOTION
     signing = Signing.from_env()
     undo: str | None = None
     run_id = ""
@@ -80,7 +88,6 @@ def promote_stack(config: Config, options: PromoteOptions) -> Promoted:
 
     try:
         if options.rollback:
-            kind = f"rollback of {kind}"
             target = rollback.target_of(options.tag, global_stable=options.global_stable)
             moves, undo = rollback.plan(spec, registry, config.registry, target, skip_gpu_test=options.skip_gpu_test,
                                         allow_platform_drop=options.allow_platform_drop, signing=signing)
@@ -93,7 +100,7 @@ def promote_stack(config: Config, options: PromoteOptions) -> Promoted:
             write([], "refused")
         raise
     if options.dry_run:
-        return Promoted(moves, kind)
+        return Promoted(moves, run, stable)
     target = moves[0].target_tag if moves else ""
     run_id = promotion_id(target, moves)
     now = utc_now()
@@ -104,7 +111,7 @@ def promote_stack(config: Config, options: PromoteOptions) -> Promoted:
         """Add the move to the tag's history; a failure there does not undo the move, and is reported."""
         try:
             promotions.append(registry, move.repository, move.target_tag, promotions.Entry(
-                id=run_id, kind=promotions.ROLLBACK if undo else promotions.PROMOTION, time=now, by=who(),
+                id=run_id, kind=RunKind.ROLLBACK if undo else RunKind.PROMOTION, time=now, by=who(),
                 source=f"undo {undo}" if undo else move.source_tag, before=move.target_before,
                 after=str(move.source_digest), undoes=undo, stamp=time.time_ns()))
         except RegistryError as exc:
@@ -124,13 +131,12 @@ def promote_stack(config: Config, options: PromoteOptions) -> Promoted:
         raise StackError(f"every tag moved, but the promotion history could not be written for: "
                          f"{'; '.join(unrecorded)}. A rollback will not know about these moves: roll them back by "
                          "hand if needed (artifacts/promotion.json has the digests before and after)")
-    return Promoted(moves, kind)
+    return Promoted(moves, run, stable)
 
 
 def _record_in_wiki(pages: Wiki, spec: Spec, moves: list[Move], options: PromoteOptions, host: str, *,
                     undo: str | None) -> None:
     now = utc_now()
-    note = " (GPU test skipped)" if options.skip_gpu_test else ""
     if options.global_stable:
         earlier = (pages.stable() or {}) if undo else {}  # a rollback moves only the images of one promotion
         pages.set_stable({"tag": f"rollback (undid promotion {undo})" if undo else options.tag, "time": now,
@@ -146,7 +152,8 @@ def _record_in_wiki(pages: Wiki, spec: Spec, moves: list[Move], options: Promote
         pages.record_build({
             "commit": ",".join(sorted({str(m.source_digest) for m in moves})), "commit_url": None,
             "label": label, "branch": moves[0].source_tag if moves and not undo else "", "tag": target,
-            "time": now, "kind": f"promotion{note}" + (" rollback" if undo else ""),
+            "time": now, "kind": (RunKind.ROLLBACK if undo else RunKind.PROMOTION).value,
+            "gpu_test_skipped": options.skip_gpu_test,
             "images": [{"name": m.image, "tag": m.target_tag, "page": pages.page_for_digest(m.source_digest)}
                        for m in moves]})
     for move in moves:
