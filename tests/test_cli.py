@@ -120,3 +120,50 @@ def test_stack_builder_names_a_missing_stack_folder(tmp_path: Path) -> None:
     result = subprocess.run([str(STACK_BUILDER), "-d", str(tmp_path / "nope"), "tree"], capture_output=True,
                             text=True, check=False)
     refused(result, "no such folder")
+
+
+def pyproject_version() -> str:
+    import tomllib
+
+    return str(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
+
+
+def test_version_names_the_tool_and_doit() -> None:
+    import doit.version
+
+    result = subprocess.run([str(STACK_BUILDER), "--version"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    # The tool's own version is pyproject's, the one place it is written; doit's follows.
+    assert lines[0] == f"stack-builder {pyproject_version()}"
+    assert lines[1].startswith(f"doit {'.'.join(map(str, doit.version.VERSION))} ")
+
+
+def test_version_of_a_source_tree_that_is_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    from stack_builder.version import UNKNOWN, source_tree_version, version
+
+    def not_installed(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert version() == pyproject_version()  # read from the pyproject.toml beside the package
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert source_tree_version(tmp_path / "pyproject.toml") == UNKNOWN
+    assert source_tree_version(tmp_path / "missing.toml") == UNKNOWN
+
+
+def test_the_package_says_its_version() -> None:
+    import stack_builder
+
+    assert stack_builder.__version__ == pyproject_version()
+
+
+def test_doit_says_its_own_version_in_a_folder_with_our_dodo() -> None:
+    import doit.version
+
+    result = subprocess.run([sys.executable, "-m", "doit", "--version"], cwd=REPO, capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == ".".join(map(str, doit.version.VERSION))

@@ -10,6 +10,7 @@ import os
 import sys
 from typing import Any
 
+import doit
 from doit.cmd_base import NamespaceTaskLoader
 from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand
@@ -44,6 +45,14 @@ class StackTaskLoader(NamespaceTaskLoader):  # type: ignore[misc]  # doit has no
 
 class StackBuilderMain(DoitMain):  # type: ignore[misc]  # doit has no type hints
     BIN_NAME = "stack-builder"
+
+    @staticmethod
+    def print_version() -> None:
+        """``stack-builder --version``: this tool's version, then that of the doit it runs on."""
+        from stack_builder.version import doit_version, version
+
+        print(f"stack-builder {version()}")
+        print(f"doit {doit_version()} (lib @ {os.path.dirname(os.path.abspath(doit.__file__))})")
 
 
 def main(argv: list[str] | None = None) -> int:
