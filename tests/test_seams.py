@@ -139,3 +139,124 @@ def test_one_container_lifecycle() -> None:
     creators = {str(p) for p, tree in modules().items() if calls_to(tree, "create") or
                 any(isinstance(n, ast.Attribute) and n.attr == "containers" for n in ast.walk(tree))}
     assert creators == {"engine/containers.py"}, creators
+
+
+# -- configuration in one place ------------------------------------------------------------------------------
+
+# The modules that may read the process environment, and why each must.
+READS_ENVIRONMENT = {
+    "settings.py": "the one reader: settings are read from it once per task, into frozen values",
+    # The hand-over re-executes the command with its environment passed through unchanged (less the secrets),
+    # so it needs the environment itself, before any settings exist.
+    "apps/cli.py": "hands the credentials over a pipe to a copy of itself; reads the pipe's number back",
+}
+
+
+def environ_uses(tree: ast.Module) -> list[ast.AST]:
+    """Every use of os.environ, os.environb, os.getenv, os.putenv or os.unsetenv (and of a name imported from os)."""
+    names = {"environ", "environb", "getenv", "putenv", "unsetenv", "getenvb"}
+    found: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in names and isinstance(node.value, ast.Name) \
+                and node.value.id == "os":
+            found.append(node)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" and any(a.name in names for a in node.names):
+            found.append(node)
+    return found
+
+
+def environ_writes(tree: ast.Module) -> list[ast.AST]:
+    """Every change of the process environment: item assignment or deletion, a changing method, putenv/unsetenv."""
+    def is_environ(node: ast.AST) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "environ" and isinstance(node.value, ast.Name) \
+            and node.value.id == "os"
+
+    changing = {"pop", "popitem", "setdefault", "update", "clear", "__setitem__", "__delitem__"}
+    found: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and is_environ(node.value) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            found.append(node)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+                (node.func.attr in changing and is_environ(node.func.value))
+                or (node.func.attr in ("putenv", "unsetenv") and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "os")):
+            found.append(node)
+        elif isinstance(node, (ast.Assign, ast.AugAssign)) and any(
+                is_environ(t) for t in (node.targets if isinstance(node, ast.Assign) else [node.target])):
+            found.append(node)
+    return found
+
+
+def test_the_environment_checkers_see_reads_and_writes() -> None:
+    code = ast.parse("import os\nos.environ['A'] = '1'\nos.environ.pop('B')\nos.environ.setdefault('C', '')\n"
+                     "del os.environ['D']\nos.putenv('E', '')\nx = os.getenv('F')\nfrom os import environ\n")
+    assert len(environ_writes(code)) == 5
+    assert len(environ_uses(code)) == 7  # four through os.environ, putenv, getenv, and the import
+    assert environ_writes(ast.parse("import os\nvalue = os.environ.get('A')\nenv = dict(os.environ)\n")) == []
+
+
+def test_nothing_changes_the_environment_at_run_time() -> None:
+    writers = {str(p): [getattr(n, "lineno", 0) for n in environ_writes(tree)] for p, tree in modules().items()}
+    assert {p: lines for p, lines in writers.items() if lines} == {}
+
+
+def test_only_the_settings_read_the_environment() -> None:
+    readers = {str(p) for p, tree in modules().items() if environ_uses(tree)}
+    assert readers <= set(READS_ENVIRONMENT), sorted(readers - set(READS_ENVIRONMENT))
+    assert "settings.py" in readers
+
+
+def registry_imports(tree: ast.Module | ast.AST) -> list[ast.AST]:
+    found: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith(
+                "stack_builder.registry"):
+            found.append(node)
+        elif isinstance(node, ast.ImportFrom) and node.module == "stack_builder" and any(
+                a.name == "registry" for a in node.names):
+            found.append(node)
+        elif isinstance(node, ast.Import) and any(a.name.startswith("stack_builder.registry") for a in node.names):
+            found.append(node)
+    return found
+
+
+def test_the_engine_never_imports_the_registry() -> None:
+    importers = {str(p) for p, tree in modules().items() if str(p).startswith("engine/") and registry_imports(tree)}
+    assert importers == set()
+
+
+def test_config_imports_the_registry_only_to_build_its_client() -> None:
+    tree = modules()[Path("config.py")]
+    allowed: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == "registry_client":  # when a task asks for a client
+            allowed.update(registry_imports(node))
+        elif isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            allowed.update(registry_imports(node))  # for the type checker only: never imported at run time
+    assert allowed, "the checker must see config.registry_client's import"
+    assert [getattr(n, "lineno", 0) for n in registry_imports(tree) if n not in allowed] == []
+
+
+def test_the_secrets_and_settings_modules_sit_at_the_bottom() -> None:
+    # Importable by engine/ and registry/ alike: they import nothing of the package but each other.
+    for name in ("secrets.py", "settings.py"):
+        inside = {f"{n.module}.{a.name}" if n.module == "stack_builder" else str(n.module)
+                  for n in ast.walk(modules()[Path(name)]) if isinstance(n, ast.ImportFrom)
+                  and (n.module or "").startswith("stack_builder") for a in n.names}
+        assert inside <= {"stack_builder.secrets"}, (name, inside)
+
+
+# -- rooms that keep their promise ---------------------------------------------------------------------------
+
+MAX_CLASS_LINES = 150
+
+
+def long_classes(prefixes: tuple[str, ...]) -> dict[str, int]:
+    return {f"{p}:{node.name}": node.end_lineno - node.lineno + 1 for p, tree in modules().items()
+            if str(p).startswith(prefixes) for node in ast.walk(tree)
+            if isinstance(node, ast.ClassDef) and node.end_lineno is not None
+            and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES}
+
+
+def test_no_class_of_the_registry_or_the_engine_is_over_150_lines() -> None:
+    assert long_classes(("registry/", "engine/", "config.py", "settings.py", "secrets.py")) == {}

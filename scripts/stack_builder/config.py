@@ -1,19 +1,21 @@
-"""One frozen configuration per task: which stack, which registry, where records go."""
+"""One frozen configuration per task: which stack, which registry, where records go, and the settings the
+environment gave (read once, in ``make_config``)."""
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 from pathlib import Path
 
+from stack_builder import secrets
 from stack_builder.errors import StackError, shown
-from stack_builder.registry.credentials import declare_secrets
-from stack_builder.spec.references import check_registry
+from stack_builder.settings import REGISTRY_VAR, Settings
 
 if TYPE_CHECKING:
+    from stack_builder.registry.client import RegistryClient
     from stack_builder.spec.stack_spec import Spec
 
-REGISTRY_VAR = "STACK_REGISTRY"
+__all__ = ["Config", "DEFAULT_REGISTRY", "MAX_NAME", "REGISTRY_VAR", "make_config"]
+
 DEFAULT_REGISTRY = "127.0.0.1:5000"
 MAX_NAME = 255  # host/path, as Docker's reference grammar limits it
 
@@ -23,6 +25,7 @@ class Config:
     stack_dir: Path
     spec: Spec  # validated before anything else is read
     registry: str  # HOST[:PORT] that replaces the host of every image_name; "" for tasks that use none
+    settings: Settings = field(default_factory=Settings.from_env, compare=False)  # make_config's: read once
 
     @property
     def artifacts(self) -> Path:
@@ -35,13 +38,24 @@ class Config:
 
     def with_registry(self, registry: str) -> "Config":
         """This config with the registry: ``--registry``, else $STACK_REGISTRY, else the local one."""
-        host = check_registry(registry or os.environ.get(REGISTRY_VAR) or DEFAULT_REGISTRY)
+        from stack_builder.spec.references import check_registry  # light start-up: tasks are listed without it
+
+        host = check_registry(registry or self.settings.registry.host or DEFAULT_REGISTRY)
         for name, image in self.spec.images.items():  # Docker's limit on a whole name, host included
             full = f"{host}/{image.repository.path}"
             if len(full) > MAX_NAME:
                 raise StackError(f"images.{name}.image_name: on registry {host} the name is {len(full)} characters "
                                  f"({shown(full)}), more than the {MAX_NAME} a registry accepts: shorten it")
         return replace(self, registry=host)
+
+    def registry_client(self) -> RegistryClient:
+        """A client of this task's registry, with its credentials and TLS settings."""
+        # Imported here: the registry layer sits above this module, and requests loads only when a task needs it.
+        from stack_builder.registry.client import RegistryClient
+        from stack_builder.registry.credentials import credentials_for
+
+        return RegistryClient(self.registry, credentials_for(self.registry, self.settings.registry),
+                              settings=self.settings.registry)
 
 
 def make_config(*, registry: str = "", uses_registry: bool = True) -> Config:
@@ -53,6 +67,8 @@ def make_config(*, registry: str = "", uses_registry: bool = True) -> Config:
     from stack_builder.spec.stack_spec import load_spec  # jsonschema and yaml: only when a task runs
 
     folder = Path.cwd().resolve()
-    config = Config(stack_dir=folder, spec=load_spec(folder), registry="")
-    declare_secrets(var for image in config.spec.images.values() for var in image.secrets.values())
+    settings = Settings.from_env()
+    config = Config(stack_dir=folder, spec=load_spec(folder), registry="", settings=settings)
+    secrets.declare((var for image in config.spec.images.values() for var in image.secrets.values()),
+                    settings.environment)
     return config.with_registry(registry) if uses_registry else config

@@ -1,7 +1,6 @@
 """`build`: build, test, then push the planned images, parents first."""
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from stack_builder.pipeline.planning import SelectionOptions
 from stack_builder.pipeline.stack_build import BuildOptions, build
 from stack_builder.records.report import BuildReport
 from stack_builder.registry.credentials import redact_all
+from stack_builder.settings import CiSettings
 from stack_builder.spec.stack_spec import check_timeouts
 
 
@@ -28,21 +28,21 @@ def main(base_ref: str, all_images: bool, image: list[str], workers: int, regist
                                workers=workers, push=not no_push, reuse=not no_reuse,
                                timeouts=check_timeouts({"tests": test_timeout, "model": model_timeout,
                                                         "info_cmds": info_timeout}))
-        if live.wanted():  # a terminal: one live line per image in flight
+        if live.wanted(config.settings.ci):  # a terminal: one live line per image in flight
             with live.LiveProgress() as progress:
                 report = build(config, replace(options, observer=progress.observe))
         else:
             report = build(config, options)
-        github_actions(report)
+        github_actions(report, config.settings.ci)
         print(report.table())
         return not report.failed()
 
     return run_task(work)
 
 
-def github_actions(report: BuildReport) -> None:
+def github_actions(report: BuildReport, ci: CiSettings) -> None:
     """In GitHub Actions: each image's log folded in a ::group::, and the summary in the job's summary page."""
-    if os.environ.get("GITHUB_ACTIONS") != "true":
+    if not ci.github_actions:
         return
     for name, result in report.images.items():
         log = Path(result.log) if result.log else None
@@ -50,7 +50,7 @@ def github_actions(report: BuildReport) -> None:
             print(f"::group::{name}: {result.status} (log {log})")
             print(redact_all(log.read_text(encoding="utf-8", errors="replace")))
             print("::endgroup::")
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    summary = ci.step_summary
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(report.markdown())

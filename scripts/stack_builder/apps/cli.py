@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if credentials.must_hand_over(os.environ) and argv is None:
         credentials.hand_over(args, os.environ)  # never returns: the same command, without them in its environment
-    credentials.receive()
+    credentials.receive(os.environ)
     return int(StackBuilderMain(StackTaskLoader()).run(args))
 
 

@@ -3,7 +3,6 @@ and the run's [done/total]. Log lines print above it; nothing of it is written w
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -14,12 +13,15 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from stack_builder.settings import CiSettings
+
 DONE = "done: "  # the step an image is in once it is finished
 
 
-def wanted() -> bool:
-    """A live display only on a terminal, and never in CI (whose log is a file)."""
-    return sys.stderr.isatty() and os.environ.get("CI") != "true" and os.environ.get("GITHUB_ACTIONS") != "true"
+def wanted(ci: CiSettings | None = None) -> bool:
+    """A live display only on a terminal, and never in CI (whose log is a file). ``ci``: the task's settings."""
+    ci = CiSettings.from_env() if ci is None else ci
+    return sys.stderr.isatty() and not ci.ci and not ci.github_actions
 
 
 class LiveProgress:

@@ -12,10 +12,8 @@ from stack_builder.apps.runtime import run_task
 from stack_builder.config import make_config
 from stack_builder.pipeline.merge import Merged, merge, planned_images
 from stack_builder.plan.revision import read_revision
-from stack_builder.registry.client import RegistryClient
 from stack_builder.records.files import read_json, write_json
 from stack_builder.records.report import merge_reports
-from stack_builder.registry.credentials import find_credentials
 from stack_builder.registry.signing import Signing
 
 LOGGER = logging.getLogger(__name__)
@@ -29,9 +27,9 @@ def main(image: list[str], registry: str, reports: str) -> bool | TaskFailed:
         spec = config.spec
         spec.require(image)
         names = list(image) or planned_images(config.artifacts) or list(spec.images)
-        client = RegistryClient(config.registry, find_credentials(config.registry))
+        client = config.registry_client()
         results = merge(spec, read_revision(config.stack_dir), client, config.registry, names,
-                        signing=Signing.from_env(), content_tags=_report_field(config.artifacts, "content_tags"),
+                        signing=Signing.from_settings(config.settings), content_tags=_report_field(config.artifacts, "content_tags"),
                         example_outputs=_report_field(config.artifacts, "example_outputs"))
         rows = [[r.image, "merged" + (" (NOT SIGNED)" if r.unsigned else ""), ", ".join(r.platforms) + _stale(r.stale),
                  r.digest[:19]] if r.merged else

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Callable
 
@@ -10,7 +9,8 @@ from doit.exceptions import TaskFailed
 
 from stack_builder import signals
 from stack_builder.errors import StackError
-from stack_builder.registry.credentials import RedactingFilter, redact_all, secret_values
+from stack_builder.secrets import RedactingFilter, redact_all
+from stack_builder.settings import Settings
 
 
 def configure_logging() -> None:
@@ -21,9 +21,10 @@ def configure_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler._stack = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
-    handler.addFilter(RedactingFilter(secret_values()))
+    settings = Settings.from_env()  # registers the environment's secrets, which the filter reads
+    handler.addFilter(RedactingFilter())
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if os.environ.get("STACK_DEBUG") == "1" else logging.INFO)
+    root.setLevel(logging.DEBUG if settings.ci.debug else logging.INFO)
     for noisy in ("urllib3", "docker", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from doit.exceptions import TaskFailed
@@ -25,15 +24,14 @@ def main(base_ref: str, all_images: bool, image: list[str], registry: str, platf
             refresh_base=refresh_base)).as_json()
         write_json(config.artifacts / "plan.json", result)
         print(json.dumps(result))
-        _github_outputs(result)
+        _github_outputs(result, config.settings.ci.github_output)
         return True
 
     return run_task(work)
 
 
-def _github_outputs(plan: dict[str, Any]) -> None:
-    """In GitHub Actions, hand the plan to later jobs: level0..level4, images, tag."""
-    target = os.environ.get("GITHUB_OUTPUT")
+def _github_outputs(plan: dict[str, Any], target: str) -> None:
+    """In GitHub Actions (``target``: GITHUB_OUTPUT), hand the plan to later jobs: level0..level4, images, tag."""
     if not target:
         return
     levels = plan["levels"]

@@ -6,8 +6,6 @@ from doit.exceptions import TaskFailed
 from stack_builder.apps.runtime import run_task
 from stack_builder.config import make_config
 from stack_builder.pipeline import planning
-from stack_builder.registry.client import RegistryClient
-from stack_builder.registry.credentials import find_credentials
 
 
 def main(base_ref: str, all_images: bool, image: list[str], registry: str,
@@ -16,7 +14,7 @@ def main(base_ref: str, all_images: bool, image: list[str], registry: str,
         config = make_config(registry=registry)
         selected = planning.select(config, planning.SelectionOptions(base_ref=base_ref, all_images=all_images,
                                                                      images=tuple(image), refresh_base=refresh_base))
-        client = RegistryClient(config.registry, find_credentials(config.registry))
+        client = config.registry_client()
         everything = len(selected.selection.reasons) == len(selected.spec.images)
         lookups = None if selected.selection.by_hand or everything else planning.reach(
             client, patient=False, consequence="images it lacks are not marked")

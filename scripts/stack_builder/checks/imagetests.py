@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack_builder import signals
+from stack_builder.engine.containers import run_env
 from stack_builder.errors import Interrupted, StepFailed, shown
 from stack_builder.records import junit as junit_files
 from stack_builder.records.logfile import copy_lines, open_log
 from stack_builder.records.results import TestCounts
 from stack_builder.registry.credentials import without_secrets
+from stack_builder.settings import environment
 from stack_builder.spec.stack_spec import Spec
 
 LOGGER = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ def run_tests(spec: Spec, name: str, image: str, *, junit: Path, log: Path, dirs
     if not dirs:
         LOGGER.warning("%s: no tests found (images/tests_common, test/ folders): nothing was checked", name)
         return TestOutcome()
-    env = without_secrets(os.environ)
+    env = {**without_secrets(environment()), **run_env()}  # the run's id labels the containers the tests start
     for declared in spec.images.values():  # build secrets are for builds only, never for tests
         for variable in declared.secrets.values():
             env.pop(variable, None)  # (also when this spec was loaded without declaring them)

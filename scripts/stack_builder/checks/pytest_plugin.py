@@ -4,7 +4,6 @@ The image under test is named by the STACK_IMAGE environment variable.
 """
 from __future__ import annotations
 
-import os
 import socket
 from typing import Any, Iterator
 
@@ -12,6 +11,7 @@ import pytest
 
 from stack_builder.engine.client import Engine, connect
 from stack_builder.engine.containers import Container, GpuUnavailable, TrackedContainers
+from stack_builder.settings import EngineSettings
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def docker_client() -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def image_ref() -> str:
-    ref = os.environ.get("STACK_IMAGE")
+    ref = EngineSettings.from_env().image  # this process was started for it: STACK_IMAGE
     if not ref:
         raise pytest.UsageError("STACK_IMAGE is not set: image tests are run by `stack-builder build`")
     return ref
@@ -41,7 +41,8 @@ class ImageContainers(TrackedContainers):
 
 @pytest.fixture
 def container(docker_client: Engine, image_ref: str) -> Iterator[ImageContainers]:
-    tracked = ImageContainers(docker_client, image_ref, gpu=os.environ.get("STACK_GPU") == "1")
+    settings = EngineSettings.from_env()  # STACK_GPU, and the run, image and platform to label containers with
+    tracked = ImageContainers(docker_client, image_ref, gpu=settings.gpu, settings=settings)
     yield tracked
     tracked.remove_all()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import socket
 import ssl
@@ -24,6 +23,7 @@ import docker
 
 from stack_builder.engine import client as engine
 from stack_builder.errors import StackError
+from stack_builder.settings import EngineSettings
 from stack_builder.spec.dockerfile import base_images
 from stack_builder.spec.stack_spec import load_spec
 
@@ -35,15 +35,15 @@ DEBIAN_RE = re.compile(r"^(?:docker\.io/)?(?:library/)?debian:(?P<suite>[a-z]+)(
 MIRROR = "http://deb.debian.org/debian"
 
 
-def network_intercepts_tls(host: str = "pypi.org") -> bool:
+def network_intercepts_tls(host: str = "pypi.org", settings: EngineSettings | None = None) -> bool:
     """True when ``host``'s certificate verifies with the host's bundle but not with the public roots.
 
     The public roots are Debian's copy of Mozilla's set (certifi may have been patched locally).
-    STACK_TRUST_HOST_CA=1 or 0 overrides the check.
+    STACK_TRUST_HOST_CA=1 or 0 overrides the check (``settings``: default, the environment as it is now).
     """
-    setting = os.environ.get("STACK_TRUST_HOST_CA")
-    if setting in ("0", "1"):
-        return setting == "1"
+    setting = (EngineSettings.from_env() if settings is None else settings).trust_host_ca
+    if setting is not None:
+        return setting
     public = sorted(MOZILLA_ROOTS.glob("*.crt"))
     if not public or not HOST_BUNDLE.is_file():
         return False

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -25,7 +24,8 @@ import docker
 from stack_builder import signals
 from stack_builder.engine.client import ENGINE_FAILURES
 from stack_builder.errors import EngineError, Interrupted, StepFailed
-from stack_builder.registry.credentials import all_secrets, redact, SECRET_VARS, USER_VAR
+from stack_builder.secrets import known, redact, without_secrets
+from stack_builder.settings import environment as process_environment
 
 LOGGER = logging.getLogger(__name__)
 
@@ -87,11 +87,13 @@ STEP_RE = re.compile(r"^#\d+ \[(?:[\w.-]+ )?(\d+)/(\d+)\] (.+)$")  # BuildKit's 
 
 
 def build_image(client: docker.DockerClient, request: BuildRequest, log: IO[str],
-                on_step: Callable[[str], None] | None = None) -> str:
+                on_step: Callable[[str], None] | None = None, *, environment: Mapping[str, str] | None = None) -> str:
     """Build and return the image ID. Raises ``StepFailed`` with the failing step's output. ``on_step`` hears
-    each Dockerfile step as it starts ("step 2/4: RUN ...")."""
+    each Dockerfile step as it starts ("step 2/4: RUN ..."). ``environment``: the task's (``config.settings``),
+    where the build secrets' values are and which the client runs in; default, the process's as it is now."""
     cli = find_cli()
-    missing = [f"{sid} (${var})" for sid, var in request.secrets.items() if not os.environ.get(var)]
+    env = process_environment() if environment is None else environment
+    missing = [f"{sid} (${var})" for sid, var in request.secrets.items() if not env.get(var)]
     if missing:
         raise StepFailed(f"build secrets without a value: {', '.join(missing)}")
     with tempfile.TemporaryDirectory(prefix="stack-build-") as tmp:
@@ -111,10 +113,9 @@ def build_image(client: docker.DockerClient, request: BuildRequest, log: IO[str]
         log.write(f"$ {cli.name} build {request.context.name}" +
                   (f" --platform {request.platform}" if request.platform else "") + "\n")
         log.flush()
-        secrets = [*(os.environ[var] for var in request.secrets.values() if os.environ.get(var)), *all_secrets()]
+        secrets = [*(env[var] for var in request.secrets.values() if env.get(var)), *known()]
         # The client needs the build secrets' variables (it reads them itself), never the registry's or cosign's.
-        env = {k: v for k, v in os.environ.items() if k not in (USER_VAR, *SECRET_VARS)}
-        code, tail = _stream(argv, {**env, **cli.env}, log, secrets, on_step)
+        code, tail = _stream(argv, {**without_secrets(env, keep_build_secrets=True), **cli.env}, log, secrets, on_step)
         if signals.stopping():
             raise Interrupted(f"the build was stopped ({signals.signal_name()})")
         if code != 0:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import docker
 import urllib3
@@ -19,9 +18,17 @@ ENGINE_FAILURES: tuple[type[BaseException], ...] = (docker.errors.DockerExceptio
 Engine = docker.DockerClient
 
 
+def engine_address() -> str:
+    """The engine the docker SDK connects to (DOCKER_HOST, as it reads it), or "" for the local socket."""
+    try:
+        return str(docker.utils.kwargs_from_env().get("base_url") or "")
+    except docker.errors.DockerException:  # a broken TLS set-up: connecting says what is wrong
+        return ""
+
+
 def connect(*, pool_size: int = 10, timeout: int = 600) -> docker.DockerClient:
     """A client for the engine at DOCKER_HOST (default: the local socket), checked with a ping."""
-    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    where = engine_address() or "unix:///var/run/docker.sock"
     try:
         client = docker.from_env(timeout=timeout, max_pool_size=pool_size)
         client.ping()

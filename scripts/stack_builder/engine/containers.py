@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import tarfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
@@ -16,40 +16,60 @@ from typing import Any, Iterator, Mapping, Sequence
 import docker
 from docker.models.containers import Container as Container  # re-exported: the type of what we start
 
-from stack_builder.engine.client import ENGINE_FAILURES
+from stack_builder.engine.client import ENGINE_FAILURES, engine_address
 from stack_builder.errors import StackError, StepFailed
+from stack_builder.settings import CONTAINER_TIMEOUT_VAR as TIMEOUT_VAR, IMAGE_NAME_VAR as IMAGE_VAR
+from stack_builder.settings import PLATFORM_VAR, RUN_VAR, EngineSettings
 
 LOGGER = logging.getLogger(__name__)
 
-TIMEOUT_VAR = "STACK_CONTAINER_TIMEOUT_S"
+__all__ = ["Container", "Finished", "GpuUnavailable", "IMAGE_LABEL", "IMAGE_VAR", "PLATFORM_LABEL", "PLATFORM_VAR",
+           "RUN_LABEL", "RUN_VAR", "TIMEOUT_VAR", "TrackedContainers", "created", "remove", "remove_labelled",
+           "run", "run_env", "run_labelled", "run_labels", "timeout_s", "wait"]
+
 RUN_LABEL, IMAGE_LABEL, PLATFORM_LABEL = "io.stack-builder.run", "io.stack-builder.image", "io.stack-builder.platform"
-# Set by the run, and for an image's test process also the image and platform: inherited by its children.
-RUN_VAR, IMAGE_VAR, PLATFORM_VAR = "STACK_RUN_ID", "STACK_IMAGE_NAME", "STACK_PLATFORM"
+
+_RUNS: list[str] = []  # the ids of the runs this process is in (run_labelled), the innermost last
+_RUNS_LOCK = threading.Lock()
 
 
-def run_labels() -> dict[str, str]:
-    """The labels of every container the tool starts: the run's id, and the image and platform under test."""
-    labels = {RUN_LABEL: os.environ.get(RUN_VAR, ""), IMAGE_LABEL: os.environ.get(IMAGE_VAR, ""),
-              PLATFORM_LABEL: os.environ.get(PLATFORM_VAR, "")}
+def _current_run() -> str:
+    with _RUNS_LOCK:
+        return _RUNS[-1] if _RUNS else ""
+
+
+def run_labels(inherited: EngineSettings | None = None) -> dict[str, str]:
+    """The labels of every container the tool starts: the run's id, and the image and platform under test.
+
+    The run is this process's (``run_labelled``), else the one its parent passed in STACK_RUN_ID; the image
+    and platform are those an image's test process was started for (``inherited``: default, as set now)."""
+    inherited = EngineSettings.from_env() if inherited is None else inherited
+    labels = {RUN_LABEL: _current_run() or inherited.run_id, IMAGE_LABEL: inherited.image_name,
+              PLATFORM_LABEL: inherited.platform}
     return {k: v for k, v in labels.items() if v}
 
 
 @contextmanager
 def run_labelled(run_id: str) -> Iterator[None]:
-    """Every container started meanwhile (by this process and its children) is labelled with ``run_id``."""
-    previous = os.environ.get(RUN_VAR)
-    os.environ[RUN_VAR] = run_id
+    """Every container this process starts meanwhile is labelled with ``run_id``; child processes get it in
+    their environment from ``run_env()``."""
+    with _RUNS_LOCK:
+        _RUNS.append(run_id)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(RUN_VAR, None)
-        else:
-            os.environ[RUN_VAR] = previous
+        with _RUNS_LOCK:
+            _RUNS.remove(run_id)
 
 
-def _labelled(options: dict[str, Any]) -> dict[str, Any]:
-    return {**options, "labels": {**(options.get("labels") or {}), **run_labels()}}
+def run_env() -> dict[str, str]:
+    """The environment a child process (an image's tests) needs to label its containers with this run."""
+    current = _current_run()
+    return {RUN_VAR: current} if current else {}
+
+
+def _labelled(options: dict[str, Any], inherited: EngineSettings | None = None) -> dict[str, Any]:
+    return {**options, "labels": {**(options.get("labels") or {}), **run_labels(inherited)}}
 
 
 def remove_labelled(client: docker.DockerClient, run_id: str, image: str | None = None,
@@ -67,16 +87,11 @@ def remove_labelled(client: docker.DockerClient, run_id: str, image: str | None 
     return [c.short_id for c in found]
 
 
-def timeout_s(default: float) -> float:
-    """The time a container may run: ``default``, or STACK_CONTAINER_TIMEOUT_S when set (a ceiling for all)."""
-    value = os.environ.get(TIMEOUT_VAR)
-    if not value:
-        return default
-    try:
-        return min(default, float(value)) if float(value) > 0 else default
-    except ValueError:
-        LOGGER.warning("%s=%r is not a number of seconds; using %ss", TIMEOUT_VAR, value, default)
-        return default
+def timeout_s(default: float, settings: EngineSettings | None = None) -> float:
+    """The time a container may run: ``default``, or STACK_CONTAINER_TIMEOUT_S when set (a ceiling for all).
+    ``settings``: the task's (default: the environment as it is now)."""
+    ceiling = (EngineSettings.from_env() if settings is None else settings).container_timeout_s
+    return default if ceiling is None else min(default, ceiling)
 
 
 @dataclass(frozen=True)
@@ -218,15 +233,18 @@ class TrackedContainers:
     With ``gpu`` every container requests all GPUs, as `--gpus all` does.
     """
 
-    def __init__(self, client: docker.DockerClient, image: str, *, gpu: bool = False) -> None:
+    def __init__(self, client: docker.DockerClient, image: str, *, gpu: bool = False,
+                 settings: EngineSettings | None = None) -> None:
         self.client = client
         self.image = image
         self.gpu = gpu
+        # In an image's test process: the run, image and platform its parent passed, and the timeout ceiling.
+        self.settings = EngineSettings.from_env() if settings is None else settings
         self.started: list[Container] = []
 
     def run(self, command: str | list[str], **kwargs: Any) -> tuple[int, str]:
         """Run ``command`` to completion (``timeout`` seconds, default 300); return (exit code, output)."""
-        limit = timeout_s(float(kwargs.pop("timeout", 300)))
+        limit = timeout_s(float(kwargs.pop("timeout", 300)), self.settings)
         container = self.start(command, **kwargs)
         code = wait(container, timeout=limit, what=f"container of {self.image}")
         return code, container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
@@ -236,13 +254,13 @@ class TrackedContainers:
             kwargs.setdefault("device_requests", [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])])
         container = None
         try:
-            container = self.client.containers.create(self.image, command, **_labelled(kwargs))
+            container = self.client.containers.create(self.image, command, **_labelled(kwargs, self.settings))
             container.start()
         except ENGINE_FAILURES as exc:
             if container is not None:  # created, but it could not start (no GPU): it must not stay behind
                 remove(container)
             if self.gpu and any(hint in str(exc) for hint in NO_GPU_HINTS):
-                where = os.environ.get("DOCKER_HOST") or "the local engine"
+                where = engine_address() or "the local engine"
                 raise GpuUnavailable(
                     f"no GPU available: the Docker engine at {where} cannot give this container a GPU "
                     f"({_explain(exc)}). Run on a GPU host with the NVIDIA container runtime, "

@@ -20,7 +20,6 @@ from stack_builder.plan.plan import Plan, check_platform, make_plan
 from stack_builder.plan.revision import Revision, read_revision
 from stack_builder.plan.tree import StackTree
 from stack_builder.registry.client import RegistryClient
-from stack_builder.registry.credentials import find_credentials
 from stack_builder.registry.lookups import Lookups
 from stack_builder.spec.stack_spec import Spec
 
@@ -138,7 +137,7 @@ def try_engine(pool_size: int = 10) -> Engine | None:
 def plan_only(config: Config, options: SelectionOptions) -> Plan:
     """The plan `build` would execute, computed the same way, without building: for `plan` and CI."""
     selected = select(config, options)
-    registry = RegistryClient(config.registry, find_credentials(config.registry))
+    registry = config.registry_client()
     everything = len(selected.selection.reasons) == len(selected.spec.images)  # nothing to look up
     lookups = None if everything else reach(
         registry, consequence="the plan cannot say which images it lacks or find parents in it")

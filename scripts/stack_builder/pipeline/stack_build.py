@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,9 +22,7 @@ from stack_builder.plan.revision import Revision
 from stack_builder.records.files import utc_now, write_lines
 from stack_builder.records.report import BUILT, PENDING, PUBLISHED, REUSED, UNCHANGED, BuildReport, ImageResult
 from stack_builder.records.wiki import Wiki
-from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.signing import Signing, cosign_binary
-from stack_builder.registry.credentials import find_credentials
 from stack_builder.registry.lookups import Lookups
 from stack_builder.spec.stack_spec import Spec
 
@@ -70,8 +67,8 @@ def build(config: Config, options: BuildOptions) -> BuildReport:
 
 def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Engine]) -> BuildReport:
     started = time.monotonic()
-    credentials = find_credentials(config.registry)
-    registry = RegistryClient(config.registry, credentials)
+    registry = config.registry_client()
+    credentials = registry.credentials
     with lock.stack_lock(config.artifacts / ".build.lock"):
         selected = planning.select(config, options.selection)
         if options.push:
@@ -90,8 +87,8 @@ def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Eng
             engine = engine or engine_client.connect(pool_size=options.workers + 4)  # says why it cannot
             engines.append(engine)
             find_cli()  # no BuildKit-capable client: say what to install, before anything is built
-        check_secrets(planned.spec, plan.images)
-        signing = Signing.from_env() if options.push else None  # a broken signing set-up stops the run here
+        check_secrets(planned.spec, plan.images, config.settings.environment)
+        signing = Signing.from_settings(config.settings) if options.push else None  # a broken set-up stops here
         if signing is not None:
             if not signing.can_sign:
                 LOGGER.warning("only a public key is set (%s): this build pushes unsigned images, which a promotion "
@@ -132,10 +129,10 @@ def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Eng
         return result
 
 
-def check_secrets(spec: Spec, names: tuple[str, ...]) -> None:
-    """Every build secret the plan needs has a value, before anything is built."""
+def check_secrets(spec: Spec, names: tuple[str, ...], environment: Mapping[str, str]) -> None:
+    """Every build secret the plan needs has a value in ``environment``, before anything is built."""
     missing = [f"{spec.path.name}: images.{name}.secrets.{sid}: ${var} is unset or empty"
-               for name in names for sid, var in spec.images[name].secrets.items() if not os.environ.get(var)]
+               for name in names for sid, var in spec.images[name].secrets.items() if not environment.get(var)]
     if missing:
         raise StackError("build secrets have no value, so nothing was built:\n  " + "\n  ".join(missing) +
                          "\n  Export each variable (in CI, from the repository's secrets) and build again.")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -14,6 +13,7 @@ import git
 from stack_builder.spec import yamlsource
 from stack_builder.errors import GitError, shown
 from stack_builder.records.files import read_json
+from stack_builder.settings import environment
 from stack_builder.spec.stack_spec import Spec
 from stack_builder.plan.tree import StackTree
 
@@ -42,7 +42,7 @@ class Selection:
 def select(spec: Spec, tree: StackTree, *, base_ref: str | None = None, build_all: bool = False,
            images: tuple[str, ...] = (), env: Mapping[str, str] | None = None) -> Selection:
     """Decide what to build. ``images`` and ``build_all`` force; otherwise git decides."""
-    env = os.environ if env is None else env
+    env = environment() if env is None else env
     if images:
         spec.require(images)
         wanted = set(images)

@@ -1,7 +1,6 @@
 """Where the build comes from: commit, branch and the tags they give."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -9,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import git
 
+from stack_builder.settings import environment
 from stack_builder.spec.references import check_tag, sanitize_branch
 
 
@@ -34,7 +34,7 @@ class Revision:
 
 def read_revision(stack_dir: Path, env: Mapping[str, str] | None = None) -> Revision:
     """Commit and branch of the stack; CI variables win over the checkout (CI checks out detached)."""
-    env = os.environ if env is None else env
+    env = environment() if env is None else env
     try:
         repo = git.Repo(stack_dir, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):

@@ -28,8 +28,6 @@ from stack_builder.precalc import library as libraries
 from stack_builder.precalc import validate
 from stack_builder.precalc.store import Store, check_columns
 from stack_builder.records.wiki import Wiki
-from stack_builder.registry.client import RegistryClient
-from stack_builder.registry.credentials import find_credentials
 from stack_builder.spec.references import check_tag
 from stack_builder.spec.stack_spec import ModelSpec
 
@@ -114,8 +112,9 @@ def precalc(config: Config, options: PrecalcOptions) -> Summary:
     tag = options.tag or read_revision(config.stack_dir).tags(spec.tag_prefix)[0]
     check_tag(tag)
     repo = spec.images[options.image].repository.on(config.registry)
-    credentials = find_credentials(config.registry)
-    digest = RegistryClient(config.registry, credentials).manifest_digest(repo.path, tag)
+    registry = config.registry_client()
+    credentials = registry.credentials
+    digest = registry.manifest_digest(repo.path, tag)
     if digest is None:
         raise StackError(f"{repo}:{tag} is not in registry {config.registry}: build it first, or give --tag")
     engine = engine_client.connect(pool_size=options.workers + 4)

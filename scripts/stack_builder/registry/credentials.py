@@ -6,17 +6,22 @@ import json
 import logging
 import os
 import sys
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-LOGGER = logging.getLogger(__name__)
+from stack_builder import secrets
+# Re-exported: the process's secrets live in stack_builder.secrets; these names are imported from here too.
+from stack_builder.secrets import (FD_VAR, PASSWORD_VAR, SECRET_VARS, SIGNING_PASSWORD_VAR, USER_VAR,
+                                   RedactingFilter, redact, redact_all, without_secrets)
+from stack_builder.settings import RegistrySettings, Settings, SigningSettings, environment
 
-USER_VAR = "STACK_REGISTRY_USER"
-PASSWORD_VAR = "STACK_REGISTRY_PASSWORD"
-SIGNING_PASSWORD_VAR = "COSIGN_PASSWORD"  # the password of the cosign key in STACK_SIGNING_KEY
-SECRET_VARS = (PASSWORD_VAR, SIGNING_PASSWORD_VAR)
+__all__ = ["Credentials", "FD_VAR", "PASSWORD_VAR", "RedactingFilter", "SECRET_VARS", "SIGNING_PASSWORD_VAR",
+           "USER_VAR", "all_secrets", "credentials_for", "declare_secrets", "find_credentials", "hand_over",
+           "must_hand_over", "receive", "redact", "redact_all", "remember_secret", "secret_values",
+           "signing_password", "without_secrets"]
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,11 +38,6 @@ class Credentials:
         return {"username": self.username, "password": self.password}
 
 
-FD_VAR = "STACK_CREDENTIALS_FD"  # the pipe the credentials come through after `stack-builder` re-executes itself
-_HANDED: list[Credentials] = []  # the credentials that came through that pipe
-_HANDED_SIGNING: list[str] = []  # the signing key's password, when it came through that pipe
-
-
 def must_hand_over(env: Mapping[str, str]) -> bool:
     """True when a secret is in the environment that children must not be able to read from their parent."""
     return bool(env.get(PASSWORD_VAR) or env.get(SIGNING_PASSWORD_VAR))
@@ -45,8 +45,7 @@ def must_hand_over(env: Mapping[str, str]) -> bool:
 
 def signing_password(env: Mapping[str, str] | None = None) -> str | None:
     """The cosign key's password: from the environment, or handed over by ``hand_over``."""
-    env = os.environ if env is None else env
-    return env.get(SIGNING_PASSWORD_VAR) or (_HANDED_SIGNING[0] if _HANDED_SIGNING else None)
+    return SigningSettings.from_env(env).password or None
 
 
 def hand_over(argv: list[str], env: Mapping[str, str]) -> None:
@@ -66,40 +65,48 @@ def hand_over(argv: list[str], env: Mapping[str, str]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "stack_builder.apps.cli", *argv], clean)
 
 
-def receive() -> None:
-    """Read the credentials handed over by ``hand_over`` (once, at start-up), if there are any."""
-    fd = os.environ.pop(FD_VAR, "")
-    if not fd.isdigit():
+def receive(env: Mapping[str, str]) -> None:
+    """Read the credentials handed over by ``hand_over`` (once, at start-up), if ``env`` names their pipe.
+
+    The variable stays in this process's environment (nothing here changes it): children get environments
+    without it (``secrets.without_secrets``), and a pipe already read is not read again."""
+    fd = env.get(FD_VAR, "")
+    if not fd.isdigit() or int(fd) in _READ:
         return
+    _READ.add(int(fd))
     chunks = []
-    while chunk := os.read(int(fd), 65536):
-        chunks.append(chunk)
-    os.close(int(fd))
+    try:
+        while chunk := os.read(int(fd), 65536):
+            chunks.append(chunk)
+        os.close(int(fd))
+    except OSError as exc:  # inherited by a process that was not handed the pipe itself
+        LOGGER.debug("no credentials pipe at fd %s (%s)", fd, type(exc).__name__)
+        return
     data = json.loads(b"".join(chunks) or b"{}")
-    remember_secret(data.get("password", ""))  # redacted even when it came without a user
-    if data.get("signing"):
-        remember_secret(data["signing"])
-        _HANDED_SIGNING[:] = [data["signing"]]
-    if data.get("user") and data.get("password"):
-        _HANDED[:] = [Credentials(data["user"], data["password"], "environment")]
+    # Each is redacted from now on, even a password that came without a user.
+    secrets.receive_handed({USER_VAR: data.get("user", ""), PASSWORD_VAR: data.get("password", ""),
+                            SIGNING_PASSWORD_VAR: data.get("signing", "")})
+
+
+_READ: set[int] = set()  # the pipes read already
 
 
 def find_credentials(registry: str, env: Mapping[str, str] | None = None) -> Credentials | None:
     """Environment first (STACK_REGISTRY_USER / STACK_REGISTRY_PASSWORD, or handed over by `stack-builder`),
     then the Docker config file."""
-    env = os.environ if env is None else env
-    user, password = env.get(USER_VAR), env.get(PASSWORD_VAR)
-    if user and password:
-        return Credentials(user, password, "environment")
-    if _HANDED and not user and not password:
-        return _HANDED[0]
-    if bool(user) != bool(password):
+    return credentials_for(registry, RegistrySettings.from_env(env))
+
+
+def credentials_for(registry: str, settings: RegistrySettings) -> Credentials | None:
+    """The credentials ``settings`` give (user and password both set), else the Docker config file's."""
+    if settings.user and settings.password:
+        return Credentials(settings.user, settings.password, "environment")
+    if bool(settings.user) != bool(settings.password):
         LOGGER.warning("only one of %s and %s is set: ignoring both", USER_VAR, PASSWORD_VAR)
-    return _from_docker_config(registry, env)
+    return _from_docker_config(registry, settings.docker_config)
 
 
-def _from_docker_config(registry: str, env: Mapping[str, str]) -> Credentials | None:
-    folder = Path(env.get("DOCKER_CONFIG") or Path(env.get("HOME", "~")).expanduser() / ".docker")
+def _from_docker_config(registry: str, folder: Path) -> Credentials | None:
     path = folder / "config.json"
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -121,73 +128,28 @@ def _from_docker_config(registry: str, env: Mapping[str, str]) -> Credentials | 
             except (ValueError, UnicodeDecodeError):
                 LOGGER.warning("the auth entry for %s in %s is not valid base64: ignored", registry, path)
                 return None
-            remember_secret(password)
+            secrets.remember(password)
             return Credentials(user, password, str(path))
     if config.get("credsStore") or (config.get("credHelpers") or {}).get(registry):
         LOGGER.info("%s uses a credential helper; the engine will use it for pushes", path)
     return None
 
 
-# Environment variables that hold build secrets, as the loaded spec declares them (see declare_secrets).
-_BUILD_SECRET_VARS: set[str] = set()
-
-
-def declare_secrets(variables: Iterable[str]) -> None:
-    """Name environment variables whose values are secrets too (a spec's build secrets): from now on
-    they are redacted from the log and kept from child processes that need no secrets."""
-    _BUILD_SECRET_VARS.update(variables)
-
-
-class RedactingFilter(logging.Filter):
-    """Replaces known secret values in every log record: the given ones, and the declared ones as they are now."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        secrets = [*self.secrets, *all_secrets()]
-        message = record.getMessage()
-        redacted = redact(message, secrets)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        if record.exc_info:  # a traceback can quote a secret too: format it here, redacted
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), secrets)
-            record.exc_info = None
-        return True
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced by ***, whatever its case (an engine may upper-case what it quotes)."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        if secret.lower() in text.lower():
-            text = re.sub(re.escape(secret), "***", text, flags=re.IGNORECASE)
-    return text
-
-
-_REMEMBERED: set[str] = set()  # secrets found outside the environment (a Docker config file's password)
+def declare_secrets(variables: Iterable[str], env: Mapping[str, str] | None = None) -> None:
+    """Name environment variables whose values are secrets too (a spec's build secrets)."""
+    secrets.declare(variables, environment() if env is None else env)
 
 
 def remember_secret(value: str) -> None:
-    if value:
-        _REMEMBERED.add(value)
+    secrets.remember(value)
 
 
 def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
-    env = os.environ if env is None else env
-    return [env[v] for v in SECRET_VARS if env.get(v)]
+    """The registry password and the cosign key's password, where set (registered with ``secrets`` too)."""
+    found = Settings.from_env(env)
+    return [v for v in (found.registry.password, found.signing.password) if v]
 
 
-def all_secrets(env: Mapping[str, str] | None = None) -> list[str]:
+def all_secrets() -> list[str]:
     """Every secret value known now: registry credentials, the spec's build secrets, a config file's password."""
-    env = os.environ if env is None else env
-    return [*secret_values(env), *(env.get(v, "") for v in sorted(_BUILD_SECRET_VARS)), *_REMEMBERED]
-
-
-def redact_all(text: str) -> str:
-    return redact(text, all_secrets())
-
-
-def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``env`` for child processes that need no registry credentials."""
-    return {k: v for k, v in env.items() if k not in (USER_VAR, *SECRET_VARS, *_BUILD_SECRET_VARS)}
+    return secrets.known()

@@ -7,16 +7,16 @@ tag on it, which is what a yank asks. The token is the registry password (in Act
 from __future__ import annotations
 
 import logging
-import os
 from urllib.parse import quote
 
 import requests
 
 from stack_builder.errors import RegistryError
+from stack_builder.settings import GITHUB_API_VAR as API_VAR, RegistrySettings
 
 LOGGER = logging.getLogger(__name__)
 
-API_VAR = "STACK_GITHUB_API"  # https://api.github.com, or a GitHub Enterprise Server's API
+__all__ = ["API_VAR", "GHCR_HOSTS", "delete_version", "is_ghcr"]
 GHCR_HOSTS = ("ghcr.io",)
 TIMEOUT_S = 30
 MAX_PAGES = 100
@@ -26,10 +26,10 @@ def is_ghcr(host: str) -> bool:
     return host.lower() in GHCR_HOSTS
 
 
-def delete_version(repository: str, digest: str, token: str) -> bool:
+def delete_version(repository: str, digest: str, token: str, *, api: str | None = None) -> bool:
     """Delete the version ``digest`` of the container package ``repository`` (``owner/name...``); False when
-    the package has no such version."""
-    api = os.environ.get(API_VAR, "https://api.github.com").rstrip("/")
+    the package has no such version. ``api``: the GitHub API (default: STACK_GITHUB_API as set now)."""
+    api = (RegistrySettings.from_env().github_api if api is None else api).rstrip("/")
     owner, _, package = repository.partition("/")
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
                "X-GitHub-Api-Version": "2022-11-28"}

@@ -1,6 +1,6 @@
 """Signatures by digest, with cosign: signed after the tests pass, verified before a tag moves.
 
-Signing is configured by the environment:
+Signing is configured by the environment (read by ``settings``, passed in as ``Settings``):
 - ``STACK_SIGNING_KEY``: a cosign private key file (its password in ``COSIGN_PASSWORD``); signs and verifies.
 - ``STACK_SIGNING_PUBKEY``: the public key only; verifies (a promotion job needs no private key).
 - ``STACK_SIGNING=keyless``: Sigstore keyless signing with the CI's OIDC identity (GitHub Actions);
@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -27,13 +26,15 @@ from typing import Mapping
 from stack_builder import signals
 from stack_builder.errors import StackError, StepFailed
 from stack_builder.registry.client import is_loopback, trusted_ca
-from stack_builder.registry.credentials import Credentials, redact_all, signing_password, without_secrets
+from stack_builder.registry.credentials import Credentials
+from stack_builder.secrets import redact_all, without_secrets
+from stack_builder.settings import (GITHUB_ISSUER, IDENTITY_VAR, ISSUER_VAR, KEY_VAR, MODE_VAR, PUBKEY_VAR,
+                                    RegistrySettings, Settings, environment)
 
 LOGGER = logging.getLogger(__name__)
 
-KEY_VAR, PUBKEY_VAR, MODE_VAR = "STACK_SIGNING_KEY", "STACK_SIGNING_PUBKEY", "STACK_SIGNING"
-IDENTITY_VAR, ISSUER_VAR = "STACK_SIGNING_IDENTITY", "STACK_SIGNING_ISSUER"
-GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+__all__ = ["GITHUB_ISSUER", "IDENTITY_VAR", "ISSUER_VAR", "KEY_VAR", "MODE_VAR", "PUBKEY_VAR", "Signing",
+           "SigningError", "cosign_binary"]
 COSIGN_TIMEOUT_S = 300
 
 
@@ -57,29 +58,38 @@ class Signing:
     identity: str = ""
     issuer: str = GITHUB_ISSUER
     _derived: dict[str, Path] = field(default_factory=dict, compare=False, repr=False)
+    password: str = field(default="", repr=False)  # the key's password (COSIGN_PASSWORD, or handed over)
+    registry: RegistrySettings = field(default_factory=RegistrySettings.from_env)  # how cosign reaches the registry
+    # cosign's environment, less the secrets: the task's (from_settings), else the process's as it is now
+    environment: Mapping[str, str] = field(default_factory=environment, compare=False, repr=False)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Signing | None":
-        """The signing set up in the environment, or None when none is; a clear error for a broken one."""
-        env = os.environ if env is None else env
-        mode = env.get(MODE_VAR, "").strip()
-        if mode not in ("", "key", "keyless"):
-            raise StackError(f"{MODE_VAR}='{mode[:40]}' is not a signing mode: use keyless, or unset it and set "
-                             f"{KEY_VAR} to a cosign key file")
-        if mode == "keyless":
-            identity = env.get(IDENTITY_VAR, "").strip()
-            if not identity:
-                raise StackError(f"{MODE_VAR}=keyless needs {IDENTITY_VAR}: the certificate identity to verify, as "
-                                 "a regular expression, e.g. ^https://github.com/ORG/REPO/.github/workflows/")
-            return cls(keyless=True, identity=identity, issuer=env.get(ISSUER_VAR) or GITHUB_ISSUER)
-        key, public = env.get(KEY_VAR, "").strip(), env.get(PUBKEY_VAR, "").strip()
+    def from_settings(cls, settings: Settings) -> "Signing | None":
+        """The signing ``settings`` set up, or None when none is; a clear error for a broken one."""
+        wanted = settings.signing
+        if wanted.mode not in ("", "key", "keyless"):
+            raise StackError(f"{MODE_VAR}='{wanted.mode[:40]}' is not a signing mode: use keyless, or unset it and "
+                             f"set {KEY_VAR} to a cosign key file")
+        if wanted.mode == "keyless" and not wanted.identity:
+            raise StackError(f"{MODE_VAR}=keyless needs {IDENTITY_VAR}: the certificate identity to verify, as "
+                             "a regular expression, e.g. ^https://github.com/ORG/REPO/.github/workflows/")
+        key, public = ("", "") if wanted.mode == "keyless" else (wanted.key, wanted.public_key)
         for var, value in ((KEY_VAR, key), (PUBKEY_VAR, public)):
             if value and not Path(value).is_file():
                 raise StackError(f"{var}={value[:200]} is not a file: give the path of a cosign key "
                                  "(`cosign generate-key-pair` writes cosign.key and cosign.pub)")
-        if not key and not public:
+        if wanted.mode != "keyless" and not key and not public:
             return None
-        return cls(key=Path(key) if key else None, public_key=Path(public) if public else None)
+        keyless = wanted.mode == "keyless"
+        return cls(key=Path(key) if key else None, public_key=Path(public) if public else None, keyless=keyless,
+                   identity=wanted.identity if keyless else "", issuer=wanted.issuer if keyless else GITHUB_ISSUER,
+                   password=wanted.password, registry=settings.registry, environment=settings.environment)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Signing | None":
+        """The signing set up in ``env`` (default: the environment now); a task passes its config's settings to
+        ``from_settings`` instead."""
+        return cls.from_settings(Settings.from_env(env))
 
     @property
     def can_sign(self) -> bool:
@@ -126,21 +136,20 @@ class Signing:
             self._derived["pub"] = path
         return self._derived["pub"]
 
-    @staticmethod
-    def _registry_args(reference: str) -> list[str]:
+    def _registry_args(self, reference: str) -> list[str]:
         """How cosign reaches the registry: as our client does (a loopback or plain-HTTP registry allowed, the
         registry's own CA trusted as dockerd trusts it)."""
         host = reference.split("/", 1)[0]
-        plain = is_loopback(host) or os.environ.get("STACK_REGISTRY_TLS") == "0"
-        ca = trusted_ca(host)
+        plain = is_loopback(host) or self.registry.tls == "0"
+        ca = trusted_ca(host, self.registry.ca)
         return [*(["--allow-insecure-registry"] if plain else []), *(["--registry-cacert", ca] if ca else [])]
 
     def _cosign(self, args: list[str], credentials: Credentials | None, *, with_password: bool) -> tuple[int, str]:
         """Run cosign. The key's password goes to its standard input, never into an environment or a command
         line (another process of the same user could read those in /proc while it runs)."""
-        env = without_secrets(os.environ)  # COSIGN_PASSWORD and the registry password included
+        env = without_secrets(self.environment)  # COSIGN_PASSWORD and the registry password included
         env["COSIGN_YES"] = "true"
-        password = signing_password() or ""
+        password = self.password
         feed = with_password and not self.keyless
         with tempfile.TemporaryDirectory(prefix="stack-cosign-") as folder:
             host = args[-1].split("/", 1)[0]

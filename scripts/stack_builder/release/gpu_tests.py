@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from stack_builder.checks import imagetests
 from stack_builder.config import Config
@@ -14,7 +13,6 @@ from stack_builder.release.promote import who
 from stack_builder.records import gates
 from stack_builder.records.files import write_json
 from stack_builder.registry.client import RegistryClient
-from stack_builder.registry.credentials import find_credentials
 from stack_builder.spec.references import check_tag
 from stack_builder.spec.stack_spec import Spec
 
@@ -31,7 +29,7 @@ def run_gpu_tests(config: Config, tag: str, only: list[str], *, timeout_s: int =
     names = [n for n, i in spec.images.items() if i.gpu and (not only or n in only)]
     if not names:
         raise StackError("no image to test: none has gpu: true" + (" among --image" if only else ""))
-    registry = RegistryClient(config.registry, find_credentials(config.registry))
+    registry = config.registry_client()
     engine = engine_client.connect()
     return [_run_one(config, spec, name, tag, registry, engine, timeout_s) for name in names]
 
@@ -63,7 +61,8 @@ def _run_one(config: Config, spec: Spec, name: str, tag: str, registry: Registry
         summary += ": " + outcome.messages[0][:300]
     elif outcome.passed == 0:
         summary += ": no GPU test ran"
-    details = {"tests": vars(outcome.counts()), "engine": os.environ.get("DOCKER_HOST") or "local", "by": who()}
+    details = {"tests": vars(outcome.counts()), "engine": config.settings.engine.docker_host or "local",
+               "by": who(config.settings.ci.actor)}
     stored = gates.write_record(registry, repo.path, digest, gates.GateRecord(gates.GPU, name, passed, summary,
                                                                               details))
     write_json(artifacts / "gates" / f"{name}-gpu.json", stored.as_json())

@@ -12,7 +12,6 @@ from __future__ import annotations
 import getpass
 import json
 import logging
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -27,6 +26,7 @@ from stack_builder.errors import RegistryError, StackError
 from stack_builder.records import gates, revocations
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.signing import Signing
+from stack_builder.settings import CiSettings
 from stack_builder.spec.stack_spec import Spec
 
 LOGGER = logging.getLogger(__name__)
@@ -278,5 +278,6 @@ def _move_one(registry: RegistryClient, move: Move) -> None:
     LOGGER.info("%s: %s -> %s (%s)", move.image, move.source_tag, move.target_tag, short(pushed))
 
 
-def who() -> str:
-    return os.environ.get("GITHUB_ACTOR") or getpass.getuser()
+def who(actor: str | None = None) -> str:
+    """Who acts: ``actor`` (GITHUB_ACTOR, from the task's settings; default: as set now), else the login."""
+    return (CiSettings.from_env().actor if actor is None else actor) or getpass.getuser()

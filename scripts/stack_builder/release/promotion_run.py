@@ -20,7 +20,6 @@ from stack_builder.records.files import utc_now, write_json, write_lines
 from stack_builder.records.runs import RunKind, StableKind
 from stack_builder.records.wiki import Wiki
 from stack_builder.registry.client import RegistryClient
-from stack_builder.registry.credentials import find_credentials
 from stack_builder.registry.signing import Signing
 from stack_builder.spec.stack_spec import Spec
 
@@ -72,10 +71,10 @@ def record(moves: list[Move], *, options: PromoteOptions, host: str, outcome: st
 
 def promote_stack(config: Config, options: PromoteOptions) -> Promoted:
     spec = config.spec
-    registry = RegistryClient(config.registry, find_credentials(config.registry))
+    registry = config.registry_client()
     stable = StableKind.of(options.global_stable)
     run = RunKind.ROLLBACK if options.rollback else RunKind.PROMOTION
-    signing = Signing.from_env()
+    signing = Signing.from_settings(config.settings)
     undo: str | None = None
     run_id = ""
 

@@ -24,7 +24,6 @@ from stack_builder.records.files import utc_now
 from stack_builder.records.wiki import Wiki
 from stack_builder.registry import github_packages, multiarch
 from stack_builder.registry.client import RegistryClient
-from stack_builder.registry.credentials import find_credentials
 from stack_builder.registry.mediatypes import INDEX_TYPES
 
 LOGGER = logging.getLogger(__name__)
@@ -83,11 +82,11 @@ def yank(config: Config, image: str, digest: str, reason: str, *, dry_run: bool)
     if len(reason) > MAX_REASON:
         raise StackError(f"--reason is {len(reason)} characters; keep it under {MAX_REASON} (link to details)")
     repo = spec.images[image].repository.on(config.registry)
-    registry = RegistryClient(config.registry, find_credentials(config.registry))
+    registry = config.registry_client()
     plan = _plan(registry, image, repo.path, f"{repo}", digest)
     if dry_run:
         return plan
-    time, by = utc_now(), who()
+    time, by = utc_now(), who(config.settings.ci.actor)
     with signals.handling():
         for item in plan.digests:  # every revocation first: from here on the digests are refused
             signals.check()
@@ -125,7 +124,7 @@ def _delete(registry: RegistryClient, path: str, digest: str) -> None:
     if github_packages.is_ghcr(registry.host):
         if registry.credentials is None:
             raise RegistryError("deleting on GHCR needs a token: set STACK_REGISTRY_USER and STACK_REGISTRY_PASSWORD")
-        github_packages.delete_version(path, digest, registry.credentials.password)
+        github_packages.delete_version(path, digest, registry.credentials.password, api=registry.settings.github_api)
         return
     registry.delete_manifest(path, digest)
 
