@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from stack_builder.errors import GitError, StackError
 from stack_builder.spec.stack_spec import load_spec
 from stack_builder.plan.tree import StackTree
 
-from stacks import Stack
+from stacks import MakeStack, Stack
 
 SPEC = """\
 images:
@@ -39,7 +40,7 @@ NAMES = ("base", "ds", "ml", "model", "other")
 
 
 @pytest.fixture
-def stack(make_stack) -> Stack:
+def stack(make_stack: MakeStack) -> Stack:
     s = make_stack()
     s.write("spec.yml", SPEC)
     for name in NAMES:
@@ -49,10 +50,10 @@ def stack(make_stack) -> Stack:
     return s
 
 
-def chosen(stack: Stack, **kwargs) -> dict[str, str]:
+def chosen(stack: Stack, **kwargs: Any) -> dict[str, str]:
     spec = load_spec(stack.root)
     kwargs.setdefault("env", {})
-    return dict(select(spec, StackTree(spec), **kwargs).reasons)
+    return {name: reason.text for name, reason in select(spec, StackTree(spec), **kwargs).reasons.items()}
 
 
 def on_branch(stack: Stack, name: str = "work") -> None:

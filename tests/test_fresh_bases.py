@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from stack_builder.kinds import Reason, ReasonKind
 from stack_builder.pipeline.bases import Base
 from stack_builder.pipeline.refresh import BaseCheck, stale_roots
 from stack_builder.plan.changes import BASE_UPDATED, Selection, with_refreshed
@@ -85,10 +86,12 @@ def test_refreshed_roots_bring_their_descendants_and_keep_other_reasons(tmp_path
         (tmp_path / "images" / name / "Dockerfile").write_text("FROM scratch\n")
     spec = load_spec(tmp_path)
     tree = StackTree(spec)
-    before = Selection({"ds": "changed: images/ds/Dockerfile", "ml": "descendant of ds"}, base="abc",
+    before = Selection({"ds": Reason(ReasonKind.CHANGED, "changed: images/ds/Dockerfile"),
+                        "ml": Reason(ReasonKind.DESCENDANT, "descendant of ds")}, base="abc",
                        base_source="--base-ref main")
     after = with_refreshed(spec, tree, before, ["base", "other", "ds"])  # ds keeps the reason it had
-    assert dict(after.reasons) == {"base": BASE_UPDATED, "other": BASE_UPDATED,
+    assert after.reasons["base"].kind is ReasonKind.BASE_UPDATED and after.reasons["ds"].kind is ReasonKind.CHANGED
+    assert {n: r.text for n, r in after.reasons.items()} == {"base": BASE_UPDATED, "other": BASE_UPDATED,
                                    "ds": "changed: images/ds/Dockerfile", "ml": "descendant of ds",
                                    "tool": f"descendant of other ({BASE_UPDATED})"}
     assert list(after.reasons) == [n for n in tree.breadth_first() if n in after.reasons]  # parents first

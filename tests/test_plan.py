@@ -7,6 +7,7 @@ from typing import Callable
 import pytest
 
 from stack_builder.errors import StackError
+from stack_builder.kinds import Reason, ReasonKind
 from stack_builder.plan.changes import Selection
 from stack_builder.plan.plan import ParentRef, Plan, make_plan
 from stack_builder.plan.tree import StackTree
@@ -44,7 +45,8 @@ def plan_for(tmp_path: Path, reasons: dict[str, str], available: dict[tuple[str,
              **kwargs: str) -> tuple[Plan, Asked]:
     s = spec(tmp_path)
     find, asked = finder(available)
-    plan = make_plan(s, StackTree(s), Selection(reasons, base_source="test"), tag="2024.2-main", commit_tag=None,
+    plan = make_plan(s, StackTree(s), Selection({n: Reason(ReasonKind.CHANGED, r) for n, r in reasons.items()},
+                                                base_source="test"), tag="2024.2-main", commit_tag=None,
                      commit="c" * 40, find_parent=find, **kwargs)
     return plan, asked
 
@@ -52,8 +54,9 @@ def plan_for(tmp_path: Path, reasons: dict[str, str], available: dict[tuple[str,
 def test_a_parent_found_nowhere_joins_the_plan_with_its_own_parent(tmp_path: Path) -> None:
     plan, _ = plan_for(tmp_path, {"leaf": "forced (--image)"}, {})
     assert plan.images == ("root", "mid", "leaf")
-    assert plan.reasons["mid"] == "needed: parent of leaf, not found for linux/amd64"
-    assert plan.reasons["root"].startswith("needed: parent of mid")
+    assert plan.reasons["mid"].text == "needed: parent of leaf, not found for linux/amd64"
+    assert plan.reasons["root"].text.startswith("needed: parent of mid")
+    assert plan.reasons["mid"].kind is ReasonKind.NEEDED_PARENT
     assert plan.parents == {}
     # CI waves: linux/amd64 first; an image's arm64 job waits for its amd64 one, and for its parent's arm64.
     assert [[(j.image, j.platform) for j in level] for level in plan.levels] == [
@@ -75,12 +78,12 @@ def test_a_parent_without_the_ci_platform_is_not_added_for_it(tmp_path: Path) ->
             "  c: {image_name: o/c, depend_on: p, platforms: [linux/amd64, linux/arm64]}\ntag: {prefix: '2024.2'}\n")
     s = parse_spec(text, path=tmp_path / "spec.yml", stack_dir=tmp_path, check_files=False)
     find, asked = finder({})
-    plan = make_plan(s, StackTree(s), Selection({"c": "forced (--image)"}, base_source="test"), tag="2024.2-main",
+    plan = make_plan(s, StackTree(s), Selection({"c": Reason(ReasonKind.BY_HAND, "forced (--image)")}, base_source="test"), tag="2024.2-main",
                      commit_tag=None, commit="c" * 40, find_parent=find, platform="linux/arm64")
     assert asked == [("p", "linux/arm64")]
     assert plan.images == ("c",) and plan.platforms == {"c": ("linux/arm64",)} and plan.parents == {}
     # Without the slice, p is missing for amd64, which it declares: then it joins.
-    plan = make_plan(s, StackTree(s), Selection({"c": "forced (--image)"}, base_source="test"), tag="2024.2-main",
+    plan = make_plan(s, StackTree(s), Selection({"c": Reason(ReasonKind.BY_HAND, "forced (--image)")}, base_source="test"), tag="2024.2-main",
                      commit_tag=None, commit="c" * 40, find_parent=find)
     assert plan.images == ("p", "c")
 

@@ -3,11 +3,29 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Hashable
+from dataclasses import dataclass
+from typing import Callable, Hashable, Mapping
 
 import pytest
 
-from stack_builder.pipeline.scheduler import FAILED, OK, SKIPPED, Step, run_steps
+from stack_builder.pipeline.scheduler import Step, StepState, run_steps
+
+OK, FAILED, SKIPPED = StepState.OK, StepState.FAILED, StepState.SKIPPED
+
+
+@dataclass(frozen=True)
+class Done:
+    """A step's typed result: whether it succeeded, and what it made."""
+
+    ok: bool
+    value: str = ""
+
+
+Inputs = Mapping[Hashable, Done]
+
+
+def plain(run: Callable[[], bool]) -> Callable[[Inputs], Done]:
+    return lambda inputs: Done(run())
 
 
 def recorder() -> tuple[list[str], threading.Lock]:
@@ -15,11 +33,11 @@ def recorder() -> tuple[list[str], threading.Lock]:
 
 
 def step(key: str, log: list[str], *, ok: bool = True, requires: tuple[Hashable, ...] = (),
-         after: tuple[Hashable, ...] = (), pause: float = 0.0) -> Step:
-    def run() -> bool:
+         after: tuple[Hashable, ...] = (), pause: float = 0.0) -> Step[Done]:
+    def run(inputs: Inputs) -> Done:
         time.sleep(pause)
         log.append(key)
-        return ok
+        return Done(ok, key)
 
     return Step(key, run, requires=requires, after=after)
 
@@ -29,7 +47,7 @@ def test_requirements_run_first_and_everything_runs() -> None:
     steps = [step("leaf", log, requires=("mid",)), step("mid", log, requires=("root",)), step("root", log)]
     outcomes = run_steps(steps, workers=2)
     assert log == ["root", "mid", "leaf"]
-    assert {k: o.status for k, o in outcomes.items()} == {"root": OK, "mid": OK, "leaf": OK}
+    assert {k: o.state for k, o in outcomes.items()} == {"root": OK, "mid": OK, "leaf": OK}
 
 
 def test_a_failure_skips_only_what_requires_it_and_names_the_cause() -> None:
@@ -39,10 +57,10 @@ def test_a_failure_skips_only_what_requires_it_and_names_the_cause() -> None:
              step("under-bad", log, requires=("bad",)), step("deep", log, requires=("under-bad",)),
              step("sibling", log, requires=("root",))]
     outcomes = run_steps(steps, workers=2, on_skip=lambda key, cause: skipped.__setitem__(key, cause))
-    assert outcomes["bad"].status == FAILED
-    assert outcomes["sibling"].status == OK and "sibling" in log
+    assert outcomes["bad"].state == FAILED
+    assert outcomes["sibling"].state == OK and "sibling" in log
     assert outcomes["under-bad"] == outcomes["deep"]
-    assert outcomes["deep"].status == SKIPPED and outcomes["deep"].cause == "bad"
+    assert outcomes["deep"].state == SKIPPED and outcomes["deep"].cause == "bad"
     assert skipped == {"under-bad": "bad", "deep": "bad"}
     assert "under-bad" not in log and "deep" not in log
 
@@ -52,7 +70,7 @@ def test_after_waits_for_failed_steps_but_not_for_their_success() -> None:
     steps = [step("amd64", log, ok=False), step("arm64", log, pause=0.05),
              step("publish", log, after=("amd64", "arm64"))]
     outcomes = run_steps(steps, workers=2)
-    assert outcomes["publish"].status == OK
+    assert outcomes["publish"].state == OK
     assert log[-1] == "publish"
 
 
@@ -61,9 +79,9 @@ def test_a_step_that_raises_fails_alone() -> None:
         raise RuntimeError("our bug")
 
     log: list[str] = []
-    outcomes = run_steps([Step("boom", boom), step("other", log), step("child", log, requires=("boom",))], workers=1)
-    assert outcomes["boom"].status == FAILED and outcomes["other"].status == OK
-    assert outcomes["child"].status == SKIPPED
+    outcomes = run_steps([Step("boom", plain(boom)), step("other", log), step("child", log, requires=("boom",))], workers=1)
+    assert outcomes["boom"].state == FAILED and outcomes["other"].state == OK
+    assert outcomes["child"].state == SKIPPED
 
 
 def test_independent_steps_run_at_the_same_time() -> None:
@@ -73,8 +91,8 @@ def test_independent_steps_run_at_the_same_time() -> None:
         started.wait()  # both must be running at once, or this times out and fails
         return True
 
-    outcomes = run_steps([Step("a", together), Step("b", together)], workers=2)
-    assert {o.status for o in outcomes.values()} == {OK}
+    outcomes = run_steps([Step("a", plain(together)), Step("b", plain(together))], workers=2)
+    assert {o.state for o in outcomes.values()} == {OK}
 
 
 def test_workers_bound_the_concurrency() -> None:
@@ -91,33 +109,55 @@ def test_workers_bound_the_concurrency() -> None:
             running[0] -= 1
         return True
 
-    outcomes = run_steps([Step(i, counted) for i in range(6)], workers=3)
-    assert {o.status for o in outcomes.values()} == {OK}
+    outcomes = run_steps([Step(i, plain(counted)) for i in range(6)], workers=3)
+    assert {o.state for o in outcomes.values()} == {OK}
     assert peak[0] == 3
 
 
 def test_unknown_requirements_and_cycles_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown steps"):
-        run_steps([Step("a", lambda: True, requires=("nope",))], workers=1)
+        run_steps([Step("a", lambda inputs: Done(True), requires=("nope",))], workers=1)
     with pytest.raises(ValueError, match="can never start"):
-        run_steps([Step("a", lambda: True, requires=("b",)), Step("b", lambda: True, requires=("a",))], workers=1)
+        run_steps([Step("a", lambda inputs: Done(True), requires=("b",)), Step("b", lambda inputs: Done(True), requires=("a",))], workers=1)
 
 
 def test_once_stop_is_true_nothing_new_starts_and_the_rest_is_cancelled() -> None:
     ran: list[str] = []
     stopped = {"now": False}
 
-    def step(name: str) -> Step:
-        def run() -> bool:
+    def step(name: str) -> Step[Done]:
+        def run(inputs: Inputs) -> Done:
             ran.append(name)
             stopped["now"] = name == "a"  # the signal comes while the first step runs
-            return True
+            return Done(True)
         return Step(name, run, requires=() if name == "a" else ("a",))
 
     cancelled: list[object] = []
     outcomes = run_steps([step("a"), step("b"), step("c")], workers=1, stop=lambda: stopped["now"],
                          on_cancel=cancelled.append)
     assert ran == ["a"]
-    assert outcomes["a"].status == "ok"
-    assert outcomes["b"].status == outcomes["c"].status == "cancelled"
+    assert outcomes["a"].state is StepState.OK
+    assert outcomes["b"].state is outcomes["c"].state is StepState.CANCELLED
     assert sorted(map(str, cancelled)) == ["b", "c"]
+
+
+def test_a_step_receives_the_results_of_its_requirements_and_after_steps_and_nothing_else() -> None:
+    seen: dict[str, dict[Hashable, str]] = {}
+
+    def step(key: str, ok: bool = True) -> Callable[[Inputs], Done]:
+        def run(inputs: Inputs) -> Done:
+            seen[key] = {k: v.value for k, v in inputs.items()}
+            return Done(ok, f"made by {key}")
+        return run
+
+    done: list[tuple[Hashable, str]] = []
+    outcomes = run_steps([Step("parent", step("parent")), Step("native", step("native", ok=False)),
+                          Step("other", step("other"), after=("native",)), Step("unrelated", step("unrelated")),
+                          Step("child", step("child"), requires=("parent",), after=("other", "native"))],
+                         workers=2, on_done=lambda key, result: done.append((key, result.value)))
+    assert seen["child"] == {"parent": "made by parent", "other": "made by other", "native": "made by native"}
+    assert seen["other"] == {"native": "made by native"}  # a failed step's result still reaches "after" steps
+    assert seen["parent"] == {} and seen["unrelated"] == {}
+    result = outcomes["child"].result
+    assert result is not None and result.value == "made by child"
+    assert sorted(done) == sorted((k, f"made by {k}") for k in seen)

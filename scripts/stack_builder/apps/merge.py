@@ -61,6 +61,8 @@ def _record_indexes(artifacts: Path, results: list[Merged]) -> None:
         if result.merged:
             entry.update(digest=result.digest, platforms_built=list(result.platforms))
         entry["platforms_failed"] = {**(entry.get("platforms_failed") or {}), **dict(result.disagreeing)}
+        entry["platforms_disagreeing"] = sorted({*(entry.get("platforms_disagreeing") or []),
+                                                 *(platform for platform, _ in result.disagreeing)})
     write_json(path, report)
 
 

@@ -9,9 +9,11 @@ runs in `merge`, from the CI jobs' reports, for an image whose platforms were bu
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from dataclasses import replace
+from typing import Mapping, Sequence
 
 from stack_builder.checks import modelcheck
+from stack_builder.kinds import Reason, ReasonKind
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.spec.stack_spec import ModelSpec
 
@@ -35,19 +37,17 @@ def disagreeing(model: ModelSpec, outputs: Mapping[str, str], reference: str | N
     return found
 
 
-def agreeing(ctx: BuildContext, name: str, built: list[PlatformOutcome],
-             failed: dict[str, str]) -> tuple[list[PlatformOutcome], dict[str, str]]:
-    """The platforms built here that agree (the native one is the reference), and ``failed`` with those that do
-    not. A platform reused from an earlier build agreed when it was built."""
+def agreeing(ctx: BuildContext, name: str, outcomes: Sequence[PlatformOutcome]) -> list[PlatformOutcome]:
+    """The image's platform outcomes, with those built here whose example outputs disagree with the native one's
+    turned into failures (kind: outputs disagree). A platform reused from an earlier build agreed when it was
+    built."""
     model = ctx.spec.images[name].model
     if model is None:
-        return built, failed
-    outputs = {o.platform: o.model.functional.output for o in built
-               if not o.reused_from and o.model is not None and o.model.functional.output}
+        return list(outcomes)
+    outputs = {o.platform: o.model.functional.output for o in outcomes
+               if o.ok and not o.reused_from and o.model is not None and o.model.functional.output}
     disagree = disagreeing(model, outputs, ctx.native)
     for platform, why in disagree.items():
         LOGGER.error("%s (%s): left out: %s", name, platform, why)
-        for outcome in built:
-            if outcome.platform == platform:
-                outcome.ok, outcome.reason = False, why
-    return [o for o in built if o.platform not in disagree], {**failed, **disagree}
+    return [replace(o, ok=False, reason=Reason(ReasonKind.OUTPUTS_DISAGREE, disagree[o.platform]))
+            if o.platform in disagree else o for o in outcomes]

@@ -1,34 +1,40 @@
 """Execute a plan: every (image, platform) job, then each image's publish step, parents first.
 
-The scheduler runs them; this module only says which step needs which. An image's platform jobs
-require its parent's publish step; its publish step runs after all of its platform jobs. A
-multi-platform image builds the engine's native platform first: the other platforms start after it,
-and only if it passed (else they are "not attempted", and no emulated build is spent on it).
+The scheduler runs them; this module only says which step needs which, and hands each step the results it
+needs. An image's platform jobs require its parent's publish step, and build on the parent that step
+published; its publish step runs after all of its platform jobs and receives their outcomes. A
+multi-platform image builds the engine's native platform first: the other platforms start after it, and
+only if it passed (else they are "not attempted", and no emulated build is spent on it). Each image's
+result goes into the report as it arrives, on the scheduler's thread.
 """
 from __future__ import annotations
 
 import logging
-from typing import Callable, Hashable
+from typing import Callable, Hashable, Mapping, Union
 
 from stack_builder import signals
-from stack_builder.pipeline import image_job, publish
 from stack_builder.errors import RegistryError
-from stack_builder.pipeline.context import BuildContext, PlatformOutcome
-from stack_builder.plan.plan import primary_platform
-from stack_builder.registry import multiarch
+from stack_builder.kinds import Reason, ReasonKind, Status
+from stack_builder.pipeline import image_job, publish
+from stack_builder.pipeline.context import BuildContext, ImageOutcome, PlatformOutcome
 from stack_builder.pipeline.scheduler import Step, run_steps
+from stack_builder.plan.plan import ParentRef, primary_platform
 from stack_builder.records.files import utc_now
-from stack_builder.records.report import INTERRUPTED, PENDING, SKIPPED, BuildReport, ImageResult
+from stack_builder.records.report import BuildReport, ImageResult
+from stack_builder.registry import multiarch
 
 LOGGER = logging.getLogger(__name__)
 
+StepResult = Union[PlatformOutcome, ImageOutcome]
+Inputs = Mapping[Hashable, StepResult]
 
-def execute(ctx: BuildContext, *, workers: int) -> BuildReport:
+
+def execute(ctx: BuildContext, report: BuildReport, *, workers: int) -> BuildReport:
     plan = ctx.plan
     for name in plan.images:
-        ctx.report.images[name] = ImageResult(PENDING, plan.reasons[name])
-    ctx.report.save(ctx.artifacts)
-    steps = []
+        report.images[name] = ImageResult(Status.PENDING, plan.reasons[name])
+    report.save(ctx.artifacts)
+    steps: list[Step[StepResult]] = []
     for name in plan.images:
         parent = ctx.spec.images[name].parent
         requires: tuple[Hashable, ...] = (("image", parent),) if parent in plan.images else ()
@@ -41,25 +47,36 @@ def execute(ctx: BuildContext, *, workers: int) -> BuildReport:
             steps.append(Step(key, _platform_step(ctx, name, platform, first), requires=requires, after=after))
         steps.append(Step(("image", name), _image_step(ctx, name), after=tuple(jobs), requires=requires))
 
+    def recorded(key: Hashable, result: StepResult) -> None:
+        if isinstance(result, ImageOutcome) and isinstance(key, tuple):
+            ctx.progress.finish(key[1])
+            report.record(key[1], result.result, ctx.artifacts)
+
     def skipped(key: Hashable, cause: Hashable) -> None:
         if isinstance(key, tuple) and key[0] == "image" and isinstance(cause, tuple):
-            ctx.report.update(key[1], ctx.artifacts, status=SKIPPED, reason=f"ancestor {cause[1]} failed")
+            ctx.progress.finish(key[1])
+            report.record(key[1], ImageResult(Status.SKIPPED, Reason(ReasonKind.ANCESTOR_FAILED,
+                                                                     f"ancestor {cause[1]} failed")), ctx.artifacts)
 
     def cancelled(key: Hashable) -> None:
         if isinstance(key, tuple) and key[0] == "image":
-            ctx.report.update(key[1], ctx.artifacts, status=INTERRUPTED,
-                              reason=f"interrupted by {signals.signal_name()} {ctx.step_of(key[1])}")
+            ctx.progress.finish(key[1])
+            report.record(key[1], _interrupted(ctx, key[1]), ctx.artifacts)
 
-    run_steps(steps, workers=workers, on_skip=skipped, stop=signals.stopping, on_cancel=cancelled)
+    run_steps(steps, workers=workers, on_skip=skipped, stop=signals.stopping, on_cancel=cancelled, on_done=recorded)
     if signals.stopping():
-        ctx.report.interrupted = signals.signal_name()
-        for name, result in ctx.report.images.items():
-            if result.status == PENDING:
-                ctx.report.update(name, ctx.artifacts, status=INTERRUPTED,
-                                  reason=f"interrupted by {signals.signal_name()} {ctx.step_of(name)}")
-    ctx.report.finished = utc_now()
-    ctx.report.save(ctx.artifacts)
-    return ctx.report
+        report.interrupted = signals.signal_name()
+        for name, result in list(report.images.items()):
+            if result.status is Status.PENDING:
+                report.record(name, _interrupted(ctx, name), ctx.artifacts)
+    report.finished = utc_now()
+    report.save(ctx.artifacts)
+    return report
+
+
+def _interrupted(ctx: BuildContext, name: str) -> ImageResult:
+    return ImageResult(Status.INTERRUPTED, Reason(
+        ReasonKind.INTERRUPTED, f"interrupted by {signals.signal_name()} {ctx.progress.step_of(name)}"))
 
 
 def native_first(ctx: BuildContext, name: str) -> str | None:
@@ -84,18 +101,32 @@ def primary_missing(ctx: BuildContext, name: str, platform: str) -> str | None:
     return None if found else primary
 
 
-def _platform_step(ctx: BuildContext, name: str, platform: str, first: str | None) -> Callable[[], bool]:
-    def step() -> bool:
-        before = ctx.outcomes.get(name, {}).get(first) if first and platform != first else None
-        first_failed = first if before is not None and not before.ok else primary_missing(ctx, name, platform)
+def parent_for(ctx: BuildContext, name: str, platform: str, inputs: Inputs) -> ParentRef | None:
+    """What this platform builds on: what the parent's publish step in this run made for it, else what the plan
+    found (a parent not built in this run)."""
+    parent = ctx.spec.images[name].parent
+    published = inputs.get(("image", parent)) if parent is not None else None
+    if isinstance(published, ImageOutcome):
+        return published.for_children.get(platform)
+    return ctx.parent_from_plan(name, platform)
+
+
+def _platform_step(ctx: BuildContext, name: str, platform: str,
+                   first: str | None) -> Callable[[Inputs], StepResult]:
+    def step(inputs: Inputs) -> StepResult:
+        before = inputs.get(("platform", name, first)) if first and platform != first else None
+        failed_first = isinstance(before, PlatformOutcome) and not before.ok
+        first_failed = first if failed_first else primary_missing(ctx, name, platform)
         if first_failed is not None:
-            reason = f"not attempted: {first_failed} failed"
-            ctx.outcomes.setdefault(name, {})[platform] = PlatformOutcome(platform, reason=reason)
+            reason = Reason(ReasonKind.NOT_ATTEMPTED, f"not attempted: {first_failed} failed")
             LOGGER.info("%s (%s): %s", name, platform, reason)
-            return False
-        return image_job.run(ctx, name, platform).ok
+            return PlatformOutcome(platform, reason=reason)
+        return image_job.run(ctx, name, platform, parent_for(ctx, name, platform, inputs))
     return step
 
 
-def _image_step(ctx: BuildContext, name: str) -> Callable[[], bool]:
-    return lambda: publish.finalise(ctx, name)
+def _image_step(ctx: BuildContext, name: str) -> Callable[[Inputs], StepResult]:
+    def step(inputs: Inputs) -> StepResult:
+        outcomes = {r.platform: r for r in inputs.values() if isinstance(r, PlatformOutcome)}
+        return publish.finalise(ctx, name, [outcomes[p] for p in ctx.plan.platforms[name] if p in outcomes])
+    return step

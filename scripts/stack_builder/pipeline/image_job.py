@@ -6,8 +6,8 @@ Nothing here pushes: an image is published only after every platform's job has p
 from __future__ import annotations
 
 import logging
-import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -17,13 +17,14 @@ from stack_builder.engine import containers, images, inputkey
 from stack_builder.engine.build import BuildRequest, build_image
 from stack_builder.errors import Interrupted, RegistryError, StepFailed
 from stack_builder.pipeline import bases
+from stack_builder.kinds import Reason, ReasonKind
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.plan.changes import BASE_UPDATED
 from stack_builder.plan.plan import ParentRef, lookup_tags
 from stack_builder.records import revocations
 from stack_builder.records.files import utc_now
 from stack_builder.records.logfile import open_log
-from stack_builder.records.results import DriftResult, ModelResult
+from stack_builder.records.results import DriftResult, ModelResult, TestCounts
 from stack_builder.registry import multiarch
 from stack_builder.registry.credentials import redact_all
 from stack_builder.spec.dockerfile import base_arg_default, base_images
@@ -35,47 +36,69 @@ LOGGER = logging.getLogger(__name__)
 RECIPE_LABEL = "io.stack-builder.recipe"  # which of an image's recipes built it
 
 
-def run(ctx: BuildContext, name: str, platform: str) -> PlatformOutcome:
-    """Build, test and check one platform of an image. Never raises: the outcome says what happened."""
-    ctx.began.setdefault(name, time.monotonic())
+@dataclass
+class _Draft:
+    """What one platform's job has found so far. Local to that job (one thread); it leaves the job only as
+    the frozen ``PlatformOutcome`` that ``freeze`` makes."""
+
+    platform: str
+    image_id: str | None = None
+    digest: str | None = None
+    parent: str | None = None
+    input_key: str | None = None
+    reused_from: str | None = None
+    recipe: str | None = None
+    recipes_failed: dict[str, str] = field(default_factory=dict)
+    tests: TestCounts = field(default_factory=TestCounts)
+    model: ModelResult | None = None
+
+    def freeze(self, *, reason: Reason | None = None, interrupted: bool = False) -> PlatformOutcome:
+        return PlatformOutcome(self.platform, ok=reason is None, reason=reason, image_id=self.image_id,
+                               digest=self.digest, parent=self.parent, input_key=self.input_key,
+                               reused_from=self.reused_from, interrupted=interrupted, recipe=self.recipe,
+                               recipes_failed=dict(self.recipes_failed), tests=self.tests, model=self.model)
+
+
+def run(ctx: BuildContext, name: str, platform: str, parent: ParentRef | None) -> PlatformOutcome:
+    """Build, test and check one platform of an image on ``parent`` (what its parent's step published for this
+    platform, or what the plan found). Never raises: the outcome says what happened."""
+    ctx.progress.begin(name)
     log_path = ctx.log_path(name, platform)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("")
     where = f" ({platform})" if ctx.multi(name) else ""
     LOGGER.info("%s%s: started; its log: %s", name, where, log_path)
-    outcome = PlatformOutcome(platform)
+    draft = _Draft(platform)
     try:
         with open_log(log_path) as log:
             signals.check()
-            _build_and_test(ctx, name, platform, outcome, log)
-        outcome.ok = True
+            _build_and_test(ctx, name, platform, parent, draft, log)
+        return draft.freeze()
     except StepFailed as exc:
-        outcome.reason = str(exc)
-        if isinstance(exc, Interrupted) or signals.stopping():
-            outcome.interrupted = True
-            outcome.reason = f"interrupted by {signals.signal_name()} {ctx.step_of(name)}"
         if isinstance(exc, imagetests.TestsFailed):
-            outcome.tests = exc.outcome.counts()
+            draft.tests = exc.outcome.counts()
         if isinstance(exc, modelcheck.ModelCheckFailed):
-            outcome.model = exc.model
+            draft.model = exc.model
+        if isinstance(exc, Interrupted) or signals.stopping():
+            why = f"interrupted by {signals.signal_name()} {ctx.progress.step_of(name)}"
+            LOGGER.warning("%s%s: %s (log: %s)", name, where, why, log_path)
+            return draft.freeze(reason=Reason(ReasonKind.INTERRUPTED, why), interrupted=True)
+        LOGGER.error("%s%s: FAILED: %s (log: %s)", name, where, exc, log_path)
+        return draft.freeze(reason=Reason(ReasonKind.FAILED, str(exc)))
     except Exception as exc:  # our bug: record it, keep the other branches going, keep the traceback
         with open_log(log_path) as log:
             log.write(redact_all(traceback.format_exc()))
-        outcome.reason = f"internal error {type(exc).__name__}: {exc} (traceback in {log_path})"
         LOGGER.exception("%s (%s): internal error", name, platform)
-    if outcome.interrupted:
-        LOGGER.warning("%s%s: %s (log: %s)", name, where, outcome.reason, log_path)
-    elif not outcome.ok:
-        LOGGER.error("%s%s: FAILED: %s (log: %s)", name, where, outcome.reason, log_path)
-    ctx.outcomes.setdefault(name, {})[platform] = outcome
-    return outcome
+        return draft.freeze(reason=Reason(ReasonKind.INTERNAL, f"internal error {type(exc).__name__}: {exc} "
+                                                                 f"(traceback in {log_path})"))
 
 
-def _build_and_test(ctx: BuildContext, name: str, platform: str, outcome: PlatformOutcome, log: IO[str]) -> None:
+def _build_and_test(ctx: BuildContext, name: str, platform: str, given: ParentRef | None, outcome: _Draft,
+                    log: IO[str]) -> None:
     image = ctx.spec.images[name]
     where = f" ({platform})" if ctx.multi(name) else ""
     root_base = _upstream_base(ctx, image, platform, log) if image.parent is None else None
-    parent = _parent_of(ctx, image, platform)
+    parent = _parent_of(ctx, image, platform, given)
     build_args = dict(image.build_args)
     labels = _labels(ctx)
     if root_base is not None:
@@ -129,7 +152,7 @@ def _recipe_name(image: ImageSpec, recipe: Path) -> str:
         return recipe.as_posix()
 
 
-def _build_recipe(ctx: BuildContext, image: ImageSpec, platform: str, outcome: PlatformOutcome, log: IO[str],
+def _build_recipe(ctx: BuildContext, image: ImageSpec, platform: str, outcome: _Draft, log: IO[str],
                   recipe: Path, build_args: dict[str, str], labels: dict[str, str], parent: ParentRef | None) -> None:
     """Build the image from one recipe (Dockerfile), then run its tests and model checks; raise on a failure."""
     name = image.name
@@ -171,7 +194,8 @@ def _upstream_base(ctx: BuildContext, image: ImageSpec, platform: str, log: IO[s
     first pulls again a base the engine holds from a registry, so that it builds on the base as it is now."""
     finder = bases.BaseFinder(registry_host=ctx.registry_host, lookups=ctx.lookups, engine=ctx.engine,
                               native=ctx.native, auth=ctx.auth())
-    if ctx.plan.reasons.get(image.name) == BASE_UPDATED:
+    reason = ctx.plan.reasons.get(image.name)
+    if reason is not None and reason.kind is ReasonKind.BASE_UPDATED:
         pulled = finder.pull_again(image, platform)
         if pulled is not None:
             log.write(f"== pulled the base {pulled} again ({BASE_UPDATED})\n")
@@ -212,7 +236,7 @@ def _input_key(ctx: BuildContext, image: ImageSpec, platform: str, build_args: d
                               checks=image.raw.get("model"), recipes=image.recipes)
 
 
-def _reuse(ctx: BuildContext, name: str, platform: str, outcome: PlatformOutcome, log: IO[str]) -> bool:
+def _reuse(ctx: BuildContext, name: str, platform: str, outcome: _Draft, log: IO[str]) -> bool:
     """Find this platform's input key among the published images; True (outcome filled in) when found.
 
     Looked for under this commit's tag first (a fast-forward merge built it already), then the lookup tags.
@@ -253,12 +277,11 @@ def _prepull(ctx: BuildContext, ref: str, platform: str, log: IO[str]) -> None:
     images.pull(ctx.engine, repository, digest, auth=ctx.auth(), platform=platform)
 
 
-def _parent_of(ctx: BuildContext, image: ImageSpec, platform: str) -> ParentRef | None:
+def _parent_of(ctx: BuildContext, image: ImageSpec, platform: str, given: ParentRef | None) -> ParentRef | None:
     if image.parent is None:
         return _root_base(ctx, image, platform)
-    parent = ctx.parents.get((image.name, platform))
-    if parent is not None:
-        return parent
+    if given is not None:
+        return given
     if image.parent in ctx.plan.images:
         raise StepFailed(f"parent {image.parent} has no {platform} image in this run")
     raise StepFailed(f"parent {image.parent} ({platform}) is not built in this run and was not found in "

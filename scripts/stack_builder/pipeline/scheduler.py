@@ -1,72 +1,96 @@
 """Run steps over a graph, at most ``workers`` at a time, and isolate failures.
 
-The scheduler knows nothing about images or Docker: a step is a callable returning success. A step
-starts once every step it ``requires`` has succeeded and every step it runs ``after`` has finished.
-A step whose requirement failed (or was skipped) is skipped and never runs; so is a step that runs
-after a skipped one. Everything else still runs: one failure never stops another branch.
-Once ``stop()`` is true, nothing new starts: the steps still waiting are cancelled, the running
-ones are waited for.
+The scheduler knows nothing about images or Docker. A step is a callable that receives the results of
+the steps it depends on and returns its own result: a typed, immutable value that says whether it
+succeeded (``ok``). A step starts once every step it ``requires`` has succeeded and every step it runs
+``after`` has finished. A step whose requirement failed (or was skipped) is skipped and never runs; so
+is a step that runs after a skipped one. Everything else still runs: one failure never stops another
+branch. Once ``stop()`` is true, nothing new starts: the steps still waiting are cancelled, the running
+ones are waited for. Results travel only from a step to the steps that depend on it.
 """
 from __future__ import annotations
 
 import logging
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterable
+from enum import Enum
+from typing import Callable, Generic, Hashable, Iterable, Mapping, Protocol, TypeVar
 
 LOGGER = logging.getLogger(__name__)
 
-OK, FAILED, SKIPPED, CANCELLED = "ok", "failed", "skipped", "cancelled"
+
+class StepState(str, Enum):
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class Result(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+
+R = TypeVar("R", bound=Result)
 
 
 @dataclass(frozen=True)
-class Step:
+class Step(Generic[R]):
     key: Hashable
-    run: Callable[[], bool]
+    run: Callable[[Mapping[Hashable, R]], R]  # receives the results of ``requires`` and ``after`` that exist
     requires: tuple[Hashable, ...] = ()  # must have succeeded
     after: tuple[Hashable, ...] = ()  # must have finished, whatever the outcome
 
 
 @dataclass(frozen=True)
-class Outcome:
-    status: str  # OK, FAILED, SKIPPED or CANCELLED
+class Outcome(Generic[R]):
+    state: StepState
     cause: Hashable | None = None  # for a skipped step: the failed step that caused it
+    result: R | None = None  # what the step returned (None when it never ran, or raised)
 
 
-def run_steps(steps: Iterable[Step], *, workers: int,
+def run_steps(steps: Iterable[Step[R]], *, workers: int,
               on_skip: Callable[[Hashable, Hashable], None] | None = None,
               stop: Callable[[], bool] | None = None,
-              on_cancel: Callable[[Hashable], None] | None = None) -> dict[Hashable, Outcome]:
-    """Run every step once its conditions hold (until ``stop()``); return each step's outcome."""
+              on_cancel: Callable[[Hashable], None] | None = None,
+              on_done: Callable[[Hashable, R], None] | None = None) -> dict[Hashable, Outcome[R]]:
+    """Run every step once its conditions hold (until ``stop()``); return each step's outcome.
+
+    The hooks run on the calling thread, one at a time: ``on_done`` with each result as it arrives.
+    """
     pending = {step.key: step for step in steps}
     for step in pending.values():
         unknown = [k for k in (*step.requires, *step.after) if k not in pending]
         if unknown:
             raise ValueError(f"step {step.key!r} depends on unknown steps {unknown!r}")
-    done: dict[Hashable, Outcome] = {}
-    running: dict[Future[bool], Hashable] = {}
+    done: dict[Hashable, Outcome[R]] = {}
+    running: dict[Future[R], Hashable] = {}
 
-    def blocked_by(step: Step) -> Hashable | None:
+    def blocked_by(step: Step[R]) -> Hashable | None:
         """The cause to skip ``step`` for, if any of its conditions can no longer hold."""
         for key in step.requires:
             outcome = done.get(key)
-            if outcome is not None and outcome.status != OK:
-                return outcome.cause if outcome.status == SKIPPED else key
+            if outcome is not None and outcome.state is not StepState.OK:
+                return outcome.cause if outcome.state is StepState.SKIPPED else key
         for key in step.after:
             outcome = done.get(key)
-            if outcome is not None and outcome.status == SKIPPED:
+            if outcome is not None and outcome.state is StepState.SKIPPED:
                 return outcome.cause
         return None
 
-    def ready(step: Step) -> bool:
+    def ready(step: Step[R]) -> bool:
         return all(k in done for k in (*step.requires, *step.after))
+
+    def inputs(step: Step[R]) -> dict[Hashable, R]:
+        found = {key: done[key].result for key in (*step.requires, *step.after)}
+        return {key: result for key, result in found.items() if result is not None}
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="step") as pool:
         while pending or running:
             if stop is not None and stop():
                 for key in list(pending):
                     del pending[key]
-                    done[key] = Outcome(CANCELLED)
+                    done[key] = Outcome(StepState.CANCELLED)
                     if on_cancel is not None:
                         on_cancel(key)
             progressed = True
@@ -76,13 +100,13 @@ def run_steps(steps: Iterable[Step], *, workers: int,
                     cause = blocked_by(step)
                     if cause is not None:
                         del pending[key]
-                        done[key] = Outcome(SKIPPED, cause)
+                        done[key] = Outcome(StepState.SKIPPED, cause)
                         if on_skip is not None:
                             on_skip(key, cause)
                         progressed = True
                     elif ready(step):
                         del pending[key]
-                        running[pool.submit(step.run)] = key
+                        running[pool.submit(step.run, inputs(step))] = key
             if not running:
                 if pending:  # nothing runs and nothing can start: a cycle, which the spec forbids
                     raise ValueError(f"steps can never start (a cycle?): {list(pending)!r}")
@@ -90,10 +114,17 @@ def run_steps(steps: Iterable[Step], *, workers: int,
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 key = running.pop(future)
-                try:
-                    succeeded = bool(future.result())
-                except Exception:  # a step must not raise; if one does, it is our bug: fail it, keep going
-                    LOGGER.exception("step %r raised", key)
-                    succeeded = False
-                done[key] = Outcome(OK if succeeded else FAILED)
+                done[key] = _finished(key, future)
+                result = done[key].result
+                if on_done is not None and result is not None:
+                    on_done(key, result)
     return done
+
+
+def _finished(key: Hashable, future: Future[R]) -> Outcome[R]:
+    try:
+        result = future.result()
+    except Exception:  # a step must not raise; if one does, it is our bug: fail it, keep going
+        LOGGER.exception("step %r raised", key)
+        return Outcome(StepState.FAILED)
+    return Outcome(StepState.OK if result.ok else StepState.FAILED, result=result)

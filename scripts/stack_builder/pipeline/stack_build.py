@@ -15,12 +15,13 @@ from stack_builder.engine.client import Engine
 from stack_builder.engine.build import find_cli
 from stack_builder.errors import RegistryError, StackError
 from stack_builder.pipeline import build_run, lock, planning
-from stack_builder.pipeline.context import BuildContext
+from stack_builder.pipeline.context import BuildContext, Progress
 from stack_builder.pipeline.planning import Planned, SelectionOptions
 from stack_builder.plan.plan import Plan
 from stack_builder.plan.revision import Revision
 from stack_builder.records.files import utc_now, write_lines
-from stack_builder.records.report import BUILT, PENDING, PUBLISHED, REUSED, UNCHANGED, BuildReport, ImageResult
+from stack_builder.kinds import Reason, ReasonKind, Status
+from stack_builder.records.report import BuildReport, ImageResult
 from stack_builder.records.wiki import Wiki
 from stack_builder.registry.signing import Signing, cosign_binary
 from stack_builder.registry.lookups import Lookups
@@ -114,17 +115,18 @@ def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Eng
             raise StackError("no Docker engine answers")
         ctx = BuildContext(spec=planned.spec, plan=plan, revision=planned.revision, registry_host=config.registry,
                            push=options.push, artifacts=config.artifacts, engine=engine, registry=registry,
-                           credentials=credentials, report=report, wiki=pages, lookups=lookups,
+                           credentials=credentials, wiki=pages, lookups=lookups,
                            reuse=options.reuse and options.push and lookups is not None, run_id=run_id,
-                           timeouts=options.timeouts, observer=options.observer, signing=signing)
-        result = build_run.execute(ctx, workers=options.workers)
+                           timeouts=options.timeouts, signing=signing,
+                           progress=Progress(len(plan.images), options.observer))
+        result = build_run.execute(ctx, report, workers=options.workers)
         result.registry_stats = {**registry.stats, "push_retries": ctx.push_policy.retried}
         result.save(config.artifacts)
         if pages is not None:
             _record_build(pages, planned, result)
         statuses = [r.status for r in result.images.values()]
         LOGGER.info("build finished in %.1fs: %d built, %d reused, %d failed or skipped; report: %s",
-                    time.monotonic() - started, statuses.count(BUILT), statuses.count(REUSED),
+                    time.monotonic() - started, statuses.count(Status.BUILT), statuses.count(Status.REUSED),
                     len(result.failed()), config.artifacts / "build-report.json")
         return result
 
@@ -140,16 +142,16 @@ def check_secrets(spec: Spec, names: tuple[str, ...], environment: Mapping[str, 
 
 def initial_report(spec: Spec, plan: Plan, *, revision: Revision, registry: str, push: bool) -> BuildReport:
     why = f"no changes since {plan.base[:12]}" if plan.base else f"not selected ({plan.base_source})"
-    images = {name: ImageResult(PENDING if name in plan.reasons else UNCHANGED, plan.reasons.get(name, why))
-              for name in spec.images}
+    images = {name: ImageResult(Status.PENDING, plan.reasons[name]) if name in plan.reasons
+              else ImageResult(Status.UNCHANGED, Reason(ReasonKind.NOT_SELECTED, why)) for name in spec.images}
     return BuildReport(commit=revision.commit, branch=revision.branch, tag=plan.tag, registry=registry, pushed=push,
                        base=plan.base, base_source=plan.base_source, images=images, started=utc_now())
 
 
 def _record_build(pages: Wiki, planned: Planned, result: BuildReport) -> None:
     built = [{"name": n, "tag": result.tag, "page": r.manifest,
-              **({"reused_from": r.reused_from} if r.status == REUSED else {})}
-             for n, r in result.images.items() if r.status in PUBLISHED]
+              **({"reused_from": r.reused_from} if r.status is Status.REUSED else {})}
+             for n, r in result.images.items() if r.status.published]
     if built:
         pages.record_build({"commit": planned.revision.commit, "commit_url": planned.revision.commit_url(),
                             "branch": planned.revision.branch, "tag": result.tag, "time": result.started,

@@ -12,6 +12,7 @@ import git
 
 from stack_builder.spec import yamlsource
 from stack_builder.errors import GitError, shown
+from stack_builder.kinds import Reason, ReasonKind
 from stack_builder.records.files import read_json
 from stack_builder.settings import environment
 from stack_builder.spec.stack_spec import Spec
@@ -22,21 +23,17 @@ LOGGER = logging.getLogger(__name__)
 SHARED_TESTS = "images/tests_common"
 DEFAULT_BRANCHES = ("main", "origin/main", "master", "origin/master")
 FULL_REBUILD = "full rebuild"
-BASE_UPDATED = "base image updated"  # the reason of a root that --refresh-base selects
+BASE_UPDATED = "base image updated"  # the text of the reason of a root that --refresh-base selects
 
 
 @dataclass(frozen=True)
 class Selection:
     """The images to build, each with the reason it is built, in breadth-first order."""
 
-    reasons: Mapping[str, str]
+    reasons: Mapping[str, Reason]
     base: str | None = None  # the commit compared against, when there was one
-    base_source: str = ""  # how the base was chosen, for the log and the report
-
-    @property
-    def by_hand(self) -> bool:
-        """Chosen with --image: exactly those images (and parents found nowhere), nothing else."""
-        return self.base_source == "--image"
+    base_source: str = ""  # how the base was chosen, for the log and the report (text only)
+    by_hand: bool = False  # chosen with --image: exactly those images (and parents found nowhere), nothing else
 
 
 def select(spec: Spec, tree: StackTree, *, base_ref: str | None = None, build_all: bool = False,
@@ -46,65 +43,68 @@ def select(spec: Spec, tree: StackTree, *, base_ref: str | None = None, build_al
     if images:
         spec.require(images)
         wanted = set(images)
-        return Selection({n: "forced (--image)" for n in tree.breadth_first() if n in wanted},
-                         base_source="--image")
+        return Selection({n: Reason(ReasonKind.BY_HAND, "forced (--image)") for n in tree.breadth_first()
+                          if n in wanted}, base_source="--image", by_hand=True)
     if build_all:
-        return Selection({n: "forced (--all)" for n in tree.breadth_first()}, base_source="--all")
+        return Selection({n: Reason(ReasonKind.FORCED, "forced (--all)") for n in tree.breadth_first()},
+                         base_source="--all")
 
     repo = open_repo(spec.stack_dir)
     if not repo.head.is_valid():
-        return Selection({n: "forced (no commits yet)" for n in tree.breadth_first()}, base_source="no commits")
+        return Selection({n: Reason(ReasonKind.FORCED, "forced (no commits yet)") for n in tree.breadth_first()},
+                         base_source="no commits")
     head = repo.head.commit
     if FULL_REBUILD in str(head.message).lower():
-        return Selection({n: "forced (\"full rebuild\" in commit message)" for n in tree.breadth_first()},
+        return Selection({n: Reason(ReasonKind.FORCED, "forced (\"full rebuild\" in commit message)")
+                          for n in tree.breadth_first()},
                          base_source="commit message")
 
     base, source = resolve_base(repo, base_ref, env)
     files = changed_files(repo, base, spec.stack_dir)
     direct = map_files(spec, files, base=base, repo=repo)
-    reasons: dict[str, str] = {}
+    reasons: dict[str, Reason] = {}
     for name in tree.breadth_first():
         if name in direct:
-            reasons[name] = direct[name]
+            reasons[name] = Reason(ReasonKind.CHANGED, direct[name])
         elif spec.images[name].parent in reasons:
             changed_ancestor = next(a for a in reversed(spec.ancestors(name)) if a in direct)
-            reasons[name] = f"descendant of {changed_ancestor}"
+            reasons[name] = Reason(ReasonKind.DESCENDANT, f"descendant of {changed_ancestor}")
     return Selection(reasons, base=base.hexsha if base else None, base_source=source)
 
 
 def with_missing(spec: Spec, tree: StackTree, selection: Selection, missing: set[str], host: str) -> Selection:
     """``selection`` plus the images the registry does not hold, and their descendants."""
-    reasons: dict[str, str] = {}
+    reasons: dict[str, Reason] = {}
     added: dict[str, str] = {}  # image -> the missing ancestor that brought it in
     for name in tree.breadth_first():
         parent = spec.images[name].parent
         if name in selection.reasons:
             reasons[name] = selection.reasons[name]
         elif name in missing:
-            reasons[name] = f"not in registry {host}"
+            reasons[name] = Reason(ReasonKind.NOT_IN_REGISTRY, f"not in registry {host}")
             added[name] = name
         elif parent in added:
             added[name] = added[parent]
-            reasons[name] = f"descendant of {added[parent]} (not in registry {host})"
-    return Selection(reasons, base=selection.base, base_source=selection.base_source)
+            reasons[name] = Reason(ReasonKind.NOT_IN_REGISTRY, f"descendant of {added[parent]} (not in registry {host})")
+    return Selection(reasons, base=selection.base, base_source=selection.base_source, by_hand=selection.by_hand)
 
 
 def with_refreshed(spec: Spec, tree: StackTree, selection: Selection, stale: Iterable[str]) -> Selection:
     """``selection`` plus the roots whose upstream base moved (``--refresh-base``), and their descendants."""
     moved = set(stale)
-    reasons: dict[str, str] = {}
+    reasons: dict[str, Reason] = {}
     added: dict[str, str] = {}  # image -> the refreshed root that brought it in
     for name in tree.breadth_first():
         parent = spec.images[name].parent
         if name in selection.reasons:
             reasons[name] = selection.reasons[name]
         elif name in moved and parent is None:
-            reasons[name] = BASE_UPDATED
+            reasons[name] = Reason(ReasonKind.BASE_UPDATED, BASE_UPDATED)
             added[name] = name
         elif parent in added:
             added[name] = added[parent]
-            reasons[name] = f"descendant of {added[parent]} ({BASE_UPDATED})"
-    return Selection(reasons, base=selection.base, base_source=selection.base_source)
+            reasons[name] = Reason(ReasonKind.DESCENDANT, f"descendant of {added[parent]} ({BASE_UPDATED})")
+    return Selection(reasons, base=selection.base, base_source=selection.base_source, by_hand=selection.by_hand)
 
 
 def open_repo(stack_dir: Path) -> git.Repo:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from stack_builder.kinds import Reason, ReasonKind
 from stack_builder.errors import StackError
 from stack_builder.plan.changes import Selection
 from stack_builder.plan.tree import StackTree
@@ -55,7 +56,7 @@ class Plan:
     commit_tag: str | None  # <prefix>-git-<sha12>, only from a clean checkout
     commit: str
     images: tuple[str, ...]  # what this run builds, parents first
-    reasons: Mapping[str, str]
+    reasons: Mapping[str, Reason]
     platforms: Mapping[str, tuple[str, ...]]  # per image: the platforms this run builds
     parent_of: Mapping[str, str | None]  # per image: its parent image in the spec (None for a root)
     parents: Mapping[tuple[str, str], ParentRef]  # (image, platform) -> its parent, when not built in this run
@@ -72,7 +73,7 @@ class Plan:
             "tag": self.tag, "commit_tag": self.commit_tag, "commit": self.commit, "images": list(self.images),
             "levels": [[{"image": j.image, "platform": j.platform, "runner": j.runner} for j in level]
                        for level in self.levels],
-            "reasons": dict(self.reasons),
+            "reasons": {name: reason.text for name, reason in self.reasons.items()},
             "parents": {name: {"image": self.parent_of[name], "from": {
                 platform: (vars(self.parents[(name, platform)]) if (name, platform) in self.parents else
                            "this run" if self.parent_of[name] else None) for platform in self.platforms[name]}}
@@ -123,7 +124,7 @@ def make_plan(spec: Spec, tree: StackTree, selection: Selection, *, tag: str, co
                     LOGGER.info("%s (%s): parent %s is not rebuilt; using %s (%s)", name, wanted, parent,
                                 found.ref, found.source)
                 elif wanted in spec.images[parent].platforms:
-                    reasons[parent] = f"needed: parent of {name}, not found for {wanted}"
+                    reasons[parent] = Reason(ReasonKind.NEEDED_PARENT, f"needed: parent of {name}, not found for {wanted}")
                     changed = True
                     break
                 # else: the parent is never built for this platform; the child's job says so
@@ -133,17 +134,21 @@ def make_plan(spec: Spec, tree: StackTree, selection: Selection, *, tag: str, co
     # CI waves: an image's primary platform first; its other platforms one wave later (they wait for it),
     # and never before their parent's image of the same platform.
     waves: dict[tuple[str, str], int] = {}
+    latest: dict[str, int] = {}  # per image: its last wave, which a child without its platform waits for
     for name in order:
         parent = spec.images[name].parent
         first = primary_platform(spec.images[name].platforms)
         for each in sorted(platforms(name), key=lambda p: p != first):
-            parent_waves = [w for (n, _), w in waves.items() if n == parent]
-            after_parent = waves.get((parent, each), max(parent_waves, default=-1)) + 1 if parent else 0
+            after_parent = waves.get((parent, each), latest.get(parent, -1)) + 1 if parent else 0
             waves[(name, each)] = max(after_parent, waves[(name, first)] + 1) \
                 if each != first and (name, first) in waves else after_parent
-    levels = [tuple(Job(n, p, RUNNERS.get(p, DEFAULT_RUNNER)) for n in order for p in platforms(n)
-                    if waves[(n, p)] == wave) for wave in range(max(waves.values(), default=-1) + 1)]
-    levels = [level for level in levels if level]
+            latest[name] = max(latest.get(name, -1), waves[(name, each)])
+    # One pass, in plan order: each wave lists its jobs parents first, as the order has them.
+    by_wave: dict[int, list[Job]] = {}
+    for name in order:
+        for each in platforms(name):
+            by_wave.setdefault(waves[(name, each)], []).append(Job(name, each, RUNNERS.get(each, DEFAULT_RUNNER)))
+    levels = [tuple(by_wave[wave]) for wave in sorted(by_wave)]
     return Plan(tag=tag, commit_tag=commit_tag, commit=commit, images=tuple(order),
                 reasons={n: reasons[n] for n in order}, platforms={n: platforms(n) for n in order},
                 parent_of={n: spec.images[n].parent for n in order}, parents=parents, levels=tuple(levels), base=selection.base, base_source=selection.base_source,

@@ -27,7 +27,7 @@ def facts(tag: str, result: Mapping[str, Any]) -> dict[str, Any]:
     failed = result.get("platforms_failed") or {}
     out: dict[str, Any] = {
         "digests": {tag: result.get("digest")}, "platforms_built": list(result.get("platforms_built") or []),
-        "platforms_disagreeing": {p: why for p, why in failed.items() if "outputs disagree" in str(why)}}
+        "platforms_disagreeing": {p: str(failed.get(p, "")) for p in result.get("platforms_disagreeing") or []}}
     model = result.get("model")
     if isinstance(model, Mapping) and isinstance(model.get("functional"), Mapping):
         out["checks"] = {"tag": tag, "functional": bool(model["functional"].get("passed")),

@@ -6,28 +6,28 @@ a complete, valid file saying what was done and what was not.
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
 from stack_builder.errors import shown
+from stack_builder.kinds import Reason, ReasonKind, Status
 from stack_builder.records import markdown
 from stack_builder.records.files import write_json, write_lines
 from stack_builder.registry.credentials import redact_all
 from stack_builder.records.results import ModelResult, TestCounts
 
-BUILT, REUSED, FAILED, SKIPPED, PENDING, UNCHANGED = "built", "reused", "failed", "skipped", "pending", "unchanged"
-INTERRUPTED = "interrupted"  # the run was stopped (SIGINT, SIGTERM) before this image was finished
-PUBLISHED = (BUILT, REUSED)
 MAX_REASON = 1000  # characters of a reason kept in the report and the table
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImageResult:
-    status: str
-    reason: str
+    """One image of a run, as the report keeps it: made once, by the step that decided it."""
+
+    status: Status
+    reason: Reason
     ref: str | None = None
     digest: str | None = None
     image_id: str | None = None
@@ -51,6 +51,18 @@ class ImageResult:
     recipes_failed: dict[str, str] = field(default_factory=dict)  # the recipes tried before it, and why they failed
     sboms: dict[str, str] = field(default_factory=dict)  # platform -> digest of its SBOM artifact
     signed: list[str] = field(default_factory=list)  # every digest of the image signed (or found signed) by cosign
+    platforms_disagreeing: list[str] = field(default_factory=list)  # model platforms left out: outputs disagree
+
+    @property
+    def ok(self) -> bool:
+        return self.status.published
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        data["reason"] = self.reason.text
+        data["reason_kind"] = self.reason.kind.value
+        return data
 
 
 @dataclass
@@ -72,26 +84,29 @@ class BuildReport:
 
     def as_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
-        data["images"] = {name: asdict(result) for name, result in self.images.items()}
+        data["images"] = {name: result.as_dict() for name, result in self.images.items()}
         return data
 
-    def update(self, name: str, artifacts: Path, **changes: Any) -> None:
-        """Change one image's result and persist the whole report at once."""
-        if isinstance(changes.get("reason"), str):  # an engine's error text can be long: keep the start
-            changes["reason"] = shown(redact_all(changes["reason"]), MAX_REASON)  # redacted before it is cut
+    def record(self, name: str, result: ImageResult, artifacts: Path) -> None:
+        """Put one image's result in the report and persist the whole report at once."""
+        # An engine's error text can be long: keep the start, redacted before it is cut.
+        reason = Reason(result.reason.kind, shown(redact_all(result.reason.text), MAX_REASON))
         with self._lock:
-            for key, value in changes.items():
-                setattr(self.images[name], key, value)
+            self.images[name] = replace(result, reason=reason)
             write_json(artifacts / "build-report.json", self.as_dict())
 
     def save(self, artifacts: Path) -> None:
         with self._lock:
             write_json(artifacts / "build-report.json", self.as_dict())
-            pushed = [r.ref for r in self.images.values() if r.status in PUBLISHED and self.pushed and r.ref]
+            pushed = [r.ref for r in self.images.values() if r.status.published and self.pushed and r.ref]
             write_lines(artifacts / "IMAGES_BUILT", pushed)
 
     def failed(self) -> list[str]:
-        return [n for n, r in self.images.items() if r.status in (FAILED, SKIPPED, PENDING, INTERRUPTED)]
+        return [n for n, r in self.images.items() if r.status.unfinished]
+
+    def count_finished(self) -> int:
+        with self._lock:
+            return sum(1 for r in self.images.values() if r.status is not Status.PENDING)
 
     def markdown(self) -> str:
         """The summary as a GitHub-flavoured Markdown table (for $GITHUB_STEP_SUMMARY), every value escaped."""
@@ -100,7 +115,7 @@ class BuildReport:
         for name, r in self.images.items():
             tests = f"{r.tests.passed} passed, {r.tests.failed} failed" if r.tests.junit else ""
             duration = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
-            detail = markdown.code(r.ref) if r.status in PUBLISHED and r.ref else markdown.text(r.reason)
+            detail = markdown.code(r.ref) if r.status.published and r.ref else markdown.text(r.reason.text)
             if r.recipe:
                 detail += " " + markdown.text(_recipe_note(r))
             lines.append(f"| {markdown.text(name)} | {r.status} | {duration} | {tests} | {detail} |")
@@ -110,10 +125,10 @@ class BuildReport:
         rows = []
         for name, r in self.images.items():
             tests = f"{r.tests.passed} passed, {r.tests.failed} failed" \
-                if r.status in (BUILT, FAILED) and r.tests.junit else ""
+                if r.status in (Status.BUILT, Status.FAILED) and r.tests.junit else ""
             duration = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
-            detail = r.ref if r.status == BUILT else f"{r.ref} (from {r.reused_from})" if r.status == REUSED \
-                else r.reason
+            detail = r.ref if r.status is Status.BUILT else f"{r.ref} (from {r.reused_from})" \
+                if r.status is Status.REUSED else r.reason.text
             if r.recipe:
                 detail = f"{detail} {_recipe_note(r)}"
             rows.append([name, r.status, duration, tests, detail])
@@ -146,13 +161,15 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _merged_image(results: list[dict[str, Any]]) -> dict[str, Any]:
-    acted = [r for r in results if r.get("status") not in (UNCHANGED, PENDING)] or results
-    statuses = {str(r.get("status")) for r in acted}
-    status = next((s for s in (FAILED, INTERRUPTED, SKIPPED, PENDING) if s in statuses),
-                  REUSED if statuses == {REUSED} else BUILT if statuses <= set(PUBLISHED) else UNCHANGED)
+    acted = [r for r in results if _status(r) not in (Status.UNCHANGED, Status.PENDING)] or results
+    statuses = {_status(r) for r in acted}
+    published = {Status.BUILT, Status.REUSED}
+    status = next((s for s in (Status.FAILED, Status.INTERRUPTED, Status.SKIPPED, Status.PENDING) if s in statuses),
+                  Status.REUSED if statuses == {Status.REUSED} else Status.BUILT if statuses <= published
+                  else Status.UNCHANGED)
     out = dict(acted[0])
-    out["status"] = status
-    out["reason"] = "; ".join(dict.fromkeys(str(r.get("reason", "")) for r in acted if r.get("status") == status))
+    out["status"] = status.value
+    out["reason"] = "; ".join(dict.fromkeys(str(r.get("reason", "")) for r in acted if _status(r) is status))
     out["platforms_built"] = sorted({str(p) for r in acted for p in r.get("platforms_built") or []})
     out["platforms_failed"] = {str(k): v for r in acted for k, v in (r.get("platforms_failed") or {}).items()}
     out["moved"] = {str(k): v for r in acted for k, v in (r.get("moved") or {}).items()}
@@ -160,8 +177,26 @@ def _merged_image(results: list[dict[str, Any]]) -> dict[str, Any]:
     out["signed"] = list(dict.fromkeys(str(d) for r in acted for d in r.get("signed") or []))
     out["example_outputs"] = {str(k): v for r in acted for k, v in (r.get("example_outputs") or {}).items()}
     out["recipes_failed"] = {str(k): v for r in acted for k, v in (r.get("recipes_failed") or {}).items()}
+    out["platforms_disagreeing"] = sorted({str(p) for r in acted for p in r.get("platforms_disagreeing") or []})
     out["content_tags"] = list(dict.fromkeys(str(t) for r in acted for t in r.get("content_tags") or []))
     counts = [dict(r.get("tests") or {}) for r in acted]
     out["tests"] = {**counts[0], **{key: sum(int(c.get(key, 0)) for c in counts)
                                     for key in ("passed", "failed", "skipped")}}
     return out
+
+
+def _status(result: dict[str, Any]) -> Status:
+    """A job report's status; a value this version does not know counts as failed, never as published."""
+    try:
+        return Status(str(result.get("status")))
+    except ValueError:
+        return Status.FAILED
+
+
+def pending(reason: Reason) -> ImageResult:
+    return ImageResult(Status.PENDING, reason)
+
+
+def not_run(status: Status, kind: ReasonKind, text: str) -> ImageResult:
+    """The result of an image that never reached its publish step (skipped, interrupted)."""
+    return ImageResult(status, Reason(kind, text))
