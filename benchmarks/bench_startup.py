@@ -1,13 +1,19 @@
 """Start-up cost: listing tasks against bare `import doit`, measured side by side in one run.
 
-Each command runs in a fresh interpreter, interleaved round by round so that machine noise hits
-all of them alike; the figure is the ratio of medians. Goal: `doit list` and `stack-builder list`
-take at most 1.5x `python -c "import doit"`.
+Each command runs in a fresh interpreter from the repository's folder (doit reads its pyproject.toml
+there), interleaved round by round so that machine noise hits all of them alike; the figure is the
+ratio of medians. Bytecode is cached as in a user's checkout: a PYTHONDONTWRITEBYTECODE in this
+environment is dropped for the commands, and the uncounted first round writes __pycache__.
+
+Goals: `doit list` takes at most 1.1x `python -c "import doit"` (what doit itself costs to list a
+trivial dodo.py is most of that margin); `stack-builder list` at most 1.5x (it also hands registry
+credentials over before doit starts).
 
 Usage: python benchmarks/bench_startup.py [rounds]   (no engine or registry needed)
 """
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -16,17 +22,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 STACK_BUILDER = Path(sys.executable).parent / "stack-builder"
+BASE = "python -c 'import doit'"
 COMMANDS = {
-    "python -c 'import doit'": [sys.executable, "-c", "import doit"],
+    BASE: [sys.executable, "-c", "import doit"],
     "doit list": [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "-d", str(REPO), "list"],
     "stack-builder list": [str(STACK_BUILDER), "-d", str(REPO), "list"],
 }
-GOAL = 1.5
+ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+GOALS = {"doit list": 1.1, "stack-builder list": 1.5}  # at most this many times BASE
 
 
 def once(command: list[str]) -> float:
     started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+                   env=ENV)
     return time.perf_counter() - started
 
 
@@ -34,19 +43,20 @@ def main() -> int:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 15
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
     for command in COMMANDS.values():
-        once(command)  # warm the file cache once, uncounted
+        once(command)  # warm the file cache and write the bytecode once, uncounted
     for _ in range(rounds):
         for name, command in COMMANDS.items():
             times[name].append(once(command))
-    base = statistics.median(times["python -c 'import doit'"])
+    base = statistics.median(times[BASE])
     print(f"start-up, median of {rounds} interleaved runs each")
-    worst = 0.0
     for name, values in times.items():
-        ratio = statistics.median(values) / base
-        worst = max(worst, ratio)
-        print(f"  {name:<26} {statistics.median(values) * 1000:7.0f} ms   {ratio:.2f}x import doit")
-    print(f"  worst ratio {worst:.2f} (goal <= {GOAL})")
-    return 0 if worst <= GOAL else 1
+        print(f"  {name:<26} {statistics.median(values) * 1000:7.0f} ms")
+    missed = 0
+    for name, goal in GOALS.items():
+        ratio = statistics.median(times[name]) / base
+        missed += ratio > goal
+        print(f"ratio {name} / import doit: {ratio:.2f}x (goal <= {goal}x)")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
