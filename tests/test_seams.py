@@ -260,3 +260,17 @@ def long_classes(prefixes: tuple[str, ...]) -> dict[str, int]:
 
 def test_no_class_of_the_registry_or_the_engine_is_over_150_lines() -> None:
     assert long_classes(("registry/", "engine/", "config.py", "settings.py", "secrets.py")) == {}
+
+
+MAX_FUNCTION_LINES = 60
+MAX_FILE_LINES = 400
+
+
+def test_no_class_over_150_lines_no_function_over_60_no_file_over_400() -> None:
+    functions = {f"{p}:{node.name}": node.end_lineno - node.lineno + 1 for p, tree in modules().items()
+                 for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 and node.end_lineno is not None and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES}
+    files = {str(p): n for p in PACKAGE.rglob("*.py")
+             if (n := p.read_text().count("\n")) > MAX_FILE_LINES}
+    assert (long_classes(("",)), functions, files) == ({}, {}, {})
+

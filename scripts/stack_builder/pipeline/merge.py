@@ -50,19 +50,8 @@ def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, n
     for name in [n for n in names if len(spec.images[n].platforms) > 1]:
         image = spec.images[name]
         repo = image.repository.on(host)
-        entries, missing, stale = [], [], {}
-        for platform in image.platforms:
-            branch_digest = registry.manifest_digest(repo.path, multiarch.platform_tag(tag, platform))
-            # This commit's own platform image: under its per-commit platform tag, which is written once
-            # (a rebuild of the same commit leaves it, and this index, on the first digest).
-            digest = registry.manifest_digest(repo.path, multiarch.platform_tag(commit_tag, platform)) \
-                if commit_tag else branch_digest
-            if digest is not None and (commit_tag or _revision_of(registry, repo.path, digest) == revision.commit):
-                entries.append(multiarch.Entry(platform, digest, "", 0))
-                continue
-            missing.append(platform)
-            if branch_digest is not None:
-                stale[platform] = branch_digest
+        entries, missing, stale = _this_commits_platforms(registry, repo.path, image.platforms, revision, tag,
+                                                          commit_tag)
         for platform, digest in stale.items():
             LOGGER.warning("%s: %s's %s image (%s) was not published by commit %s: left out of the index", name,
                            multiarch.platform_tag(tag, platform), platform, digest[:19], revision.commit[:12])
@@ -98,6 +87,27 @@ def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, n
         results.append(Merged(name, True, tuple(e.platform for e in entries), digest, stale=tuple(stale),
                               unsigned=unsigned, disagreeing=tuple(disagree.items())))
     return results
+
+
+def _this_commits_platforms(registry: RegistryClient, repository: str, platforms: tuple[str, ...],
+                            revision: Revision, tag: str, commit_tag: str | None
+                            ) -> tuple[list[multiarch.Entry], list[str], dict[str, str]]:
+    """(entries, missing, stale): the platform images this commit published, the platforms it did not, and the
+    branch tags that hold another commit's image."""
+    entries, missing, stale = [], [], {}
+    for platform in platforms:
+        branch_digest = registry.manifest_digest(repository, multiarch.platform_tag(tag, platform))
+        # This commit's own platform image: under its per-commit platform tag, which is written once
+        # (a rebuild of the same commit leaves it, and this index, on the first digest).
+        digest = registry.manifest_digest(repository, multiarch.platform_tag(commit_tag, platform)) \
+            if commit_tag else branch_digest
+        if digest is not None and (commit_tag or _revision_of(registry, repository, digest) == revision.commit):
+            entries.append(multiarch.Entry(platform, digest, "", 0))
+            continue
+        missing.append(platform)
+        if branch_digest is not None:
+            stale[platform] = branch_digest
+    return entries, missing, stale
 
 
 def _revision_of(registry: RegistryClient, repository: str, digest: str) -> str | None:

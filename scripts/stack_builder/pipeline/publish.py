@@ -19,6 +19,7 @@ from stack_builder.pipeline.context import BuildContext, ImageOutcome, PlatformO
 from stack_builder.pipeline.publication import Gathered, Publication
 from stack_builder.pipeline.tagging import Tagger
 from stack_builder.records import junit
+from stack_builder.records.junit import CaseResult
 from stack_builder.records.logfile import open_log
 from stack_builder.records.report import ImageResult
 from stack_builder.records.results import ModelResult, TestCounts
@@ -48,22 +49,22 @@ def _step_cases(ctx: BuildContext, name: str, outcomes: Sequence[PlatformOutcome
     for platform in ctx.plan.platforms[name]:
         outcome = by_platform.get(platform)
         if outcome is None:
-            cases.append(junit.Case(f"build and tests ({platform})", junit.SKIPPED, result.reason.text))
+            cases.append(junit.Case(f"build and tests ({platform})", CaseResult.SKIPPED, result.reason.text))
         elif outcome.reused_from:
-            cases.append(junit.Case(f"build and tests ({platform})", junit.SKIPPED,
+            cases.append(junit.Case(f"build and tests ({platform})", CaseResult.SKIPPED,
                                     f"reused from {outcome.reused_from}: built and tested before"))
         else:
-            cases.append(junit.Case(f"build and tests ({platform})", junit.PASSED if outcome.ok else junit.FAILED,
+            cases.append(junit.Case(f"build and tests ({platform})", CaseResult.PASSED if outcome.ok else CaseResult.FAILED,
                                     outcome.why))
     if ctx.spec.images[name].model is not None:
         model = result.model
-        cases.append(junit.Case("model checks", junit.SKIPPED if model is None else
-                                junit.PASSED if model.passed else junit.FAILED, model.summary() if model else ""))
+        cases.append(junit.Case("model checks", CaseResult.SKIPPED if model is None else
+                                CaseResult.PASSED if model.passed else CaseResult.FAILED, model.summary() if model else ""))
     if ctx.push:
         pushed = result.status.published
         tried = bool(result.moved) or pushed
-        cases.append(junit.Case("push and read back", junit.PASSED if pushed else
-                                junit.FAILED if tried else junit.SKIPPED, "" if pushed else result.reason.text))
+        cases.append(junit.Case("push and read back", CaseResult.PASSED if pushed else
+                                CaseResult.FAILED if tried else CaseResult.SKIPPED, "" if pushed else result.reason.text))
     return cases
 
 

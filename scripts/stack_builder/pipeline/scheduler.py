@@ -58,67 +58,88 @@ def run_steps(steps: Iterable[Step[R]], *, workers: int,
 
     The hooks run on the calling thread, one at a time: ``on_done`` with each result as it arrives.
     """
-    pending = {step.key: step for step in steps}
-    for step in pending.values():
-        unknown = [k for k in (*step.requires, *step.after) if k not in pending]
-        if unknown:
-            raise ValueError(f"step {step.key!r} depends on unknown steps {unknown!r}")
-    done: dict[Hashable, Outcome[R]] = {}
-    running: dict[Future[R], Hashable] = {}
+    graph = _Graph(steps)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="step") as pool:
+        while graph.pending or graph.running:
+            if stop is not None and stop():
+                for key in graph.cancel_pending():
+                    if on_cancel is not None:
+                        on_cancel(key)
+            for key, cause in graph.start_or_skip(pool):
+                if on_skip is not None:
+                    on_skip(key, cause)
+            if not graph.running:
+                if graph.pending:  # nothing runs and nothing can start: a cycle, which the spec forbids
+                    raise ValueError(f"steps can never start (a cycle?): {list(graph.pending)!r}")
+                break
+            finished, _ = wait(graph.running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                key, result = graph.finish(future)
+                if on_done is not None and result is not None:
+                    on_done(key, result)
+    return graph.done
 
-    def blocked_by(step: Step[R]) -> Hashable | None:
+
+class _Graph(Generic[R]):
+    """The steps of one run: waiting, running and done (touched by the calling thread only)."""
+
+    def __init__(self, steps: Iterable[Step[R]]) -> None:
+        self.pending = {step.key: step for step in steps}
+        for step in self.pending.values():
+            unknown = [k for k in (*step.requires, *step.after) if k not in self.pending]
+            if unknown:
+                raise ValueError(f"step {step.key!r} depends on unknown steps {unknown!r}")
+        self.done: dict[Hashable, Outcome[R]] = {}
+        self.running: dict[Future[R], Hashable] = {}
+
+    def blocked_by(self, step: Step[R]) -> Hashable | None:
         """The cause to skip ``step`` for, if any of its conditions can no longer hold."""
         for key in step.requires:
-            outcome = done.get(key)
+            outcome = self.done.get(key)
             if outcome is not None and outcome.state is not StepState.OK:
                 return outcome.cause if outcome.state is StepState.SKIPPED else key
         for key in step.after:
-            outcome = done.get(key)
+            outcome = self.done.get(key)
             if outcome is not None and outcome.state is StepState.SKIPPED:
                 return outcome.cause
         return None
 
-    def ready(step: Step[R]) -> bool:
-        return all(k in done for k in (*step.requires, *step.after))
+    def ready(self, step: Step[R]) -> bool:
+        return all(k in self.done for k in (*step.requires, *step.after))
 
-    def inputs(step: Step[R]) -> dict[Hashable, R]:
-        found = {key: done[key].result for key in (*step.requires, *step.after)}
+    def inputs(self, step: Step[R]) -> dict[Hashable, R]:
+        found = {key: self.done[key].result for key in (*step.requires, *step.after)}
         return {key: result for key, result in found.items() if result is not None}
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="step") as pool:
-        while pending or running:
-            if stop is not None and stop():
-                for key in list(pending):
-                    del pending[key]
-                    done[key] = Outcome(StepState.CANCELLED)
-                    if on_cancel is not None:
-                        on_cancel(key)
-            progressed = True
-            while progressed:  # skips can unblock or skip other steps: settle them before waiting
-                progressed = False
-                for key, step in list(pending.items()):
-                    cause = blocked_by(step)
-                    if cause is not None:
-                        del pending[key]
-                        done[key] = Outcome(StepState.SKIPPED, cause)
-                        if on_skip is not None:
-                            on_skip(key, cause)
-                        progressed = True
-                    elif ready(step):
-                        del pending[key]
-                        running[pool.submit(step.run, inputs(step))] = key
-            if not running:
-                if pending:  # nothing runs and nothing can start: a cycle, which the spec forbids
-                    raise ValueError(f"steps can never start (a cycle?): {list(pending)!r}")
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                key = running.pop(future)
-                done[key] = _finished(key, future)
-                result = done[key].result
-                if on_done is not None and result is not None:
-                    on_done(key, result)
-    return done
+    def cancel_pending(self) -> list[Hashable]:
+        cancelled = list(self.pending)
+        for key in cancelled:
+            del self.pending[key]
+            self.done[key] = Outcome(StepState.CANCELLED)
+        return cancelled
+
+    def start_or_skip(self, pool: ThreadPoolExecutor) -> list[tuple[Hashable, Hashable]]:
+        """Start every step that can start; skip every one that never can. Returns the skipped, with causes."""
+        skipped = []
+        progressed = True
+        while progressed:  # skips can unblock or skip other steps: settle them before waiting
+            progressed = False
+            for key, step in list(self.pending.items()):
+                cause = self.blocked_by(step)
+                if cause is not None:
+                    del self.pending[key]
+                    self.done[key] = Outcome(StepState.SKIPPED, cause)
+                    skipped.append((key, cause))
+                    progressed = True
+                elif self.ready(step):
+                    del self.pending[key]
+                    self.running[pool.submit(step.run, self.inputs(step))] = key
+        return skipped
+
+    def finish(self, future: Future[R]) -> tuple[Hashable, R | None]:
+        key = self.running.pop(future)
+        self.done[key] = _finished(key, future)
+        return key, self.done[key].result
 
 
 def _finished(key: Hashable, future: Future[R]) -> Outcome[R]:

@@ -21,6 +21,7 @@ from stack_builder.plan.plan import Plan
 from stack_builder.plan.revision import Revision
 from stack_builder.records.files import utc_now, write_lines
 from stack_builder.kinds import Reason, ReasonKind, Status
+from stack_builder.records.runs import RunKind
 from stack_builder.records.report import BuildReport, ImageResult
 from stack_builder.records.wiki import Wiki
 from stack_builder.registry.signing import Signing, cosign_binary
@@ -89,14 +90,7 @@ def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Eng
             engines.append(engine)
             find_cli()  # no BuildKit-capable client: say what to install, before anything is built
         check_secrets(planned.spec, plan.images, config.settings.environment)
-        signing = Signing.from_settings(config.settings) if options.push else None  # a broken set-up stops here
-        if signing is not None:
-            if not signing.can_sign:
-                LOGGER.warning("only a public key is set (%s): this build pushes unsigned images, which a promotion "
-                               "that verifies will refuse; set STACK_SIGNING_KEY to sign", signing.describe())
-                signing = None
-            else:
-                cosign_binary()
+        signing = _signing(config) if options.push else None
         write_lines(config.artifacts / "IMAGES_CHANGED", list(plan.images))
         report = initial_report(planned.spec, plan, revision=planned.revision, registry=config.registry,
                                 push=options.push)
@@ -131,6 +125,19 @@ def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Eng
         return result
 
 
+def _signing(config: Config) -> Signing | None:
+    """cosign for the run's pushes, when a key is set; a broken signing set-up stops the run here."""
+    signing = Signing.from_settings(config.settings)
+    if signing is None:
+        return None
+    if not signing.can_sign:
+        LOGGER.warning("only a public key is set (%s): this build pushes unsigned images, which a promotion "
+                       "that verifies will refuse; set STACK_SIGNING_KEY to sign", signing.describe())
+        return None
+    cosign_binary()
+    return signing
+
+
 def check_secrets(spec: Spec, names: tuple[str, ...], environment: Mapping[str, str]) -> None:
     """Every build secret the plan needs has a value in ``environment``, before anything is built."""
     missing = [f"{spec.path.name}: images.{name}.secrets.{sid}: ${var} is unset or empty"
@@ -155,7 +162,7 @@ def _record_build(pages: Wiki, planned: Planned, result: BuildReport) -> None:
     if built:
         pages.record_build({"commit": planned.revision.commit, "commit_url": planned.revision.commit_url(),
                             "branch": planned.revision.branch, "tag": result.tag, "time": result.started,
-                            "kind": "build", "images": built})
+                            "kind": RunKind.BUILD.value, "images": built})
     pages.record_models(planned.spec, result.as_dict())
     pages.render(planned.spec)
 

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from stack_builder.records.files import write_text
 
-PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+class CaseResult(str, Enum):
+    """How one step of an image ended, as a test reporter counts it."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
-    outcome: str  # PASSED, FAILED or SKIPPED
+    outcome: CaseResult
     message: str = ""
 
 
@@ -32,13 +38,13 @@ def label_cases(path: Path, image: str, platform: str) -> None:
 def write_steps(path: Path, image: str, cases: list[Case]) -> None:
     """The image's steps as one JUnit test suite."""
     suite = ET.Element("testsuite", name=f"{image} steps", tests=str(len(cases)),
-                       failures=str(sum(c.outcome == FAILED for c in cases)),
-                       skipped=str(sum(c.outcome == SKIPPED for c in cases)))
+                       failures=str(sum(c.outcome is CaseResult.FAILED for c in cases)),
+                       skipped=str(sum(c.outcome is CaseResult.SKIPPED for c in cases)))
     for case in cases:
         element = ET.SubElement(suite, "testcase", classname=f"{image}.steps", name=case.name)
-        if case.outcome == FAILED:
+        if case.outcome is CaseResult.FAILED:
             ET.SubElement(element, "failure", message=case.message[:500]).text = case.message
-        elif case.outcome == SKIPPED:
+        elif case.outcome is CaseResult.SKIPPED:
             ET.SubElement(element, "skipped", message=case.message[:500])
     root = ET.Element("testsuites")
     root.append(suite)

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any, Callable
 
 from tabulate import tabulate
@@ -33,7 +34,23 @@ LOGGER = logging.getLogger(__name__)
 
 QUARTER_BRANCH_RE = re.compile(r"^(?P<quarter>\d{4}\.[1-4])-(?P<branch>[A-Za-z0-9_][A-Za-z0-9_.-]{0,100})$")
 QUARTER_RE = re.compile(r"^\d{4}\.[1-4]$")
-PLANNED, MOVED, ALREADY, FAILED, NOT_RUN = "planned", "moved", "already in place", "failed", "not run"
+
+
+class MoveState(str, Enum):
+    """Where one tag move of a promotion stands."""
+
+    PLANNED = "planned"
+    MOVED = "moved"
+    ALREADY = "already in place"
+    FAILED = "failed"
+    NOT_RUN = "not run"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+PLANNED, MOVED, ALREADY, FAILED, NOT_RUN = (MoveState.PLANNED, MoveState.MOVED, MoveState.ALREADY, MoveState.FAILED,
+                                            MoveState.NOT_RUN)
 
 
 class PromotionRefused(StackError):
@@ -56,7 +73,7 @@ class Move:
     target_after: str | None = None
     gates: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-    state: str = PLANNED
+    state: MoveState = MoveState.PLANNED
     body: bytes = field(default=b"", repr=False)
 
     def as_record(self) -> dict[str, Any]:

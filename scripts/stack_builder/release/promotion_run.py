@@ -69,6 +69,18 @@ def record(moves: list[Move], *, options: PromoteOptions, host: str, outcome: st
             "outcome": outcome, "registry_stats": dict(registry_stats or {}), "moves": [m.as_record() for m in moves]}
 
 
+def _planned(config: Config, registry: RegistryClient, options: PromoteOptions,
+             signing: Signing | None) -> tuple[list[Move], str | None]:
+    """The moves a promotion (or a rollback, with the promotion it undoes) would make; raises if refused."""
+    if options.rollback:
+        target = rollback.target_of(options.tag, global_stable=options.global_stable)
+        return rollback.plan(config.spec, registry, config.registry, target, skip_gpu_test=options.skip_gpu_test,
+                             allow_platform_drop=options.allow_platform_drop, signing=signing)
+    return plan(config.spec, registry, config.registry, options.tag, global_stable=options.global_stable,
+                skip_gpu_test=options.skip_gpu_test, allow_platform_drop=options.allow_platform_drop,
+                signing=signing), None
+
+
 def promote_stack(config: Config, options: PromoteOptions) -> Promoted:
     spec = config.spec
     registry = config.registry_client()
@@ -86,14 +98,7 @@ def promote_stack(config: Config, options: PromoteOptions) -> Promoted:
                                                          for m in moves if m.state in (MOVED, ALREADY)])
 
     try:
-        if options.rollback:
-            target = rollback.target_of(options.tag, global_stable=options.global_stable)
-            moves, undo = rollback.plan(spec, registry, config.registry, target, skip_gpu_test=options.skip_gpu_test,
-                                        allow_platform_drop=options.allow_platform_drop, signing=signing)
-        else:
-            moves = plan(spec, registry, config.registry, options.tag, global_stable=options.global_stable,
-                         skip_gpu_test=options.skip_gpu_test, allow_platform_drop=options.allow_platform_drop,
-                         signing=signing)
+        moves, undo = _planned(config, registry, options, signing)
     except PromotionRefused:
         if not options.dry_run:
             write([], "refused")
