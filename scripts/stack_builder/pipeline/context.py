@@ -27,6 +27,7 @@ from stack_builder.registry.signing import Signing
 from stack_builder.registry.credentials import Credentials
 from stack_builder.registry.lookups import Lookups
 from stack_builder.retry import RetryPolicy
+from stack_builder.settings import Settings
 from stack_builder.spec.references import Repository
 from stack_builder.spec.stack_spec import Spec
 
@@ -127,6 +128,7 @@ class BuildContext:
     registry: RegistryClient
     credentials: Credentials | None
     progress: Progress
+    settings: Settings  # the task's, read once (config.settings): build secrets' values come from here
     wiki: Wiki | None = None
     lookups: Lookups | None = None  # None when the registry is not asked (a --no-push run without one)
     reuse: bool = False

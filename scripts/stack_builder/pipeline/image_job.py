@@ -167,7 +167,7 @@ def _build_recipe(ctx: BuildContext, image: ImageSpec, platform: str, outcome: _
     outcome.image_id = build_image(ctx.engine, BuildRequest(
         context=image.context, dockerfile=recipe, build_args=build_args, labels=labels,
         platform=requested, secrets=image.secrets, cache_from=_cache_sources(ctx, name, platform)), log,
-        on_step=lambda step: ctx.enter(name, f"the build{where}, {step}"))
+        on_step=lambda step: ctx.enter(name, f"the build{where}, {step}"), environment=ctx.settings.environment)
     _tag_locally(ctx, image, outcome.image_id, _local_tags(ctx, name, platform))
 
     signals.check()

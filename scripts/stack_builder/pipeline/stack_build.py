@@ -112,7 +112,7 @@ def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Eng
                            credentials=credentials, wiki=pages, lookups=lookups,
                            reuse=options.reuse and options.push and lookups is not None, run_id=run_id,
                            timeouts=options.timeouts, signing=signing,
-                           progress=Progress(len(plan.images), options.observer))
+                           progress=Progress(len(plan.images), options.observer), settings=config.settings)
         result = build_run.execute(ctx, report, workers=options.workers)
         result.registry_stats = {**registry.stats, "push_retries": ctx.push_policy.retried}
         result.save(config.artifacts)
