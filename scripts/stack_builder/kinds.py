@@ -23,6 +23,15 @@ class Status(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    @classmethod
+    def of(cls, value: object) -> "Status":
+        """A status as a report's JSON has it; a value this version does not know counts as failed, never as
+        published."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.FAILED
+
     @property
     def published(self) -> bool:
         return self in (Status.BUILT, Status.REUSED)

@@ -186,11 +186,7 @@ def _merged_image(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _status(result: dict[str, Any]) -> Status:
-    """A job report's status; a value this version does not know counts as failed, never as published."""
-    try:
-        return Status(str(result.get("status")))
-    except ValueError:
-        return Status.FAILED
+    return Status.of(result.get("status"))
 
 
 def pending(reason: Reason) -> ImageResult:

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from stack_builder.kinds import Status
 from stack_builder.errors import StackError
 from stack_builder.records import catalog, markdown
 from stack_builder.records.files import write_text
@@ -69,7 +70,7 @@ class Wiki:
         """The model catalog's facts from a build report: each model image it published."""
         for name, result in (report.get("images") or {}).items():
             if name in spec.images and spec.images[name].model is not None and isinstance(result, dict) \
-                    and result.get("status") in ("built", "reused") and result.get("digest"):
+                    and Status.of(result.get("status")).published and result.get("digest"):
                 self.update_model(name, catalog.facts(str(report.get("tag", "")), result))
 
     def yanked(self) -> list[dict[str, Any]]:
