@@ -141,4 +141,5 @@ def plan_only(config: Config, options: SelectionOptions) -> Plan:
     everything = len(selected.selection.reasons) == len(selected.spec.images)  # nothing to look up
     lookups = None if everything else reach(
         registry, consequence="the plan cannot say which images it lacks or find parents in it")
-    return resolve(config, selected, lookups=lookups, engine=try_engine()).plan
+    # When every image is built, no parent is looked up anywhere: the engine is not asked either.
+    return resolve(config, selected, lookups=lookups, engine=None if everything else try_engine()).plan

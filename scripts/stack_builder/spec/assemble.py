@@ -26,6 +26,10 @@ class _Stack:
     info_cmds: Mapping[str, InfoCmd]
     check_files: bool
     repositories: dict[str, str] = field(default_factory=dict)  # repository path -> its first image
+    images_dir: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.images_dir = self.stack_dir / "images"
 
 
 def assemble(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: Problems,
@@ -40,7 +44,7 @@ def assemble(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: Pro
         image = _image(name, raw, stack)
         if image is not None:
             images[name] = image
-    stack.confinement.check((), [("", stack_dir / "images" / "tests_common")])
+    stack.confinement.check((), [("", str(stack_dir / "images" / "tests_common"))])
     checks.cycles(images_raw, problems)
     roots = checks.roots(data.get("root"), images_raw, problems)
     if problems.messages or prefix is None:
@@ -58,7 +62,7 @@ def _image(name: str, raw: dict[str, Any], stack: _Stack) -> ImageSpec | None:
         return None
     checks.references(name, raw, where, stack.data["images"], stack.info_cmds, problems)
     checks.build_args(raw, where, problems)
-    context = stack.stack_dir / "images" / name
+    context = stack.images_dir / name
     dockerfiles = construct.recipes(raw, context)
     if not stack.confinement.check(where, image_paths(raw, context, dockerfiles)):
         return None
