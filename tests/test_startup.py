@@ -24,6 +24,7 @@ TASK_BODY_MODULES = ("stack_builder.registry.client", "stack_builder.registry.si
                      "stack_builder.apps.tag", "stack_builder.apps.build", "stack_builder.apps.live")
 # A promotion moves tags registry-side: it never builds, runs containers, renders live output or writes SBOMs.
 NOT_FOR_TAG = ("anytree", "cyclonedx", "docker", "duckdb", "git", "rich")
+NOT_FOR_TAG_LAYERS = ("checks", "engine", "pipeline", "plan", "precalc")
 
 
 def loaded(code: str) -> set[str]:
@@ -82,3 +83,5 @@ def test_the_tag_command_loads_nothing_a_promotion_never_uses() -> None:
     modules = loaded("import stack_builder.apps.tag")
     found = sorted({name.split(".")[0] for name in modules} & set(NOT_FOR_TAG))
     assert found == [], f"imported by the tag command, which never uses them: {found}"
+    layers = sorted(name for name in ours(modules) if name.split(".")[1:2] and name.split(".")[1] in NOT_FOR_TAG_LAYERS)
+    assert layers == [], f"imported by the tag command, which never uses them: {layers}"
