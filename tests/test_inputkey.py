@@ -81,12 +81,13 @@ def test_a_dockerfile_specific_ignore_file_wins(context: Path) -> None:
     assert key(context) == before
 
 
-def test_group_write_bits_and_test_byproducts_do_not_count(context: Path) -> None:
+def test_test_byproducts_do_not_count_but_every_mode_bit_does(context: Path) -> None:
     before = key(context)
-    os.chmod(context / "src" / "app.py", 0o664)  # another umask on another clone
     (context / "src" / "__pycache__").mkdir()
     (context / "src" / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\1\2")
     assert key(context) == before
+    os.chmod(context / "src" / "app.py", 0o600)  # BuildKit copies the mode: the image's file changes with it
+    assert key(context) != before
 
 
 def test_the_tests_an_image_must_pass_are_inputs(context: Path, tmp_path: Path) -> None:
@@ -107,3 +108,103 @@ def test_a_recipe_chain_is_an_input_and_one_dockerfile_keeps_its_old_key(context
     assert chain != plain
     second.write_text("FROM scratch\nCOPY a.txt /other\n")  # a later recipe changed: another key
     assert key(context, recipes=(context / "Dockerfile", second)) != chain
+
+
+# -- .dockerignore as BuildKit reads it --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("patterns", "path", "left_out"), [
+    (["*.TXT"], "config.txt", False),  # case-sensitive (docker-py's matcher ignored case)
+    (["*.txt"], "config.txt", True),
+    (["[!a]*"], "b.py", False),  # [!a] is "! or a", not a negation
+    (["[!a]*"], "a.py", True),
+    (["[^a]*"], "b.py", True),  # [^a] negates
+    (["[^a]*"], "a.py", False),
+    (["**/*.log"], "deep/er/x.log", True),
+    (["**/*.log"], "x.log", True),  # **/ may be no folder at all
+    (["docs/**"], "docs/a/b.md", True),
+    (["a/**/z"], "a/z", True),
+    (["a/**/z"], "a/b/c/z", True),
+    (["*.md", "!README.md"], "README.md", False),  # the last matching pattern wins
+    (["*.md", "!README.md", "README*"], "README.md", True),
+    (["scratch/"], "scratch/big.bin", True),  # a folder leaves out what is under it
+    (["/scratch"], "scratch/big.bin", True),  # a leading / is dropped
+    (["./a//b/"], "a/b/c", True),  # cleaned like a path
+    (["secret", "!secret/keep"], "secret/keep", False),
+    (["secret", "!secret/keep"], "secret/other", True),
+    (["?.py"], "ab.py", False),
+    (["*"], "sub/file", True),  # * matches the folder sub, and so everything under it
+    (["a.b"], "axb", False),  # . is a dot
+])
+def test_dockerignore_is_matched_as_buildkit_matches_it(patterns: list[str], path: str, left_out: bool) -> None:
+    from stack_builder.engine import dockerignore
+    assert dockerignore.excluded(path, dockerignore.compile_patterns(patterns)) is left_out
+
+
+def test_a_case_mismatch_in_dockerignore_does_not_hide_a_change(context: Path) -> None:
+    (context / ".dockerignore").write_text("*.TXT\n")
+    (context / "config.txt").write_text("a = 1\n")
+    before = key(context)
+    (context / "config.txt").write_text("a = 2\n")  # BuildKit sends it: the image changes
+    assert key(context) != before
+
+
+def test_the_dockerignore_file_is_read_as_buildkit_reads_it(tmp_path: Path) -> None:
+    from stack_builder.engine import dockerignore
+    ignore = tmp_path / ".dockerignore"
+    ignore.write_text("\ufeff# a comment\n\n  *.log  \n! keep.log\n/root/only\nsub//dir/\n")
+    assert dockerignore.read_patterns(ignore) == ["*.log", "!keep.log", "root/only", "sub/dir"]
+
+
+def test_a_broken_dockerignore_pattern_is_a_clear_error(context: Path) -> None:
+    from stack_builder.errors import StepFailed
+    (context / ".dockerignore").write_text("[abc\n")
+    with pytest.raises(StepFailed, match=r"\.dockerignore: pattern '\[abc' is not valid"):
+        key(context)
+
+
+# -- links, tests and model files ---------------------------------------------------------------------------
+
+
+def test_a_link_counts_by_what_it_resolves_to(context: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "test_real.py").write_text("def test_ok():\n    assert True\n")
+    tests = context / "test"
+    tests.mkdir()
+    (tests / "test_linked.py").symlink_to(shared / "test_real.py")
+    before = key(context, tests=[tests], root=tmp_path)
+    (shared / "test_real.py").write_text("def test_ok():\n    assert False\n")  # same link text, new test
+    assert key(context, tests=[tests], root=tmp_path) != before
+
+
+def test_a_link_leaving_the_stack_is_refused(context: Path, tmp_path: Path) -> None:
+    from stack_builder.errors import StepFailed
+    outside = tmp_path / "outside.py"
+    outside.write_text("x = 1\n")
+    (context / "src" / "escape.py").symlink_to(outside)
+    with pytest.raises(StepFailed, match="outside the stack"):
+        key(context, root=context)
+
+
+def test_a_link_to_a_folder_above_it_does_not_loop(context: Path) -> None:
+    (context / "src" / "up").symlink_to(context)
+    assert key(context, root=context).startswith("sha256:")
+
+
+def test_conftest_files_above_the_tests_are_inputs(context: Path, tmp_path: Path) -> None:
+    conftest = tmp_path / "conftest.py"
+    conftest.write_text("import pytest\n")
+    before = key(context, root=tmp_path, test_files=[conftest])
+    conftest.write_text("import pytest\npytest_plugins = ['evil']\n")
+    assert key(context, root=tmp_path, test_files=[conftest]) != before
+
+
+def test_model_examples_count_whatever_dockerignore_says(context: Path) -> None:
+    examples = context / "examples"
+    examples.mkdir()
+    (examples / "reference.csv").write_text("y\n1\n")
+    (context / ".dockerignore").write_text("examples/\n")
+    before = key(context, model_files=[examples])
+    (examples / "reference.csv").write_text("y\n2\n")
+    assert key(context, model_files=[examples]) != before

@@ -48,6 +48,22 @@ def test_dirs(spec: Spec, name: str) -> list[Path]:
     return [d for d in dirs if d.is_dir()]
 
 
+def conftest_files(spec: Spec, dirs: list[Path]) -> list[Path]:
+    """The ``conftest.py`` files pytest loads for ``dirs`` besides those inside them: in every folder from the
+    stack's top down to each test folder (pytest looks no higher: ``--confcutdir`` is the stack's top)."""
+    top = spec.stack_dir.resolve()
+    found: dict[Path, None] = {}
+    for folder in dirs:
+        here = folder.resolve().parent
+        while here.is_relative_to(top):
+            if (here / "conftest.py").is_file():
+                found[here / "conftest.py"] = None
+            if here == top:
+                break
+            here = here.parent
+    return sorted(found)
+
+
 def run_tests(spec: Spec, name: str, image: str, *, junit: Path, log: Path, dirs: list[Path] | None = None,
               extra_env: dict[str, str] | None = None, timeout_s: float | None = None) -> TestOutcome:
     """Run the image's tests (or ``dirs``); raise ``TestsFailed`` naming the failing tests when any fail."""
@@ -66,7 +82,7 @@ def run_tests(spec: Spec, name: str, image: str, *, junit: Path, log: Path, dirs
     env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     command = [sys.executable, "-m", "pytest", *map(str, dirs), f"--junitxml={junit}", "-p", "stack_builder.checks.pytest_plugin",
                "-p", "no:cacheprovider", "--import-mode=importlib", "-c", os.devnull,
-               f"--rootdir={spec.stack_dir}", "-q", "-o", f"junit_suite_name={name}"]
+               f"--rootdir={spec.stack_dir}", f"--confcutdir={spec.stack_dir}", "-q", "-o", f"junit_suite_name={name}"]
     limit = timeout_s or TEST_TIMEOUT_S
     with open_log(log) as out:
         out.write(f"$ pytest {' '.join(str(d.relative_to(spec.stack_dir)) for d in dirs)}\n")

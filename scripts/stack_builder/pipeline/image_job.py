@@ -229,11 +229,14 @@ def _input_key(ctx: BuildContext, image: ImageSpec, platform: str, build_args: d
             sources[base] = base
     parent_id = _parent_id(ctx, parent) if parent is not None else ""
     args = {k: v for k, v in build_args.items() if k not in ("BASE_IMAGE", "BASE_TAG")}  # the parent stands for them
+    tests = imagetests.test_dirs(ctx.spec, image.name)
+    model_files = [image.model.examples] if image.model is not None else []
     return inputkey.input_key(context=image.context, dockerfile=image.dockerfile, build_args=args,
                               secret_ids=image.secrets, platform=platform,
                               parent=" ".join([parent_id, *(f"{k}={v}" for k, v in sorted(sources.items()))]),
-                              tests=imagetests.test_dirs(ctx.spec, image.name),
-                              checks=image.raw.get("model"), recipes=image.recipes)
+                              tests=tests, checks=image.raw.get("model"), recipes=image.recipes,
+                              root=ctx.spec.stack_dir, test_files=imagetests.conftest_files(ctx.spec, tests),
+                              model_files=model_files)
 
 
 def _reuse(ctx: BuildContext, name: str, platform: str, outcome: _Draft, log: IO[str]) -> bool:

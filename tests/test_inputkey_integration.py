@@ -1,0 +1,89 @@
+"""The input key covers what BuildKit and pytest really read (real engine, registry, git and pytest).
+
+Each test is one of the misses found in the old key, written as the attack: a change the old key did not
+see, after which a re-run must build (and test) again, never reuse what was published before.
+"""
+from __future__ import annotations
+
+import subprocess
+
+import docker
+import pytest
+
+from stacks import MakeStack, Stack, small_stack
+
+pytestmark = pytest.mark.integration
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return str(output)
+
+
+def statuses(stack: Stack) -> dict[str, str]:
+    return {name: str(r["status"]) for name, r in stack.report()["images"].items()}
+
+
+def test_a_case_mismatched_dockerignore_a_linked_test_and_a_conftest_above_are_all_inputs(
+        make_stack: MakeStack, empty_registry: str, test_base: str, engine: docker.DockerClient) -> None:
+    stack = make_stack(registry=empty_registry)
+    small_stack(stack, test_base, namespace="exact")
+    # BuildKit matches .dockerignore case-sensitively: *.TXT does not leave config.txt out.
+    stack.write("images/left/.dockerignore", "*.TXT\n")
+    stack.write("images/left/config.txt", "setting = 1\n")
+    stack.write("images/left/Dockerfile",
+                "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo left > /left.txt\nCOPY config.txt /config.txt\n")
+    # right's test is a link to a shared file: pytest reads through it.
+    stack.write("images/shared/check_right.py", "def test_right_linked(container):\n    assert True\n")
+    (stack.root / "images/right/test/test_linked.py").symlink_to(stack.root / "images/shared/check_right.py")
+    # A conftest above the stack (in the folder that holds it): pytest must never load it.
+    marker = stack.root.parent / "outside-conftest-ran"
+    (stack.root.parent / "conftest.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('loaded')\n")
+    stack.commit("initial")
+    ok(stack.doit("build", "--all"))
+    assert set(statuses(stack).values()) == {"built"}
+    assert not marker.exists(), "a conftest.py outside the stack ran with the image tests"
+
+    ok(stack.doit("build", "--all"))
+    assert set(statuses(stack).values()) == {"reused"}
+
+    # 1. The file BuildKit sends changed: left is built again and its tag serves the new file.
+    stack.write("images/left/config.txt", "setting = 2\n")
+    # 2. The linked test's target changed (same link text): right is tested again, and now fails.
+    stack.write("images/shared/check_right.py", "def test_right_linked(container):\n    assert False\n")
+    stack.commit("change what BuildKit and pytest read")
+    result = stack.doit("build", "--all")
+    assert result.returncode != 0
+    assert statuses(stack) == {"root": "reused", "left": "built", "leaf": "built", "right": "failed"}
+    left = stack.report()["images"]["left"]
+    served = engine.containers.run(f"{empty_registry}/exact/left@{left['digest']}", ["cat", "/config.txt"],
+                                   remove=True)
+    assert served.decode().strip() == "setting = 2"
+
+    # 3. A conftest.py in the stack above the test folders: pytest loads it, so it is an input too.
+    stack.write("images/shared/check_right.py", "def test_right_linked(container):\n    assert True\n")
+    stack.commit("right passes again")
+    ok(stack.doit("build", "--all"))
+    assert statuses(stack)["right"] == "reused"  # the inputs of the first build, which passed its tests
+    stack.write("images/conftest.py", "import pytest\n")
+    stack.commit("a conftest for every image")
+    ok(stack.doit("build", "--all"))
+    assert set(statuses(stack).values()) == {"built"}
+    assert not marker.exists()
+
+
+def test_a_link_out_of_the_stack_fails_the_image_clearly(make_stack: MakeStack, empty_registry: str,
+                                                         test_base: str) -> None:
+    stack = make_stack(registry=empty_registry)
+    small_stack(stack, test_base, namespace="escape")
+    outside = stack.root.parent / "outside-secret.txt"
+    outside.write_text("not reviewed with the stack\n")
+    (stack.root / "images/right/leak.txt").symlink_to(outside)
+    stack.commit("initial")
+    result = stack.doit("build", "--all", "--no-push")
+    assert result.returncode != 0
+    right = stack.report()["images"]["right"]
+    assert right["status"] == "failed" and "outside the stack" in right["reason"], right["reason"]
+    assert statuses(stack)["left"] == "built"  # the other branch is not held up
