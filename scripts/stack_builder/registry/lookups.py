@@ -3,7 +3,8 @@
 Selection asks whether every image is in the registry, parents are looked up per platform, and
 reuse reads the input key of candidate images. All of them go through one ``Lookups`` per run:
 answers are remembered (a tag list per repository, a digest per reference, a manifest and a config
-per digest), and ``prefetch`` asks for many repositories concurrently.
+per digest), and ``prefetch`` asks for many repositories concurrently (leaving out those the registry's
+catalog lacks, when a sample shows it lacks most).
 
 Tags this run moves itself (pushes, reuse) are not looked up again afterwards: the run already
 knows what they point at.
@@ -17,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, TypeVar
 
 from stack_builder.errors import RegistryError
-from stack_builder.registry import multiarch
+from stack_builder.registry import catalog, multiarch
 from stack_builder.registry.client import Manifest, RegistryClient
 from stack_builder.registry.mediatypes import INDEX_TYPES
 
@@ -101,8 +102,22 @@ class Lookups:
     # -- many at once ----------------------------------------------------------------------------
 
     def prefetch(self, repositories: Iterable[str]) -> None:
-        """Ask for the tag lists of ``repositories`` concurrently; errors surface when they are used."""
-        self.each(lambda repo: self._quietly(self.tags, repo), sorted(set(repositories)))
+        """Ask for the tag lists of ``repositories`` concurrently; errors surface when they are used. Of many,
+        those the registry's catalog lacks are not asked (``catalog``): their tag lists are empty."""
+        wanted = sorted(set(repositories))
+        if len(wanted) >= catalog.FROM_REPOSITORIES:
+            sample = catalog.sample_of(wanted)
+            lacking = catalog.absent(self.registry, wanted, dict(zip(sample, self.each(self._tags_or_none, sample))))
+            for repository in lacking:
+                self._once(("tags", repository), frozenset)
+            wanted = [repository for repository in wanted if repository not in lacking]
+        self.each(lambda repo: self._quietly(self.tags, repo), wanted)
+
+    def _tags_or_none(self, repository: str) -> frozenset[str] | None:
+        try:
+            return self.tags(repository)
+        except RegistryError:
+            return None
 
     def each(self, work: Callable[[str], T], items: Iterable[str]) -> list[T]:
         """``work`` over ``items`` on at most ``concurrency`` threads, results in order."""
