@@ -174,12 +174,32 @@ buildkit_client() {
   return 1
 }
 
+# The Debian mirror this machine's apt already uses (no mirror's address is written in this repository):
+# the first URIs of a deb822 stanza that is not the security archive's, else the first `deb` line's URI.
+debian_mirror() {
+  local uri=""
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    uri="$(awk 'BEGIN { RS = ""; FS = "\n" }
+                { u = ""; s = ""
+                  for (i = 1; i <= NF; i++) {
+                    if ($i ~ /^URIs:/) { split($i, f, " "); u = f[2] }
+                    if ($i ~ /^Suites:/) s = $i }
+                  if (u != "" && s !~ /-security/) { print u; exit } }' /etc/apt/sources.list.d/debian.sources)"
+  fi
+  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+    uri="$(awk '$1 == "deb" && !/-security/ { for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; exit } }' \
+             /etc/apt/sources.list)"
+  fi
+  [ -n "$uri" ] && printf '%s\n' "$uri"
+}
+
 # Fetch a Debian trixie package's .deb and unpack it into $run_dir/trixie/root, without touching the
 # system's apt sources: its docker-buildx and cosign are static binaries that run on Debian 12.
 trixie_unpack() {
-  local pkg="$1" work="$run_dir/trixie"
+  local pkg="$1" work="$run_dir/trixie" mirror
+  mirror="$(debian_mirror)" || die "no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
   mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/debs"
-  echo "deb http://deb.debian.org/debian trixie main" >"$work/trixie.list"
+  echo "deb $mirror trixie main" >"$work/trixie.list"
   local apt_opts=(-o "Dir::Etc::sourcelist=$work/trixie.list" -o Dir::Etc::sourceparts=/dev/null
                   -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache")
   [ -n "$(ls -A "$work/lists" 2>/dev/null | grep -v partial)" ] || as_root apt-get "${apt_opts[@]}" update -qq
@@ -223,6 +243,22 @@ setup_all() {
   "$venv/bin/python" -m stack_builder.engine.baseimages --stack "$here"
 }
 
+# The whole suite in two runs of pytest. First the few tests marked `alone` (they read or change what the
+# whole engine holds: every image, the build cache), with nothing beside them; then all the others in
+# parallel on STACK_TEST_WORKERS pytest-xdist workers (the integration tests mostly wait on the engine,
+# the registry and their own containers, so more workers than cores pays). Tests that share a
+# module-scoped fixture stay on one worker (tests/conftest.py). Both runs go on even if one fails.
+run_tests() {
+  local workers="${STACK_TEST_WORKERS:-3}" alone=0 parallel=0
+  say "running the test suite: the tests marked alone, then the rest on $workers parallel workers"
+  "$venv/bin/python" -m pytest tests -m alone --junitxml=artifacts/junit/test-suite-alone.xml || alone=$?
+  [ "$alone" -eq 5 ] && alone=0  # no test marked alone: nothing to run is not a failure
+  "$venv/bin/python" -m pytest tests -m "not alone" -n "$workers" --dist loadgroup \
+    --junitxml=artifacts/junit/test-suite.xml || parallel=$?
+  [ "$alone" -eq 0 ] || say "the tests marked alone failed (exit $alone; see above)"
+  [ "$alone" -eq 0 ] && [ "$parallel" -eq 0 ]
+}
+
 cmd="${1:-build}"
 case "$cmd" in
   build)
@@ -235,8 +271,7 @@ case "$cmd" in
     trap stop_started EXIT
     setup_all
     ensure_test_tools
-    say "running the test suite"
-    "$venv/bin/python" -m pytest tests --junitxml=artifacts/junit/test-suite.xml
+    run_tests
     ;;
   env)
     setup_all

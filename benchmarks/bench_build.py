@@ -15,18 +15,16 @@ Usage: python benchmarks/bench_build.py [--bundled]   (needs a running engine; s
 """
 from __future__ import annotations
 
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import docker
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent / "tests"), str(Path(__file__).resolve().parent.parent)]
-from stacks import REPO, Stack, ensure_test_base, running_registry, small_stack  # noqa: E402
+from _stack import bundled_stack, workspace
+from stacks import Stack, ensure_test_base, small_stack
 
 # image -> (parent, seconds of sleep); two branches: a1 -> a2 (long) and b1 (shorter)
 SLEEP_STACK = {"root": (None, 3), "a1": ("root", 6), "a2": ("a1", 6), "b1": ("root", 8), "b2": ("b1", 2)}
@@ -73,7 +71,7 @@ def sleep_stack(root: Path, registry: str, base: str) -> None:
     stack.commit("sleep stack")
     wall = timed(stack, "build", "--all", "--workers", "2")
     images = stack.report()["images"]
-    durations = {name: images[name]["duration_s"] for name in SLEEP_STACK}
+    durations = {name: float(images[name]["duration_s"]) for name in SLEEP_STACK}
 
     def chain(name: str) -> float:
         parent = SLEEP_STACK[name][0]
@@ -152,10 +150,7 @@ def cold_build_step_bundled(stack: Stack, engine: docker.DockerClient, registry:
 
 def cold_cache_bundled(root: Path, registry: str, engine: docker.DockerClient) -> None:
     folder = root / "bundled"
-    shutil.copytree(REPO, folder, ignore=shutil.ignore_patterns(".git", ".venv", ".stack-run", "artifacts", "wiki",
-                                                                ".doit.json*", "__pycache__"))
-    stack = Stack(folder, registry)
-    stack.commit("the bundled stack")
+    stack = bundled_stack(folder, registry)
     assert stack.doit("build", "--image", "base-notebook").returncode == 0
     cold_rebuild(stack, engine, registry, "datascience-notebook", folder / "images" / "datascience-notebook" /
                  "Dockerfile")
@@ -163,16 +158,13 @@ def cold_cache_bundled(root: Path, registry: str, engine: docker.DockerClient) -
 
 
 def main() -> int:
-    binary = shutil.which("docker-registry")
-    if not binary:
-        raise SystemExit("docker-registry is not installed: bash setup.sh env")
     base = ensure_test_base(docker.from_env())
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, running_registry(binary, Path(tmp)) as registry:
-        no_change(Path(tmp), registry, base)
-        sleep_stack(Path(tmp), registry, base)
-        cold_cache(Path(tmp), registry, base, docker.from_env())
+    with workspace("bench-") as (tmp, registry):
+        no_change(tmp, registry, base)
+        sleep_stack(tmp, registry, base)
+        cold_cache(tmp, registry, base, docker.from_env())
         if "--bundled" in sys.argv:
-            cold_cache_bundled(Path(tmp), registry, docker.from_env())
+            cold_cache_bundled(tmp, registry, docker.from_env())
     return 0
 
 

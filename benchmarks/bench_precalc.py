@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent / "tests")]
-from stacks import DODO, REPO, Stack, running_registry  # noqa: E402
+from _stack import bundled_with_registry
+from stacks import DODO, REPO, Stack
 
 ROWS = 100_000
 SHARDS = 8
@@ -66,20 +64,11 @@ def interrupted_half_way(stack: Stack, args: list[str]) -> None:
 
 
 def main() -> int:
-    binary = shutil.which("docker-registry") or shutil.which("registry")
-    if binary is None:
-        raise SystemExit("docker-registry is not installed: bash setup.sh env")
-    with tempfile.TemporaryDirectory(prefix="bench-precalc-") as tmp, \
-            running_registry(binary, Path(tmp) / "registry") as registry:
-        stack = Stack(Path(tmp) / "bundled", registry)
-        shutil.copytree(REPO / "images", stack.root / "images")
-        shutil.copy(REPO / "spec.yml", stack.root / "spec.yml")
-        stack.write(".gitignore", "artifacts/\n.doit.json*\nwiki/\n")
-        stack.commit("bundled stack")
+    with bundled_with_registry("bench-precalc-") as (tmp, stack):
         built = stack.doit("build", "--image", "iris-model", timeout=3600)
         if built.returncode != 0:
             raise SystemExit(f"the iris model did not build:\n{built.stdout[-3000:]}\n{built.stderr[-3000:]}")
-        library = Path(tmp) / "library.csv"
+        library = tmp / "library.csv"
         make_library(library)
         store = stack.root / "artifacts" / "precalc.duckdb"
         base = ["--library", str(library), "--shards", str(SHARDS)]

@@ -12,16 +12,11 @@ Usage: python benchmarks/bench_reuse.py   (needs a running engine and the seeded
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent / "tests")]
-from stacks import REPO, Stack, running_registry  # noqa: E402
+from _stack import bundled_with_registry
+from stacks import Stack
 
 
 def timed(stack: Stack, *args: str) -> tuple[float, dict[str, str]]:
@@ -34,20 +29,9 @@ def timed(stack: Stack, *args: str) -> tuple[float, dict[str, str]]:
 
 
 def main() -> int:
-    binary = shutil.which("docker-registry") or shutil.which("registry")
-    if binary is None:
-        raise SystemExit("docker-registry is not installed: bash setup.sh env")
     subprocess.run(["docker", "builder", "prune", "-af"], check=False, capture_output=True)
-    with tempfile.TemporaryDirectory(prefix="bench-reuse-") as tmp, \
-            running_registry(binary, Path(tmp) / "registry") as registry:
-        stack = Stack(Path(tmp) / "bundled", registry)
-        shutil.copytree(REPO / "images", stack.root / "images")
-        shutil.copy(REPO / "spec.yml", stack.root / "spec.yml")
-        stack.write(".gitignore", "artifacts/\n.doit.json*\nwiki/\n")
-        # A label of this run's own: the keys (and digests) are new, whatever this engine built before.
-        dockerfile = stack.root / "images" / "base-notebook" / "Dockerfile"
-        dockerfile.write_text(dockerfile.read_text() + f"LABEL bench.run={uuid.uuid4().hex}\n")
-        stack.commit("bundled stack")
+    # fresh: the keys (and digests) are new, whatever this engine built before.
+    with bundled_with_registry("bench-reuse-", fresh=True) as (_, stack):
         build, built = timed(stack)
         rerun, reused = timed(stack)
         warm, rebuilt = timed(stack, "--no-reuse")

@@ -14,13 +14,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent / "tests")]
-from stacks import REPO, Stack, running_registry  # noqa: E402
+from _stack import bundled_with_registry, registry_binary
+from stacks import Stack
 
 
 def timed(stack: Stack, env: dict[str, str]) -> float:
@@ -33,23 +31,15 @@ def timed(stack: Stack, env: dict[str, str]) -> float:
 
 
 def main() -> int:
-    binary = shutil.which("docker-registry") or shutil.which("registry")
+    registry_binary()
     cosign = shutil.which("cosign") or str(Path(sys.prefix) / "bin" / "cosign")
-    if binary is None or not Path(cosign).is_file():
-        raise SystemExit("docker-registry or cosign is not installed: bash setup.sh env")
-    with tempfile.TemporaryDirectory(prefix="bench-supply-") as tmp, \
-            running_registry(binary, Path(tmp) / "registry") as registry:
-        keys = Path(tmp) / "keys"
+    if not Path(cosign).is_file():
+        raise SystemExit("cosign is not installed: bash setup.sh env")
+    with bundled_with_registry("bench-supply-", fresh=True) as (tmp, stack):
+        keys = tmp / "keys"
         keys.mkdir()
         subprocess.run([cosign, "generate-key-pair"], cwd=keys, env={**os.environ, "COSIGN_PASSWORD": "bench"},
                        check=True, capture_output=True)
-        stack = Stack(Path(tmp) / "bundled", registry)
-        shutil.copytree(REPO / "images", stack.root / "images")
-        shutil.copy(REPO / "spec.yml", stack.root / "spec.yml")
-        stack.write(".gitignore", "artifacts/\n.doit.json*\nwiki/\n")
-        dockerfile = stack.root / "images" / "base-notebook" / "Dockerfile"
-        dockerfile.write_text(dockerfile.read_text() + f"LABEL bench.run={uuid.uuid4().hex}\n")
-        stack.commit("bundled stack")
         timed(stack, {})  # warm BuildKit's cache and the registry
         plain: list[float] = []
         signed: list[float] = []

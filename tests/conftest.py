@@ -11,7 +11,23 @@ from typing import Iterator
 import docker
 import pytest
 
-from stacks import DODO, REPO, Stack, ensure_test_base, registry_digest, running_registry, small_stack  # noqa: F401
+from stacks import DODO, REPO, MakeStack, Stack, ensure_test_base, registry_digest, running_registry, small_stack  # noqa: F401
+
+
+SHARED_SCOPES = {"module", "class", "package"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's ``--dist loadgroup``, tests that share a module-scoped fixture (a stack built once,
+    a registry of the module's own) run on one worker, so that fixture is made once; other tests spread
+    one by one. Session fixtures (the registry, the test base) are each worker's own."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        definitions = info.name2fixturedefs.values() if info is not None else ()
+        if any(d.scope in SHARED_SCOPES for defs in definitions for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +71,7 @@ def test_base(engine: docker.DockerClient) -> str:
 
 
 @pytest.fixture
-def make_stack(tmp_path: Path):
+def make_stack(tmp_path: Path) -> MakeStack:
     def factory(name: str = "stack", registry: str | None = None) -> Stack:
         return Stack(tmp_path / name, registry)
 

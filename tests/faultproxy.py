@@ -39,7 +39,7 @@ def fault_proxy(upstream: str, rule: Rule, *, stall_s: float = 3.0) -> Iterator[
 
         def _body(self) -> bytes | None:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
+                chunks: list[bytes] = []
                 while True:
                     size = int(self.rfile.readline().strip().split(b";")[0], 16)
                     if size == 0:

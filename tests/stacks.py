@@ -3,6 +3,7 @@ and stacks in temporary git repositories built with this repo's dodo.py.
 """
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import io
@@ -18,7 +19,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 import docker
 import git
@@ -139,6 +140,18 @@ def running_registry(binary: str, folder: Path, *, tls: tuple[Path, Path] | None
         release_port(port)
 
 
+@contextmanager
+def machine_lock(name: str) -> Iterator[None]:
+    """Held while making something every process on this machine shares (the engine's test base images):
+    pytest-xdist's workers, or a benchmark beside the tests, then make it once, one after the other."""
+    with (Path(tempfile.gettempdir()) / f"stack-test-{name}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 ARM64_DEBS = Path("/var/cache/stack-builder")
 APPLETS = ("sh", "echo", "cat", "sleep", "uname", "ls", "id", "test", "false", "true", "mkdir", "env",
            "awk", "sort", "head", "tail", "tr", "printf", "chmod")
@@ -149,11 +162,15 @@ def ensure_test_base_arm64(engine: docker.DockerClient) -> str:
     image config that says arm64 (docker import cannot record another architecture)."""
 
     name = f"{TEST_BASE}-linux-arm64"
-    try:
-        engine.images.get(name)
-        return name
-    except docker.errors.ImageNotFound:
-        pass
+    with machine_lock("base-arm64"):
+        try:
+            engine.images.get(name)
+        except docker.errors.ImageNotFound:
+            _load_test_base_arm64(engine, name)
+    return name
+
+
+def _load_test_base_arm64(engine: docker.DockerClient, name: str) -> None:
     debs = sorted(ARM64_DEBS.glob("busybox-static_*_arm64.deb"))
     if not debs:
         raise RuntimeError(f"no arm64 busybox in {ARM64_DEBS}: `bash setup.sh env` downloads it")
@@ -178,7 +195,6 @@ def ensure_test_base_arm64(engine: docker.DockerClient) -> str:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     engine.images.load(archive.getvalue())
-    return name
 
 
 def applets(tar: tarfile.TarFile) -> None:
@@ -194,11 +210,15 @@ def applets(tar: tarfile.TarFile) -> None:
 
 def ensure_test_base(engine: docker.DockerClient) -> str:
     """A 2 MB busybox image made locally (no registry can be pulled from here)."""
-    try:
-        engine.images.get(TEST_BASE)
-        return TEST_BASE
-    except docker.errors.ImageNotFound:
-        pass
+    with machine_lock("base"):
+        try:
+            engine.images.get(TEST_BASE)
+        except docker.errors.ImageNotFound:
+            _import_test_base(engine)
+    return TEST_BASE
+
+
+def _import_test_base(engine: docker.DockerClient) -> None:
     if not BUSYBOX.is_file():
         raise RuntimeError("/bin/busybox is missing: apt-get install busybox-static (setup.sh does)")
     buffer = io.BytesIO()
@@ -207,7 +227,6 @@ def ensure_test_base(engine: docker.DockerClient) -> str:
         applets(tar)
     repository, _, tag = TEST_BASE.rpartition(":")
     engine.api.import_image_from_data(buffer.getvalue(), repository=repository, tag=tag)
-    return TEST_BASE
 
 
 def registry_digest(host: str, repository: str, tag: str) -> str | None:
@@ -252,6 +271,12 @@ class Stack:
 
     def lines(self, name: str) -> list[str]:
         return (self.root / "artifacts" / name).read_text().split()
+
+
+class MakeStack(Protocol):
+    """The ``make_stack`` fixture: a new stack folder (in the test's temporary folder) in its own git repository."""
+
+    def __call__(self, name: str = "stack", registry: str | None = None) -> Stack: ...
 
 
 def small_stack(stack: Stack, base: str, *, namespace: str) -> None:
@@ -313,7 +338,7 @@ def push_two_platform_index(registry: str, repository: str, tag: str) -> tuple[s
     raw = buffer.getvalue()
     layer = gzip.compress(raw, mtime=0)
     layer_digest = client.upload_blob(repository, layer)
-    entries = []
+    entries: list[dict[str, Any]] = []
     for arch in ("amd64", "arm64"):
         config = json.dumps({"architecture": arch, "os": "linux", "config": {},
                              "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest()]}}

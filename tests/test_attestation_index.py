@@ -13,6 +13,7 @@ import pytest
 from stack_builder.errors import RegistryError
 from stack_builder.registry import multiarch
 from stack_builder.registry.client import RegistryClient
+from stack_builder.registry.mediatypes import OCI_INDEX
 from stacks import push_two_platform_index
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -41,11 +42,11 @@ def test_a_pushed_index_with_an_attestation_is_accepted_as_its_platform(registry
     arm64 = client.get_manifest("attest/img", "one-arm64")
     assert amd64 is not None and arm64 is not None
     # An attestation manifest is any manifest; here the arm64 one stands in, marked as an attestation.
-    index = {"schemaVersion": 2, "mediaType": multiarch.OCI_INDEX, "manifests": [
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {"mediaType": OCI_MANIFEST, "digest": amd64.digest, "size": len(amd64.body),
          "platform": {"architecture": "amd64", "os": "linux"}},
         {**ATTESTATION, "digest": arm64.digest, "size": len(arm64.body)}]}
-    pushed = client.put_manifest("attest/img", "pushed", json.dumps(index).encode(), multiarch.OCI_INDEX)
+    pushed = client.put_manifest("attest/img", "pushed", json.dumps(index).encode(), OCI_INDEX)
 
     entry = multiarch.check_entry(client, "attest/img", "linux/amd64", pushed)
     assert entry.digest == amd64.digest and entry.platform == "linux/amd64"

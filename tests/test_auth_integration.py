@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from authregistry import basic_tls_registry, bearer_registry
-from stacks import Stack, small_stack
+from stacks import MakeStack, Stack, small_stack
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,7 @@ def run_everything(stack: Stack, env: dict[str, str]) -> list[subprocess.Complet
     return results
 
 
-def test_bearer_token_registry_end_to_end_without_leaking(make_stack, binary: str, test_base: str,
+def test_bearer_token_registry_end_to_end_without_leaking(make_stack: MakeStack, binary: str, test_base: str,
                                                           tmp_path: Path) -> None:
     with bearer_registry(binary, tmp_path / "bearer", USER, CANARY) as (host, issued):
         stack = make_stack(registry=host)
@@ -84,7 +84,7 @@ def test_bearer_token_registry_end_to_end_without_leaking(make_stack, binary: st
         assert leaks(stack, results) == []
 
 
-def test_basic_auth_over_tls_end_to_end_without_leaking(make_stack, binary: str, test_base: str,
+def test_basic_auth_over_tls_end_to_end_without_leaking(make_stack: MakeStack, binary: str, test_base: str,
                                                         tmp_path: Path) -> None:
     with basic_tls_registry(binary, tmp_path / "basic", USER, CANARY) as (host, ca):
         stack = make_stack(registry=host)

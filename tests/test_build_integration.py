@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import docker
 import git
 import pytest
 
-from stacks import DODO, REPO, Stack, registry_digest, small_stack
+from stacks import DODO, REPO, MakeStack, Stack, registry_digest, small_stack
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +66,7 @@ def test_run_with_no_changes_builds_nothing(built: Stack) -> None:
     assert "nothing to build" in result.stderr
 
 
-def test_leaf_change_builds_exactly_that_image(built: Stack, tmp_path, registry: str) -> None:
+def test_leaf_change_builds_exactly_that_image(built: Stack, tmp_path: Path, registry: str) -> None:
     # Work in a clone so the shared stack stays as it was for other tests.
     git.Repo.clone_from(built.root, tmp_path / "clone")
     clone = Stack(tmp_path / "clone", registry)
@@ -92,7 +93,7 @@ def test_leaf_change_builds_exactly_that_image(built: Stack, tmp_path, registry:
     assert registry_digest(registry, "shared/leaf", "2024.1-feature-leaf") == report["images"]["leaf"]["digest"]
 
 
-def test_failure_mid_tree_skips_only_descendants(make_stack, registry: str, test_base: str) -> None:
+def test_failure_mid_tree_skips_only_descendants(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="midfail")
     stack.write("images/left/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo broken && exit 3\n")
@@ -114,7 +115,7 @@ def test_failure_mid_tree_skips_only_descendants(make_stack, registry: str, test
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_failing_image_test_blocks_the_push(make_stack, registry: str, test_base: str) -> None:
+def test_failing_image_test_blocks_the_push(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="testfail")
     stack.write("images/right/test/test_right.py", """\
@@ -138,7 +139,7 @@ def test_failing_image_test_blocks_the_push(make_stack, registry: str, test_base
     assert stack.report()["images"]["leaf"]["status"] == "built"
 
 
-def test_no_push_builds_and_tests_only(make_stack, registry: str, test_base: str) -> None:
+def test_no_push_builds_and_tests_only(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="nopush")
     result = stack.doit("build", "--all", "--no-push")
@@ -152,7 +153,7 @@ def test_no_push_builds_and_tests_only(make_stack, registry: str, test_base: str
     assert stack.lines("IMAGES_BUILT") == []
 
 
-def test_bad_spec_is_refused_before_anything_happens(make_stack, registry: str, test_base: str) -> None:
+def test_bad_spec_is_refused_before_anything_happens(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="badspec")
     spec = stack.root / "spec.yml"

@@ -8,7 +8,7 @@ import uuid
 import docker
 import pytest
 
-from stacks import Stack, publish_test_base_index, registry_digest, two_platform_stack
+from stacks import MakeStack, Stack, publish_test_base_index, registry_digest, two_platform_stack
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ def modern_stack(stack: Stack, base: str, namespace: str) -> None:
 
 
 def test_modern_dockerfile_builds_with_mounts_and_a_secret_that_leaves_no_trace(
-        make_stack, registry: str, test_base: str, engine: docker.DockerClient) -> None:
+        make_stack: MakeStack, registry: str, test_base: str, engine: docker.DockerClient) -> None:
     stack = make_stack(registry=registry)
     modern_stack(stack, test_base, "modern")
     result = stack.doit("build", "--all", env={"STACK_TEST_PIP_TOKEN": CANARY})
@@ -89,7 +89,8 @@ def test_modern_dockerfile_builds_with_mounts_and_a_secret_that_leaves_no_trace(
             assert CANARY.encode() not in path.read_bytes(), path
 
 
-def test_a_missing_secret_is_refused_before_anything_is_built(make_stack, registry: str, test_base: str) -> None:
+def test_a_missing_secret_is_refused_before_anything_is_built(make_stack: MakeStack, registry: str,
+                                                              test_base: str) -> None:
     stack = make_stack(registry=registry)
     modern_stack(stack, test_base, "nosecret")
     env = {"STACK_TEST_PIP_TOKEN": ""}
@@ -104,7 +105,7 @@ def test_a_missing_secret_is_refused_before_anything_is_built(make_stack, regist
 
 @pytest.mark.parametrize("local_platform", ["linux/arm64", "linux/amd64"])
 def test_a_literal_multi_platform_from_takes_each_platform_whatever_the_engine_holds(
-        make_stack, registry: str, engine: docker.DockerClient, local_platform: str) -> None:
+        make_stack: MakeStack, registry: str, engine: docker.DockerClient, local_platform: str) -> None:
     base = publish_test_base_index(engine, registry)
     repository, _, tag = base.rpartition(":")
     engine.api.pull(repository, tag=tag, platform=local_platform)  # the engine's copy of the tag: one platform
@@ -118,7 +119,8 @@ def test_a_literal_multi_platform_from_takes_each_platform_whatever_the_engine_h
         assert images[name]["tests"]["passed"] == 2
 
 
-def test_a_cold_runner_rebuilds_only_the_changed_last_step(make_stack, registry: str, test_base: str,
+@pytest.mark.alone  # it empties the engine's whole build cache, under any build running beside it
+def test_a_cold_runner_rebuilds_only_the_changed_last_step(make_stack: MakeStack, registry: str, test_base: str,
                                                            engine: docker.DockerClient) -> None:
     stack = make_stack(registry=registry)
     nonce = uuid.uuid4().hex

@@ -7,6 +7,7 @@ them all because the registry lacks them, and the next `build` must build nothin
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import docker
 import pytest
@@ -16,7 +17,7 @@ from stacks import REPO, Stack, registry_digest
 pytestmark = pytest.mark.integration
 
 
-def test_bundled_stack_builds_tests_and_pushes(tmp_path, registry: str, engine: docker.DockerClient) -> None:
+def test_bundled_stack_builds_tests_and_pushes(tmp_path: Path, registry: str, engine: docker.DockerClient) -> None:
     try:
         engine.images.get("debian:bookworm-slim")
     except docker.errors.ImageNotFound:

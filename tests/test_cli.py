@@ -10,13 +10,13 @@ from pathlib import Path
 import git
 import pytest
 
-from stacks import DODO, REPO, STACK_BUILDER, Stack
+from stacks import DODO, REPO, STACK_BUILDER, MakeStack, Stack
 
 SPEC = "images:\n  a: {image_name: o/a}\n  b: {image_name: o/b, depend_on: a}\ntag: {prefix: '2024.1'}\n"
 
 
 @pytest.fixture
-def stack(make_stack) -> Stack:
+def stack(make_stack: MakeStack) -> Stack:
     s = make_stack(registry="127.0.0.1:1")  # nothing listens there: none of these may reach a registry
     s.write("spec.yml", SPEC)
     s.write("images/a/Dockerfile", "FROM scratch\n")

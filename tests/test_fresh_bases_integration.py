@@ -18,7 +18,7 @@ import pytest
 
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.lookups import Lookups
-from stacks import BUSYBOX, Stack, applets, free_port, running_registry
+from stacks import BUSYBOX, MakeStack, Stack, applets, free_port, running_registry
 
 pytestmark = pytest.mark.integration
 
@@ -118,7 +118,7 @@ def base_names(engine: docker.DockerClient) -> Iterator[list[str]]:
 
 
 def test_refresh_base_rebuilds_the_root_whose_local_base_moved_and_its_child(
-        make_stack, registry: str, engine: docker.DockerClient, base_names: list[str]) -> None:
+        make_stack: MakeStack, registry: str, engine: docker.DockerClient, base_names: list[str]) -> None:
     run = uuid.uuid4().hex[:10]
     namespace = f"fresh{run}"
     base_a, base_b = f"stack-test/fresh-a:{run}", f"stack-test/fresh-b:{run}"
@@ -165,7 +165,7 @@ def test_refresh_base_rebuilds_the_root_whose_local_base_moved_and_its_child(
     assert plan(stack, "--refresh-base")["images"] == []  # settled
 
 
-def test_refresh_base_needs_the_registry(make_stack, registry: str, engine: docker.DockerClient,
+def test_refresh_base_needs_the_registry(make_stack: MakeStack, registry: str, engine: docker.DockerClient,
                                          base_names: list[str]) -> None:
     run = uuid.uuid4().hex[:10]
     base = f"stack-test/fresh-down:{run}"
@@ -187,7 +187,7 @@ def test_refresh_base_needs_the_registry(make_stack, registry: str, engine: dock
 
 @pytest.mark.parametrize("where", ["target", "other"])
 def test_a_base_pulled_from_a_registry_is_recorded_by_digest_and_pulled_again_when_it_moved(
-        make_stack, registry: str, engine: docker.DockerClient, base_names: list[str], registry_binary: str,
+        make_stack: MakeStack, registry: str, engine: docker.DockerClient, base_names: list[str], registry_binary: str,
         tmp_path: Path, where: str) -> None:
     """A base in a registry: in the stack's own registry (asked directly), or another one (asked through the
     engine, as Docker Hub is). The engine holds a pulled copy; when the tag moves in the registry, the copy is

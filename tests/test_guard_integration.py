@@ -20,7 +20,8 @@ import pytest
 from faultproxy import fault_proxy
 from stack_builder.records import markdown
 from stack_builder.registry.client import RegistryClient
-from stacks import STACK_BUILDER, Stack, publish_test_base_index, registry_digest, small_stack, two_platform_stack
+from stacks import (STACK_BUILDER, MakeStack, Stack, publish_test_base_index, registry_digest, small_stack,
+                    two_platform_stack)
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ def everything(stack: Stack, *outputs: subprocess.CompletedProcess[str]) -> str:
     return text
 
 
-def test_a_spec_cannot_read_files_outside_the_stack(make_stack, registry: str, test_base: str) -> None:
+def test_a_spec_cannot_read_files_outside_the_stack(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="confine")
     spec = stack.root / "spec.yml"
@@ -51,7 +52,8 @@ def test_a_spec_cannot_read_files_outside_the_stack(make_stack, registry: str, t
     assert not (stack.root / "artifacts" / "build-report.json").exists()  # refused before any engine call
 
 
-def test_an_engine_error_quoting_a_secret_in_capitals_is_redacted(make_stack, registry: str, test_base: str) -> None:
+def test_an_engine_error_quoting_a_secret_in_capitals_is_redacted(make_stack: MakeStack, registry: str,
+                                                                  test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="upper")
     (stack.root / "images" / "right" / "Dockerfile").write_text(f"FROM {test_base}\n{CANARY}\n")
@@ -63,7 +65,7 @@ def test_an_engine_error_quoting_a_secret_in_capitals_is_redacted(make_stack, re
     assert CANARY.upper() not in text and CANARY not in text
 
 
-def test_a_branch_named_stable_cannot_forge_a_stable_tag(make_stack, registry: str, test_base: str) -> None:
+def test_a_branch_named_stable_cannot_forge_a_stable_tag(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="forge")
     stack.commit("initial")
@@ -76,7 +78,7 @@ def test_a_branch_named_stable_cannot_forge_a_stable_tag(make_stack, registry: s
     assert registry_digest(registry, "forge/root", tag) == stack.report()["images"]["root"]["digest"]
 
 
-def test_the_per_commit_tag_is_written_once(make_stack, registry: str, test_base: str) -> None:
+def test_the_per_commit_tag_is_written_once(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="once-tag")
     commit = stack.commit("initial")
@@ -93,7 +95,7 @@ def test_the_per_commit_tag_is_written_once(make_stack, registry: str, test_base
     assert any(f"{commit_tag} already holds {original}" in note for note in root["notes"])
 
 
-def test_a_failing_second_tag_push_is_reported_as_it_is(make_stack, registry: str, test_base: str) -> None:
+def test_a_failing_second_tag_push_is_reported_as_it_is(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="half")
     commit = stack.commit("initial")
@@ -112,7 +114,7 @@ def test_a_failing_second_tag_push_is_reported_as_it_is(make_stack, registry: st
     assert registry_digest(registry, "half/root", commit_tag) is None
 
 
-def test_a_promotion_of_an_inconsistent_set_is_refused(make_stack, registry: str, test_base: str) -> None:
+def test_a_promotion_of_an_inconsistent_set_is_refused(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="mixed-set")
     stack.commit("initial")
@@ -133,7 +135,7 @@ def test_a_promotion_of_an_inconsistent_set_is_refused(make_stack, registry: str
     assert per_platform.returncode != 0 and "is a per-platform tag" in per_platform.stdout + per_platform.stderr
 
 
-def test_merge_takes_this_commits_platform_images_only(make_stack, registry: str, test_base: str,
+def test_merge_takes_this_commits_platform_images_only(make_stack: MakeStack, registry: str, test_base: str,
                                                       engine: docker.DockerClient) -> None:
     base = publish_test_base_index(engine, registry)
     stack = make_stack(registry=registry)
@@ -156,7 +158,7 @@ def test_merge_takes_this_commits_platform_images_only(make_stack, registry: str
 
 
 def test_a_hostile_package_name_renders_as_text_and_the_wiki_still_checks(
-        make_stack, registry: str, test_base: str) -> None:
+        make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="wikiattack")
     evil = "evilpkg|<img src=x onerror=alert(1)>[x](nowhere)"
@@ -178,7 +180,7 @@ def test_a_hostile_package_name_renders_as_text_and_the_wiki_still_checks(
     assert wiki.returncode == 0, wiki.stdout + wiki.stderr
 
 
-def test_an_image_test_cannot_read_the_credentials_from_its_parent(make_stack, registry: str, test_base: str,
+def test_an_image_test_cannot_read_the_credentials_from_its_parent(make_stack: MakeStack, registry: str, test_base: str,
                                                                    tmp_path: Path) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="steal")

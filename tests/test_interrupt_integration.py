@@ -20,7 +20,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from stacks import DODO, Stack, registry_digest, small_stack
+from stacks import DODO, MakeStack, Stack, registry_digest, small_stack
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +86,7 @@ def leftovers(engine: docker.DockerClient, run_id: str) -> list[str]:
     (signal.SIGTERM, 143, "test", False),
 ])
 def test_a_signal_stops_the_build_cleanly_and_a_rerun_completes(
-        make_stack, registry: str, test_base: str, engine: docker.DockerClient,
+        make_stack: MakeStack, registry: str, test_base: str, engine: docker.DockerClient,
         sig: signal.Signals, code: int, step: str, ignore_sigint: bool) -> None:
     stack = make_stack(registry=registry)
     namespace = f"signal-{step}-{sig.name.lower()}-{int(ignore_sigint)}"
@@ -117,7 +117,7 @@ def test_a_signal_stops_the_build_cleanly_and_a_rerun_completes(
     assert registry_digest(registry, f"{namespace}/child", "2024.1-main")
 
 
-def test_a_second_sigint_exits_at_once(make_stack, registry: str, test_base: str) -> None:
+def test_a_second_sigint_exits_at_once(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     slow_stack(stack, test_base, "signal-twice", sleep_in="build")
     proc = start(stack, "--all")
@@ -137,7 +137,7 @@ def test_a_second_sigint_exits_at_once(make_stack, registry: str, test_base: str
     assert report["finished"] is None and report["images"]["child"]["status"] == "pending"
 
 
-def test_a_hanging_test_times_out_while_a_sibling_branch_finishes(make_stack, registry: str, test_base: str,
+def test_a_hanging_test_times_out_while_a_sibling_branch_finishes(make_stack: MakeStack, registry: str, test_base: str,
                                                                   engine: docker.DockerClient) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="hang-test")
@@ -169,7 +169,8 @@ def test_a_hanging_test_times_out_while_a_sibling_branch_finishes(make_stack, re
     assert "--test-timeout -5: give a whole number of seconds from 1 to 86400" in wrong.stdout + wrong.stderr
 
 
-def test_every_container_of_a_run_carries_its_id(make_stack, registry: str, test_base: str, tmp_path: Path) -> None:
+def test_every_container_of_a_run_carries_its_id(make_stack: MakeStack, registry: str, test_base: str,
+                                                 tmp_path: Path) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="labelled")
     stack.write("images/root/test/test_label.py", """\
@@ -188,7 +189,7 @@ def test_every_container_of_a_run_carries_its_id(make_stack, registry: str, test
 
 
 def test_a_signal_during_a_promotion_moves_no_further_tag_and_says_which_moved(
-        make_stack, registry: str, test_base: str) -> None:
+        make_stack: MakeStack, registry: str, test_base: str) -> None:
     from faultproxy import fault_proxy
 
     stack = make_stack(registry=registry)

@@ -17,7 +17,7 @@ import requests
 
 from stack_builder.registry import multiarch
 from stack_builder.registry.client import RegistryClient
-from stacks import Stack, publish_test_base_index, registry_digest, small_stack, two_platform_stack
+from stacks import MakeStack, Stack, publish_test_base_index, registry_digest, small_stack, two_platform_stack
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ def two_promoted_builds(stack: Stack, host: str, namespace: str) -> tuple[dict[s
 
 
 def test_rollback_moves_stable_back_once_per_promotion_through_the_gates(
-        make_stack, empty_registry: str, test_base: str) -> None:
+        make_stack: MakeStack, empty_registry: str, test_base: str) -> None:
     host = empty_registry
     stack = make_stack(registry=host)
     small_stack(stack, test_base, namespace="roll")
@@ -112,7 +112,7 @@ def test_rollback_moves_stable_back_once_per_promotion_through_the_gates(
 
 
 def test_yank_removes_only_the_tags_on_the_digest_and_is_refused_from_then_on(
-        make_stack, empty_registry: str, test_base: str) -> None:
+        make_stack: MakeStack, empty_registry: str, test_base: str) -> None:
     host = empty_registry
     stack = make_stack(registry=host)
     small_stack(stack, test_base, namespace="yank")
@@ -176,7 +176,7 @@ def test_yank_removes_only_the_tags_on_the_digest_and_is_refused_from_then_on(
 
 
 def test_yanking_an_index_yanks_its_platform_images_but_never_breaks_another_index(
-        make_stack, registry: str, engine: docker.DockerClient) -> None:
+        make_stack: MakeStack, registry: str, engine: docker.DockerClient) -> None:
     base = publish_test_base_index(engine, registry)
     stack = make_stack(registry=registry)
     two_platform_stack(stack, base, "yank-multi")

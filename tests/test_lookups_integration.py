@@ -13,7 +13,7 @@ import pytest
 from faultproxy import fault_proxy
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.lookups import Lookups
-from stacks import small_stack
+from stacks import MakeStack, small_stack
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def test_prefetch_is_concurrent_bounded_and_asks_once(registry: str) -> None:
     assert 2 <= watch.peak <= 4
 
 
-def test_a_plan_asks_each_reference_once(make_stack, registry: str, test_base: str) -> None:
+def test_a_plan_asks_each_reference_once(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="once")
     stack.commit("initial")

@@ -6,7 +6,7 @@ import json
 import docker
 import pytest
 
-from stacks import registry_digest, small_stack
+from stacks import MakeStack, registry_digest, small_stack
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,8 @@ def debian(engine: docker.DockerClient) -> str:
     return DEBIAN
 
 
-def test_manifest_records_and_shows_a_package_added_between_builds(make_stack, registry: str, debian: str) -> None:
+def test_manifest_records_and_shows_a_package_added_between_builds(make_stack: MakeStack, registry: str,
+                                                                   debian: str) -> None:
     stack = make_stack(registry=registry)
     stack.write("spec.yml", """\
         images:
@@ -68,7 +69,7 @@ def test_manifest_records_and_shows_a_package_added_between_builds(make_stack, r
     assert result.returncode == 0 and "all links resolve" in result.stdout, result.stdout + result.stderr
 
 
-def test_doit_manifest_for_an_image_in_the_registry(make_stack, registry: str, test_base: str) -> None:
+def test_doit_manifest_for_an_image_in_the_registry(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="manifest-task")
     assert stack.doit("build", "--all", "--image", "root").returncode == 0
@@ -84,7 +85,7 @@ def test_doit_manifest_for_an_image_in_the_registry(make_stack, registry: str, t
     assert "Traceback" not in missing.stdout + missing.stderr
 
 
-def test_integration_tests_run_before_the_push(make_stack, registry: str, test_base: str) -> None:
+def test_integration_tests_run_before_the_push(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="integration")
     spec = stack.root / "spec.yml"

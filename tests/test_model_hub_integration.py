@@ -16,7 +16,7 @@ import docker
 import pytest
 
 from stack_builder.registry.client import RegistryClient
-from stacks import Stack, publish_test_base_index, registry_digest, two_platform_stack
+from stacks import MakeStack, Stack, publish_test_base_index, registry_digest, two_platform_stack
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ def recipe_stack(stack: Stack, base: str, recipes: dict[str, str], order: list[s
 
 
 def test_a_recipe_that_fails_to_build_or_to_test_falls_through_to_the_next(
-        make_stack, registry: str, test_base: str) -> None:
+        make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     recipe_stack(stack, test_base, {
         "Dockerfile": "RUN echo the first recipe cannot build && false",
@@ -76,7 +76,7 @@ def test_a_recipe_that_fails_to_build_or_to_test_falls_through_to_the_next(
 
 
 def test_a_failing_native_platform_never_starts_the_emulated_build(
-        make_stack, registry: str, engine: docker.DockerClient) -> None:
+        make_stack: MakeStack, registry: str, engine: docker.DockerClient) -> None:
     base = publish_test_base_index(engine, registry)
     stack = make_stack(registry=registry)
     # Fails on x86_64 only: were arm64 attempted, it would build and pass.
@@ -92,7 +92,7 @@ def test_a_failing_native_platform_never_starts_the_emulated_build(
 
 
 def test_in_ci_a_platform_job_waits_for_the_primary_image_of_its_commit(
-        make_stack, registry: str, engine: docker.DockerClient) -> None:
+        make_stack: MakeStack, registry: str, engine: docker.DockerClient) -> None:
     base = publish_test_base_index(engine, registry)
     stack = make_stack(registry=registry)
     two_platform_stack(stack, base, "ci-first")
@@ -111,7 +111,8 @@ def test_in_ci_a_platform_job_waits_for_the_primary_image_of_its_commit(
     assert registry_digest(registry, "ci-first/root", f"2024.1-git-{commit}-linux-arm64")
 
 
-def test_plan_puts_each_arm64_job_after_its_amd64_job(make_stack, registry: str, engine: docker.DockerClient) -> None:
+def test_plan_puts_each_arm64_job_after_its_amd64_job(make_stack: MakeStack, registry: str,
+                                                      engine: docker.DockerClient) -> None:
     base = publish_test_base_index(engine, registry)
     stack = make_stack(registry=registry)
     two_platform_stack(stack, base, "ci-waves")
@@ -133,7 +134,7 @@ machine="$(uname -m)"
 
 
 def test_a_platform_whose_model_outputs_disagree_is_left_out_of_the_index(
-        make_stack, registry: str, engine: docker.DockerClient) -> None:
+        make_stack: MakeStack, registry: str, engine: docker.DockerClient) -> None:
     base = publish_test_base_index(engine, registry)
     stack = make_stack(registry=registry)
     stack.write("spec.yml", """\
@@ -164,7 +165,9 @@ def test_a_platform_whose_model_outputs_disagree_is_left_out_of_the_index(
     assert why.startswith("its outputs disagree with linux/amd64's on the examples: 2 of 2 rows differ")
     assert "row 1: setosa,0.92 != setosa,1.08" in why
     assert scorer["example_outputs"] == {"linux/amd64": "species,score\nsetosa,0.92\nsetosa,0.92\n"}
-    index = json.loads(RegistryClient(registry).get_manifest("agree/scorer", "2024.1-main").body)
+    manifest = RegistryClient(registry).get_manifest("agree/scorer", "2024.1-main")
+    assert manifest is not None
+    index = json.loads(manifest.body)
     assert [m["platform"]["architecture"] for m in index["manifests"]] == ["amd64"]
     # The model catalog lists the architectures that agree, and the one left out.
     models = (stack.root / "wiki" / "Models.md").read_text()

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from stack_builder.registry.client import RegistryClient
-from stacks import Stack, registry_digest
+from stacks import MakeStack, Stack, registry_digest
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def model_stack(stack: Stack, base: str, program: str, *, namespace: str, sort_o
     stack.commit("model")
 
 
-def test_good_model_passes_every_check(make_stack, registry: str, test_base: str) -> None:
+def test_good_model_passes_every_check(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     model_stack(stack, test_base, GOOD, namespace="model-good")
     result = stack.doit("build", "--all")
@@ -64,7 +64,7 @@ def test_good_model_passes_every_check(make_stack, registry: str, test_base: str
     ("nulls", "not_all_null"),
     ("reordered", "order_kept"),
 ])
-def test_broken_model_fails_the_functional_check_and_is_not_pushed(make_stack, registry: str, test_base: str,
+def test_broken_model_fails_the_functional_check_and_is_not_pushed(make_stack: MakeStack, registry: str, test_base: str,
                                                                      variant: str, failing: str) -> None:
     stack = make_stack(registry=registry)
     namespace = f"model-{variant.replace('_', '-')}"
@@ -92,7 +92,7 @@ def promote(registry: str, repository: str, source: str, target: str) -> str:
     return client.put_manifest(repository, target, manifest.body, manifest.media_type)
 
 
-def test_drift_against_stable(make_stack, registry: str, test_base: str) -> None:
+def test_drift_against_stable(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     model_stack(stack, test_base, GOOD, namespace="model-drift")
     assert stack.doit("build", "--all").returncode == 0

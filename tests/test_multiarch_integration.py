@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import docker
 import pytest
 
 from stack_builder.registry import multiarch
 from stack_builder.registry.client import RegistryClient
-from stacks import Stack, publish_test_base_index, two_platform_stack
+from stack_builder.registry.mediatypes import INDEX_TYPES
+from stacks import MakeStack, Stack, publish_test_base_index, two_platform_stack
 
 pytestmark = pytest.mark.integration
 
@@ -22,13 +24,14 @@ def arm64_base(engine: docker.DockerClient, registry: str, test_base: str) -> st
         pytest.fail(str(exc), pytrace=False)
 
 
-def config_of(client: RegistryClient, repository: str, digest: str) -> dict:
+def config_of(client: RegistryClient, repository: str, digest: str) -> dict[str, Any]:
     manifest = client.get_manifest(repository, digest)
     assert manifest is not None
-    return json.loads(client.get_blob(repository, json.loads(manifest.body)["config"]["digest"]))
+    return dict(json.loads(client.get_blob(repository, json.loads(manifest.body)["config"]["digest"])))
 
 
-def test_amd64_and_arm64_image_and_child_end_as_two_platform_indexes(make_stack, registry: str, test_base: str,
+def test_amd64_and_arm64_image_and_child_end_as_two_platform_indexes(make_stack: MakeStack, registry: str,
+                                                                     test_base: str,
                                                                       arm64_base: str) -> None:
     stack = make_stack(registry=registry)
     two_platform_stack(stack, arm64_base, "multi")
@@ -42,7 +45,7 @@ def test_amd64_and_arm64_image_and_child_end_as_two_platform_indexes(make_stack,
         assert images[name]["tests"]["passed"] == 2  # the platform test ran once per platform
         index = client.get_manifest(f"multi/{name}", "2024.1-main")
         assert index is not None and index.digest == images[name]["digest"]
-        assert index.media_type in multiarch.INDEX_TYPES
+        assert index.media_type in INDEX_TYPES
         entries = {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"]
                    for m in json.loads(index.body)["manifests"]}
         assert set(entries) == {"linux/amd64", "linux/arm64"}
@@ -59,7 +62,7 @@ def test_amd64_and_arm64_image_and_child_end_as_two_platform_indexes(make_stack,
         f"{registry}/multi/root@{root_arm}"
 
 
-def test_a_failed_platform_is_left_out_and_reported(make_stack, registry: str, test_base: str,
+def test_a_failed_platform_is_left_out_and_reported(make_stack: MakeStack, registry: str, test_base: str,
                                                     arm64_base: str) -> None:
     stack = make_stack(registry=registry)
     two_platform_stack(stack, arm64_base, "partial", extra='RUN test "$(uname -m)" = x86_64\n', require_all=False)
@@ -82,7 +85,7 @@ def test_a_failed_platform_is_left_out_and_reported(make_stack, registry: str, t
     assert "| Platforms | linux/amd64 |" in page
 
 
-def test_required_platform_failure_fails_the_image(make_stack, registry: str, test_base: str,
+def test_required_platform_failure_fails_the_image(make_stack: MakeStack, registry: str, test_base: str,
                                                    arm64_base: str) -> None:
     stack = make_stack(registry=registry)
     two_platform_stack(stack, arm64_base, "strict", extra='RUN test "$(uname -m)" = x86_64\n')

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from stacks import small_stack
+from stacks import MakeStack, small_stack
 
 pytestmark = pytest.mark.integration
 
 
-def test_progress_lines_groups_and_the_step_summary(make_stack, registry: str, test_base: str,
+def test_progress_lines_groups_and_the_step_summary(make_stack: MakeStack, registry: str, test_base: str,
                                                     tmp_path: Path) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="output")
@@ -46,7 +46,7 @@ def test_progress_lines_groups_and_the_step_summary(make_stack, registry: str, t
     assert ".  build" not in result.stdout and ".  build" in result.stderr
 
 
-def test_plan_prints_only_json_on_stdout(make_stack, registry: str, test_base: str) -> None:
+def test_plan_prints_only_json_on_stdout(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="plan-json")
     stack.commit("initial")
@@ -57,7 +57,7 @@ def test_plan_prints_only_json_on_stdout(make_stack, registry: str, test_base: s
     assert wrong.returncode != 0 and wrong.stdout == "" and "--image names no image" in wrong.stderr
 
 
-def test_a_terminal_gets_a_live_display(make_stack, registry: str, test_base: str) -> None:
+def test_a_terminal_gets_a_live_display(make_stack: MakeStack, registry: str, test_base: str) -> None:
     import os
     import pty
     import select

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import docker
 import git
 import pytest
 
-from stacks import STACK_BUILDER, Stack, registry_digest, small_stack
+from stacks import STACK_BUILDER, MakeStack, Stack, registry_digest, small_stack
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,8 @@ def planned(stack: Stack, *args: str) -> dict[str, object]:
     return data
 
 
-def test_ci_job_and_local_build_execute_the_same_plan(make_stack, tmp_path, registry: str, test_base: str) -> None:
+def test_ci_job_and_local_build_execute_the_same_plan(make_stack: MakeStack, tmp_path: Path, registry: str,
+                                                      test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="oneplan")
     # Empty registry: naming the leaf (as a CI job does) plans its missing ancestors too.
@@ -68,7 +70,8 @@ def edited_small_stack(stack: Stack, base: str, *, namespace: str, old: str, new
     stack.commit(f"spec: {new.strip()}")
 
 
-def test_a_hanging_info_command_is_stopped_and_its_container_removed(make_stack, registry: str, test_base: str,
+def test_a_hanging_info_command_is_stopped_and_its_container_removed(make_stack: MakeStack, registry: str,
+                                                                     test_base: str,
                                                                      engine: docker.DockerClient) -> None:
     stack = make_stack(registry=registry)
     edited_small_stack(stack, test_base, namespace="hang", old="command: uname -a", new="command: sleep 3600")
@@ -83,7 +86,7 @@ def test_a_hanging_info_command_is_stopped_and_its_container_removed(make_stack,
     assert left_over == [], [c.name for c in left_over]
 
 
-def test_prune_removes_local_copies_after_the_push(make_stack, registry: str, test_base: str,
+def test_prune_removes_local_copies_after_the_push(make_stack: MakeStack, registry: str, test_base: str,
                                                   engine: docker.DockerClient) -> None:
     stack = make_stack(registry=registry)
     edited_small_stack(stack, test_base, namespace="prune", old="  right:\n", new="  right:\n    prune: true\n")
@@ -101,7 +104,7 @@ def test_prune_removes_local_copies_after_the_push(make_stack, registry: str, te
 
 
 @pytest.mark.parametrize("prepull", [True, False])
-def test_prepull_fetches_the_parent_before_the_build(make_stack, registry: str, test_base: str,
+def test_prepull_fetches_the_parent_before_the_build(make_stack: MakeStack, registry: str, test_base: str,
                                                      engine: docker.DockerClient, prepull: bool) -> None:
     stack = make_stack(registry=registry)
     namespace = f"prepull-{str(prepull).lower()}"
@@ -125,7 +128,7 @@ def test_prepull_fetches_the_parent_before_the_build(make_stack, registry: str, 
     assert in_engine is prepull
 
 
-def test_stack_builder_command_lists_and_helps(tmp_path) -> None:
+def test_stack_builder_command_lists_and_helps(tmp_path: Path) -> None:
     listing = subprocess.run([str(STACK_BUILDER), "list"], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert [line.split()[0] for line in listing.stdout.splitlines()] == [
         "build", "manifest", "merge", "plan", "precalc", "sbom", "tag", "test_gpu", "tree", "wiki", "yank"]

@@ -91,7 +91,8 @@ def test_precalculation_is_stored_once_per_key_looked_up_and_exported(doubler: S
     models = (doubler.root / "wiki" / "Models.md").read_text()  # the catalog counts what is stored
     assert f"| 2024.1-main | ` {rows[0][0]} ` | 300 |" in models
     parquet = tmp_path / "out" / "predictions-doubler.parquet"
-    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{parquet}')").fetchall() == [(300,)]
+    counted = duckdb.sql(f"SELECT count(*) FROM read_parquet('{parquet}')")
+    assert counted is not None and counted.fetchall() == [(300,)]
 
     # The same command again: every shard is stored, nothing runs, nothing is added.
     again = doubler.doit("precalc", "--image", "doubler", "--library", str(lib), "--shards", "6")

@@ -16,7 +16,7 @@ from stack_builder.release import promote
 from stack_builder.errors import StackError
 from stack_builder.registry.client import RegistryClient
 from stack_builder.spec.stack_spec import load_spec
-from stacks import Stack, push_two_platform_index, registry_digest
+from stacks import MakeStack, Stack, push_two_platform_index, registry_digest
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def promo_stack(stack: Stack, base: str, namespace: str) -> None:
 
 
 @pytest.fixture
-def built(make_stack, registry: str, test_base: str, request: pytest.FixtureRequest) -> Stack:
+def built(make_stack: MakeStack, registry: str, test_base: str, request: pytest.FixtureRequest) -> Stack:
     stack = make_stack(registry=registry)
     promo_stack(stack, test_base, namespace=request.node.name.replace("_", "-")[:40].strip("-"))
     result = stack.doit("build", "--all")
@@ -66,7 +66,7 @@ def built(make_stack, registry: str, test_base: str, request: pytest.FixtureRequ
 
 
 def namespace_of(stack: Stack) -> str:
-    return stack.report()["images"]["base"]["ref"].split("/")[1]
+    return str(stack.report()["images"]["base"]["ref"]).split("/")[1]
 
 
 def digests(registry: str, stack: Stack, tag: str) -> dict[str, str | None]:
@@ -89,7 +89,7 @@ def record_gpu_pass(registry: str, stack: Stack) -> None:
     (["--tag", "2024.1-main", "--global-stable"], "with --global-stable must be a quarter YYYY.Q"),
     (["--tag="], "must be YYYY.Q-branch"),  # doit itself crashes on `--tag ""` (its parser); use --tag=
 ])
-def test_malformed_tag_is_refused_and_nothing_happens(make_stack, test_base: str, args: list[str],
+def test_malformed_tag_is_refused_and_nothing_happens(make_stack: MakeStack, test_base: str, args: list[str],
                                                       message: str) -> None:
     stack = make_stack(registry="127.0.0.1:1")  # nothing listens: a request would fail differently
     promo_stack(stack, test_base, "malformed")
@@ -137,6 +137,8 @@ def test_dry_run_changes_nothing(built: Stack, registry: str) -> None:
 def test_promotion_to_quarter_then_global_stable(built: Stack, registry: str) -> None:
     record_gpu_pass(registry, built)
     source = digests(registry, built, "2024.1-main")
+    scorer = source["scorer"]
+    assert scorer is not None
     result = built.doit("tag", "--tag", "2024.1-main")
     assert result.returncode == 0, result.stdout + result.stderr
     assert digests(registry, built, "2024.1-stable") == source
@@ -156,7 +158,7 @@ def test_promotion_to_quarter_then_global_stable(built: Stack, registry: str) ->
     assert result.returncode == 0, result.stdout + result.stderr
     assert digests(registry, built, "stable") == source
     stable_page = (built.root / "wiki" / "Stable_Tag.md").read_text()
-    assert "**2024.1**" in stable_page and source["scorer"] in stable_page
+    assert "**2024.1**" in stable_page and scorer in stable_page
     # Each image's page, a pull line by digest, and the history of moves of `stable`.
     assert f"` docker pull {registry}/{ns}/scorer@{source['scorer']} `" in stable_page
     assert re.search(r"\| scorer \| \[scorer-2024\.1-git-[0-9a-f]{12}\]\(scorer-2024\.1-git-[0-9a-f]{12}\) \|",
@@ -185,7 +187,7 @@ def test_model_gate_refuses_a_failed_check(built: Stack, registry: str) -> None:
     assert digests(registry, built, "2024.1-stable") == {"base": None, "gpu": None, "scorer": None}
 
 
-def test_two_platform_index_keeps_both_platforms(make_stack, registry: str, test_base: str) -> None:
+def test_two_platform_index_keeps_both_platforms(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     stack.write("spec.yml", "images:\n  multi: {image_name: ghcr.io/idx/multi}\ntag: {prefix: '2024.1'}\n")
     stack.write("images/multi/Dockerfile", "FROM scratch\n")

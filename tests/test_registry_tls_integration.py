@@ -16,7 +16,7 @@ from stack_builder.errors import RegistryError
 from stack_builder.registry import client as registry_client
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import Credentials
-from stacks import free_port, release_port, small_stack
+from stacks import MakeStack, free_port, release_port, small_stack
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +105,7 @@ def test_plain_http_forced_on_a_tls_registry_says_it_speaks_tls(tls_registry: tu
 
 
 def test_the_build_command_stops_with_the_message_and_no_traceback(
-        tls_registry: tuple[str, Path], make_stack, test_base: str) -> None:
+        tls_registry: tuple[str, Path], make_stack: MakeStack, test_base: str) -> None:
     host, _ = tls_registry
     stack = make_stack(registry=host)
     small_stack(stack, test_base, namespace="untrusted")

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,13 +20,13 @@ from stack_builder.release import promote
 from stack_builder.errors import RegistryError, StackError
 from stack_builder.registry.client import RegistryClient
 from stack_builder.spec.stack_spec import load_spec
-from stacks import DODO, Stack, free_port, registry_digest, small_stack
+from stacks import DODO, MakeStack, Stack, free_port, registry_digest, small_stack
 
 pytestmark = pytest.mark.integration
 TERMINAL = {"built", "reused", "failed", "skipped", "unchanged"}
 
 
-def assert_complete(stack: Stack) -> dict:
+def assert_complete(stack: Stack) -> dict[str, Any]:
     """The report is valid JSON and every image has a final status with a reason."""
     report = stack.report()
     for name, result in report["images"].items():
@@ -34,7 +35,7 @@ def assert_complete(stack: Stack) -> dict:
     return report
 
 
-def test_only_transient_failures_are_retried(registry: str, make_stack, test_base: str) -> None:
+def test_only_transient_failures_are_retried(registry: str, make_stack: MakeStack, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="retry")
     assert stack.doit("build", "--all", "--image", "root").returncode == 0
@@ -64,7 +65,7 @@ def test_only_transient_failures_are_retried(registry: str, make_stack, test_bas
         assert counts["injected"] == 2
 
 
-def test_transient_then_success(registry: str, make_stack, test_base: str) -> None:
+def test_transient_then_success(registry: str, make_stack: MakeStack, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="transient")
     assert stack.doit("build", "--all", "--image", "root").returncode == 0
@@ -77,12 +78,12 @@ def test_transient_then_success(registry: str, make_stack, test_base: str) -> No
     assert client.stats["retries"] == 3
 
 
-def test_build_and_promotion_complete_with_20_percent_faults(make_stack, registry: str, test_base: str,
+def test_build_and_promotion_complete_with_20_percent_faults(make_stack: MakeStack, registry: str, test_base: str,
                                                              tmp_path: Path) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="flaky")
     rng = random.Random(20)
-    kinds = [500, 502, 503, "reset", "stall", "truncate"]
+    kinds: list[int | str] = [500, 502, 503, "reset", "stall", "truncate"]
     injected: list[str] = []
 
     def twenty_percent(method: str, path: str) -> int | str | None:
@@ -118,7 +119,8 @@ def test_build_and_promotion_complete_with_20_percent_faults(make_stack, registr
     assert figures["build_push_retries"] + figures["build_client_retries"] + figures["promotion_retries"] >= 1
 
 
-def test_registry_down_stops_clearly_and_a_rerun_completes(make_stack, registry: str, test_base: str) -> None:
+def test_registry_down_stops_clearly_and_a_rerun_completes(make_stack: MakeStack, registry: str,
+                                                           test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="down")
     down = f"127.0.0.1:{free_port()}"
@@ -133,7 +135,7 @@ def test_registry_down_stops_clearly_and_a_rerun_completes(make_stack, registry:
     assert {r["status"] for r in assert_complete(stack)["images"].values()} == {"built"}
 
 
-def test_registry_dying_mid_run_reports_only_what_is_in_the_registry(make_stack, registry: str,
+def test_registry_dying_mid_run_reports_only_what_is_in_the_registry(make_stack: MakeStack, registry: str,
                                                                      test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="dying")
@@ -160,7 +162,7 @@ def test_registry_dying_mid_run_reports_only_what_is_in_the_registry(make_stack,
         "root": "reused", "left": "built", "leaf": "built", "right": "built"}
 
 
-def test_no_engine_says_how_to_start_one(make_stack, tmp_path: Path, test_base: str) -> None:
+def test_no_engine_says_how_to_start_one(make_stack: MakeStack, tmp_path: Path, test_base: str) -> None:
     stack = make_stack(registry="127.0.0.1:1")
     small_stack(stack, test_base, namespace="noengine")
     socket = f"unix://{tmp_path}/no-engine.sock"
@@ -171,7 +173,7 @@ def test_no_engine_says_how_to_start_one(make_stack, tmp_path: Path, test_base: 
     assert "Traceback" not in output
 
 
-def test_engine_dying_mid_build_fails_that_image_and_skips_its_descendants(make_stack, registry: str,
+def test_engine_dying_mid_build_fails_that_image_and_skips_its_descendants(make_stack: MakeStack, registry: str,
                                                                             test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="enginedies")
@@ -212,7 +214,7 @@ def _env(stack: Stack) -> dict[str, str]:
     return env
 
 
-def test_two_builds_at_once_take_turns(make_stack, registry: str, test_base: str) -> None:
+def test_two_builds_at_once_take_turns(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="concurrent")
     command = ["bash", "-c", 'exec "$0" -m doit -f "$1" -d "$2" build --all', *_doit_argv(stack)]
@@ -228,7 +230,7 @@ def test_two_builds_at_once_take_turns(make_stack, registry: str, test_base: str
     json.loads((stack.root / ".doit.json").read_text())  # doit's own database is intact
 
 
-def test_racing_promotions_one_wins_the_other_refuses(make_stack, registry: str, test_base: str) -> None:
+def test_racing_promotions_one_wins_the_other_refuses(make_stack: MakeStack, registry: str, test_base: str) -> None:
     stack = make_stack(registry=registry)
     small_stack(stack, test_base, namespace="race")
     assert stack.doit("build", "--all").returncode == 0

@@ -1,11 +1,13 @@
 """The run report: the CI jobs' reports merged into one."""
 from __future__ import annotations
 
+from typing import Any
+
 
 def test_the_jobs_reports_of_a_run_merge_into_one() -> None:
     from stack_builder.records.report import merge_reports
 
-    def job(platform: str, status: str, moved: dict[str, str], passed: int) -> dict:
+    def job(platform: str, status: str, moved: dict[str, str], passed: int) -> dict[str, Any]:
         return {"tag": "2024.1-main", "started": f"2024-01-01T00:0{passed}:00Z", "finished": None, "images": {
             "root": {"status": status, "reason": f"{platform} reason", "platforms_built": [platform],
                      "platforms_failed": {}, "moved": moved, "tests": {"passed": passed, "failed": 0, "skipped": 0}},

@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import docker
 import pytest
 
-from stacks import Stack, free_port, registry_digest, release_port, small_stack
+from stacks import MakeStack, Stack, free_port, registry_digest, release_port, small_stack
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,7 @@ def statuses(stack: Stack) -> dict[str, str]:
     return {name: r["status"] for name, r in stack.report()["images"].items()}
 
 
-def ok(result) -> str:  # type: ignore[no-untyped-def]
+def ok(result: subprocess.CompletedProcess[str]) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     return str(output)
@@ -33,8 +34,9 @@ def image_ids(engine: docker.DockerClient) -> set[str]:
     return {image.id for image in engine.images.list(all=True)}
 
 
+@pytest.mark.alone  # it compares every image in the engine before and after a build
 def test_fresh_registry_builds_everything_then_nothing_then_a_merge_reuses(
-        make_stack, empty_registry: str, test_base: str, engine: docker.DockerClient) -> None:
+        make_stack: MakeStack, empty_registry: str, test_base: str, engine: docker.DockerClient) -> None:
     stack = make_stack(registry=empty_registry)
     small_stack(stack, test_base, namespace="fresh")
     stack.write(".gitignore", "artifacts/\n.doit.json*\nwiki/\n")  # CI publishes the wiki elsewhere
@@ -84,7 +86,7 @@ def test_fresh_registry_builds_everything_then_nothing_then_a_merge_reuses(
 
 
 def test_what_changes_the_input_key_builds_and_what_does_not_is_reused(
-        make_stack, empty_registry: str, test_base: str) -> None:
+        make_stack: MakeStack, empty_registry: str, test_base: str) -> None:
     stack = make_stack(registry=empty_registry)
     small_stack(stack, test_base, namespace="keys")
     stack.write("images/left/.dockerignore", "*.md\n")
@@ -120,7 +122,7 @@ def test_what_changes_the_input_key_builds_and_what_does_not_is_reused(
     assert set(statuses(stack).values()) == {"built"}
 
 
-def test_no_push_without_a_registry_skips_the_check_and_says_so(make_stack, test_base: str) -> None:
+def test_no_push_without_a_registry_skips_the_check_and_says_so(make_stack: MakeStack, test_base: str) -> None:
     port = free_port()  # held closed: nothing answers there
     try:
         stack = make_stack(registry=f"127.0.0.1:{port}")

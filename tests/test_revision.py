@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import hashlib
 
-from stacks import Stack
+from stacks import MakeStack, Stack
 
 from stack_builder.plan.revision import read_revision
 
 
-def make(make_stack, url: str | None, name: str = "stack") -> Stack:
+def make(make_stack: MakeStack, url: str | None, name: str = "stack") -> Stack:
     stack = make_stack(name)
     stack.write("spec.yml", "images: {}\n")
     stack.commit()
@@ -17,7 +17,7 @@ def make(make_stack, url: str | None, name: str = "stack") -> Stack:
     return stack
 
 
-def test_source_url_from_remotes(make_stack) -> None:
+def test_source_url_from_remotes(make_stack: MakeStack) -> None:
     cases = {
         "https://github.com/org/stack.git": "https://github.com/org/stack",
         "git@github.com:org/stack.git": "https://github.com/org/stack",
@@ -29,7 +29,7 @@ def test_source_url_from_remotes(make_stack) -> None:
         assert revision.source_url == expected, url
 
 
-def test_ci_variables_win(make_stack) -> None:
+def test_ci_variables_win(make_stack: MakeStack) -> None:
     stack = make(make_stack, None)
     env = {"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "org/stack", "GITHUB_REF_NAME": "release/x"}
     revision = read_revision(stack.root, env=env)
@@ -41,7 +41,7 @@ def test_ci_variables_win(make_stack) -> None:
     assert revision.tags("2024.1") == (hashed, f"2024.1-git-{revision.commit[:12]}")
 
 
-def test_uncommitted_inputs_give_no_immutable_tag(make_stack) -> None:
+def test_uncommitted_inputs_give_no_immutable_tag(make_stack: MakeStack) -> None:
     stack = make(make_stack, None)
     stack.write("images/a/Dockerfile", "FROM scratch\n")
     assert read_revision(stack.root, env={}).tags("2024.1")[1] is None

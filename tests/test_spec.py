@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -46,7 +47,7 @@ def make(tmp_path: Path, text: str, images: tuple[str, ...] = ("base", "child"),
     return tmp_path
 
 
-def problems(tmp_path: Path, text: str, **kwargs) -> list[str]:
+def problems(tmp_path: Path, text: str, **kwargs: Any) -> list[str]:
     with pytest.raises(SpecError) as caught:
         load_spec(make(tmp_path, text, **kwargs))
     assert "Traceback" not in str(caught.value)

@@ -18,7 +18,7 @@ import docker
 import pytest
 import requests
 
-from stacks import Stack, publish_test_base_index, registry_digest, running_registry, two_platform_stack
+from stacks import MakeStack, Stack, publish_test_base_index, registry_digest, running_registry, two_platform_stack
 
 pytestmark = pytest.mark.integration
 
@@ -227,7 +227,7 @@ ARCH_PACKAGE = r"""RUN printf '#!/bin/sh\nprintf "arch-pkg\\t%%s\\n" "$(uname -m
 
 
 def test_a_two_platform_image_has_an_sbom_and_a_signature_per_platform_digest(
-        make_stack, registry: str, engine: docker.DockerClient, built: Built) -> None:
+        make_stack: MakeStack, registry: str, engine: docker.DockerClient, built: Built) -> None:
     base = publish_test_base_index(engine, registry)
     stack = make_stack(registry=registry)
     two_platform_stack(stack, base, "sbom-multi", extra=ARCH_PACKAGE)
