@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import IO, Any, Mapping
+from typing import IO, Any, Mapping, Sequence
 
 from stack_builder import signals
 from stack_builder.errors import RegistryError, StepFailed, shown
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.checks import inventory
 from stack_builder.records import sbom
-from stack_builder.registry import referrers
+from stack_builder.registry import referrers, statements
+from stack_builder.registry.statements import BuildStatement
+from stack_builder.version import version as tool_version
 from stack_builder.registry.mediatypes import SBOM_ARTIFACT
 from stack_builder.registry.lookups import Lookups
 from stack_builder.spec.references import Repository, reserved
@@ -96,22 +98,41 @@ def attach_sboms(ctx: BuildContext, name: str, repo: Repository, record: Mapping
     return attached
 
 
-def sign(ctx: BuildContext, name: str, repo: Repository, digests: list[str], log: IO[str], *,
-         only_unsigned: bool = False) -> list[str]:
-    """Sign every digest with cosign (when signing is configured); return the digests signed or, with
-    ``only_unsigned``, found signed already. A failure fails the image: it is pushed but unsigned."""
+def sign_built(ctx: BuildContext, name: str, repo: Repository, built: Sequence[PlatformOutcome],
+               index: str | None, content: Sequence[str], log: IO[str]) -> list[str]:
+    """Sign every digest this run built and tested, and attach its signed statement: each platform image built
+    here, and ``index`` when this run assembled it. A reused platform is never signed again: it was reused
+    because its own statement verified. Returns the digests signed (and the reused ones verified).
+    A failure fails the image: it is pushed but unsigned, and a promotion will refuse it."""
     if ctx.signing is None:
         return []
     done = []
-    for digest in dict.fromkeys(digests):
-        signals.check()
-        reference = f"{repo}@{digest}"
-        if only_unsigned and ctx.signing.verify(reference, ctx.credentials) is None:
-            log.write(f"== {reference} is signed already\n")
-            done.append(digest)
+    for outcome in built:
+        if outcome.reused_from:
+            done.append(str(outcome.digest))
             continue
-        output = ctx.signing.sign(reference, ctx.credentials)
-        log.write(f"== signed {reference} ({ctx.signing.describe()})\n{output}")
-        done.append(digest)
-    LOGGER.info("%s: signed %d digest(s)", name, len(done))
-    return done
+        parent = (outcome.parent or "").rpartition("@")[2]
+        _sign(ctx, repo, BuildStatement(
+            str(outcome.digest), name, ctx.revision.commit, outcome.input_key or "", outcome.platform,
+            parents=(parent,) if parent.startswith("sha256:") else (),
+            tests={"passed": outcome.tests.passed, "failed": outcome.tests.failed, "skipped": outcome.tests.skipped},
+            content_tags=tuple(content), builder=tool_version(),
+            example_output=outcome.model.functional.output if outcome.model is not None else ""), log)
+        done.append(str(outcome.digest))
+    if index is not None and index not in done:
+        _sign(ctx, repo, BuildStatement(index, name, ctx.revision.commit, "", parents=tuple(
+            str(o.digest) for o in built), content_tags=tuple(content), builder=tool_version()), log)
+        done.append(index)
+    LOGGER.info("%s: signed %d digest(s) and attached their statements", name, len(done))
+    return list(dict.fromkeys(done))
+
+
+def _sign(ctx: BuildContext, repo: Repository, statement: BuildStatement, log: IO[str]) -> None:
+    signing = ctx.signing
+    if signing is None:
+        return
+    signals.check()
+    reference = f"{repo}@{statement.digest}"
+    output = signing.sign(reference, ctx.credentials)
+    statements.attach(signing, reference, statement, ctx.credentials)
+    log.write(f"== signed {reference} and attached its statement ({signing.describe()})\n{output}")

@@ -101,14 +101,14 @@ def primary_missing(ctx: BuildContext, name: str, platform: str) -> str | None:
     return None if found else primary
 
 
-def parent_for(ctx: BuildContext, name: str, platform: str, inputs: Inputs) -> ParentRef | None:
-    """What this platform builds on: what the parent's publish step in this run made for it, else what the plan
-    found (a parent not built in this run)."""
+def parent_for(ctx: BuildContext, name: str, platform: str, inputs: Inputs) -> tuple[ParentRef | None, bool]:
+    """What this platform builds on, and whether this run made it: what the parent's publish step in this run
+    made for it, else what the plan found (a parent not built in this run)."""
     parent = ctx.spec.images[name].parent
     published = inputs.get(("image", parent)) if parent is not None else None
     if isinstance(published, ImageOutcome):
-        return published.for_children.get(platform)
-    return ctx.parent_from_plan(name, platform)
+        return published.for_children.get(platform), True
+    return ctx.parent_from_plan(name, platform), False
 
 
 def _platform_step(ctx: BuildContext, name: str, platform: str,
@@ -121,7 +121,8 @@ def _platform_step(ctx: BuildContext, name: str, platform: str,
             reason = Reason(ReasonKind.NOT_ATTEMPTED, f"not attempted: {first_failed} failed")
             LOGGER.info("%s (%s): %s", name, platform, reason)
             return PlatformOutcome(platform, reason=reason)
-        return image_job.run(ctx, name, platform, parent_for(ctx, name, platform, inputs))
+        parent, from_run = parent_for(ctx, name, platform, inputs)
+        return image_job.run(ctx, name, platform, parent, parent_from_run=from_run)
     return step
 
 

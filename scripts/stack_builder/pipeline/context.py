@@ -24,6 +24,7 @@ from stack_builder.records.wiki import Wiki
 from stack_builder.registry import multiarch
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.signing import Signing
+from stack_builder.registry.statements import BuildStatement
 from stack_builder.registry.credentials import Credentials
 from stack_builder.registry.lookups import Lookups
 from stack_builder.retry import RetryPolicy
@@ -52,6 +53,7 @@ class PlatformOutcome:
     recipes_failed: Mapping[str, str] = field(default_factory=dict)  # recipe -> why it failed (tried before)
     tests: TestCounts = field(default_factory=TestCounts)
     model: ModelResult | None = None
+    statement: BuildStatement | None = None  # a reused platform's verified statement (None when not verified)
 
     @property
     def why(self) -> str:

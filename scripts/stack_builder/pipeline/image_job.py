@@ -16,7 +16,7 @@ from stack_builder.checks import imagetests, modelcheck
 from stack_builder.engine import containers, images, inputkey
 from stack_builder.engine.build import BuildRequest, build_image
 from stack_builder.errors import Interrupted, RegistryError, StepFailed
-from stack_builder.pipeline import bases
+from stack_builder.pipeline import bases, trust
 from stack_builder.kinds import Reason, ReasonKind
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.plan.changes import BASE_UPDATED
@@ -26,6 +26,7 @@ from stack_builder.records.files import utc_now
 from stack_builder.records.logfile import open_log
 from stack_builder.records.results import DriftResult, ModelResult, TestCounts
 from stack_builder.registry import multiarch
+from stack_builder.registry.statements import BuildStatement
 from stack_builder.registry.credentials import redact_all
 from stack_builder.spec.dockerfile import base_arg_default, base_images
 from stack_builder.spec.references import split_reference
@@ -51,15 +52,18 @@ class _Draft:
     recipes_failed: dict[str, str] = field(default_factory=dict)
     tests: TestCounts = field(default_factory=TestCounts)
     model: ModelResult | None = None
+    statement: BuildStatement | None = None
 
     def freeze(self, *, reason: Reason | None = None, interrupted: bool = False) -> PlatformOutcome:
         return PlatformOutcome(self.platform, ok=reason is None, reason=reason, image_id=self.image_id,
                                digest=self.digest, parent=self.parent, input_key=self.input_key,
                                reused_from=self.reused_from, interrupted=interrupted, recipe=self.recipe,
-                               recipes_failed=dict(self.recipes_failed), tests=self.tests, model=self.model)
+                               recipes_failed=dict(self.recipes_failed), tests=self.tests, model=self.model,
+                               statement=self.statement)
 
 
-def run(ctx: BuildContext, name: str, platform: str, parent: ParentRef | None) -> PlatformOutcome:
+def run(ctx: BuildContext, name: str, platform: str, parent: ParentRef | None, *,
+        parent_from_run: bool = False) -> PlatformOutcome:
     """Build, test and check one platform of an image on ``parent`` (what its parent's step published for this
     platform, or what the plan found). Never raises: the outcome says what happened."""
     ctx.progress.begin(name)
@@ -72,7 +76,7 @@ def run(ctx: BuildContext, name: str, platform: str, parent: ParentRef | None) -
     try:
         with open_log(log_path) as log:
             signals.check()
-            _build_and_test(ctx, name, platform, parent, draft, log)
+            _build_and_test(ctx, name, platform, parent, draft, log, parent_from_run)
         return draft.freeze()
     except StepFailed as exc:
         if isinstance(exc, imagetests.TestsFailed):
@@ -94,11 +98,13 @@ def run(ctx: BuildContext, name: str, platform: str, parent: ParentRef | None) -
 
 
 def _build_and_test(ctx: BuildContext, name: str, platform: str, given: ParentRef | None, outcome: _Draft,
-                    log: IO[str]) -> None:
+                    log: IO[str], parent_from_run: bool) -> None:
     image = ctx.spec.images[name]
     where = f" ({platform})" if ctx.multi(name) else ""
     root_base = _upstream_base(ctx, image, platform, log) if image.parent is None else None
     parent = _parent_of(ctx, image, platform, given)
+    if parent is not None and image.parent is not None and not parent_from_run:
+        trust.check_parent(ctx, name, image.parent, parent, log)
     build_args = dict(image.build_args)
     labels = _labels(ctx)
     if root_base is not None:
@@ -113,7 +119,9 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, given: ParentRe
                 labels[bases.BASE_DIGEST] = digest
         outcome.parent = parent.ref
     outcome.input_key = labels[inputkey.LABEL] = _input_key(ctx, image, platform, build_args, parent, root_base)
-    if ctx.reuse and _reuse(ctx, name, platform, outcome, log):
+    found = trust.reusable(ctx, name, platform, outcome.input_key, log) if ctx.reuse else None
+    if found is not None:
+        outcome.digest, outcome.reused_from, outcome.statement = found.digest, found.tag, found.statement
         LOGGER.info("%s%s: reused %s from %s (same input key)", name, where, outcome.digest, outcome.reused_from)
         return
     LOGGER.info("%s%s: building (%s)", name, where, ctx.plan.reasons[name])
@@ -237,37 +245,6 @@ def _input_key(ctx: BuildContext, image: ImageSpec, platform: str, build_args: d
                               tests=tests, checks=image.raw.get("model"), recipes=image.recipes,
                               root=ctx.spec.stack_dir, test_files=imagetests.conftest_files(ctx.spec, tests),
                               model_files=model_files)
-
-
-def _reuse(ctx: BuildContext, name: str, platform: str, outcome: _Draft, log: IO[str]) -> bool:
-    """Find this platform's input key among the published images; True (outcome filled in) when found.
-
-    Looked for under this commit's tag first (a fast-forward merge built it already), then the lookup tags.
-    """
-    lookups = ctx.lookups
-    if lookups is None or outcome.input_key is None:
-        return False
-    repo = ctx.repository(name)
-    multi = ctx.multi(name)
-    try:
-        for tag in dict.fromkeys([*ctx.plan.tags()[1:], *lookup_tags(ctx.spec.tag_prefix, ctx.plan.tag)]):
-            digest = lookups.digest(repo.path, multiarch.platform_tag(tag, platform)) if multi else None
-            digest = digest or lookups.platform_digest(repo.path, tag, platform)
-            if digest and lookups.labels(repo.path, digest).get(inputkey.LABEL) == outcome.input_key:
-                if lookups.has_tag(repo.path, revocations.yank_tag(digest)):
-                    revoked = revocations.read(ctx.registry, repo.path, digest)
-                    log.write(f"== not reused: {repo}@{digest} has input key {outcome.input_key}, but "
-                              f"{revoked.describe() if revoked else 'it was yanked'}\n")
-                    LOGGER.info("%s (%s): not reusing yanked %s: building", name, platform, digest[:19])
-                    return False
-                outcome.digest, outcome.reused_from = digest, tag
-                log.write(f"== reused {repo}@{digest} from tag {tag}: its input key is {outcome.input_key}\n")
-                return True
-    except RegistryError as exc:  # not finding a reusable image costs a build, never a wrong image
-        log.write(f"== not reused: cannot look for input key {outcome.input_key}: {exc}\n")
-        LOGGER.warning("%s (%s): building, since the registry cannot be asked for a reusable image: %s",
-                       name, platform, exc)
-    return False
 
 
 def _prepull(ctx: BuildContext, ref: str, platform: str, log: IO[str]) -> None:

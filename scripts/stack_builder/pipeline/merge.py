@@ -13,7 +13,7 @@ from stack_builder.records.files import read_json
 from stack_builder.records import gates
 from stack_builder.pipeline import agreement
 from stack_builder.plan.plan import primary_platform
-from stack_builder.registry import multiarch
+from stack_builder.registry import multiarch, statements
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.signing import Signing
 from stack_builder.registry.mediatypes import INDEX_TYPES
@@ -55,9 +55,13 @@ def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, n
         for platform, digest in stale.items():
             LOGGER.warning("%s: %s's %s image (%s) was not published by commit %s: left out of the index", name,
                            multiarch.platform_tag(tag, platform), platform, digest[:19], revision.commit[:12])
+        outputs = dict((example_outputs or {}).get(name, {}))
+        if signing is not None:  # merged only on a statement: a planted platform image is left out
+            entries, unvouched, stated = _vouched(signing, registry, str(repo), entries)
+            missing += unvouched
+            outputs = {**stated, **outputs}  # a reused platform's outputs come with its statement
         disagree: dict[str, str] = {}
         if image.model is not None:  # the platform jobs' outputs on the examples, from their reports
-            outputs = (example_outputs or {}).get(name, {})
             disagree = agreement.disagreeing(image.model, {e.platform: outputs[e.platform] for e in entries
                                                            if e.platform in outputs},
                                              reference=primary_platform(image.platforms))
@@ -81,12 +85,32 @@ def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, n
         if signing is not None and signing.can_sign:  # each platform image was signed by its own job
             try:
                 signing.sign(f"{repo}@{digest}", registry.credentials)
+                statements.attach(signing, f"{repo}@{digest}", statements.BuildStatement(
+                    digest, name, revision.commit, "", parents=tuple(e.digest for e in entries),
+                    content_tags=tuple(extra)), registry.credentials)
             except StepFailed as exc:  # the other images are still merged; the run fails at the end
                 unsigned = str(exc)
                 LOGGER.error("%s: %s", name, exc)
         results.append(Merged(name, True, tuple(e.platform for e in entries), digest, stale=tuple(stale),
                               unsigned=unsigned, disagreeing=tuple(disagree.items())))
     return results
+
+
+def _vouched(signing: Signing, registry: RegistryClient, repo: str, entries: list[multiarch.Entry]
+             ) -> tuple[list[multiarch.Entry], list[str], dict[str, str]]:
+    """(entries with a valid statement, platforms without one, example outputs the statements carry)."""
+    kept, unvouched, outputs = [], [], {}
+    for entry in entries:
+        found = statements.verified(signing, f"{repo}@{entry.digest}", registry.credentials)
+        if not found:
+            LOGGER.error("%s@%s (%s): no statement signed by %s: left out of the index", repo, entry.digest[:19],
+                         entry.platform, signing.describe())
+            unvouched.append(entry.platform)
+            continue
+        kept.append(entry)
+        if found[0].example_output:
+            outputs[entry.platform] = found[0].example_output
+    return kept, unvouched, outputs
 
 
 def _this_commits_platforms(registry: RegistryClient, repository: str, platforms: tuple[str, ...],

@@ -23,7 +23,7 @@ from stack_builder.plan.changes import open_repo
 from stack_builder.plan.plan import ParentRef
 from stack_builder.records import gates, manifests
 from stack_builder.records.results import ModelResult, TestCounts
-from stack_builder.registry import multiarch
+from stack_builder.registry import multiarch, statements
 from stack_builder.spec.stack_spec import ImageSpec
 
 LOGGER = logging.getLogger(__name__)
@@ -107,7 +107,10 @@ def publish(ctx: BuildContext, name: str, built: Sequence[PlatformOutcome], gath
     signed: list[str] = []
     if ctx.signing is not None:
         ctx.enter(name, "signing")
-        signed = attest.sign(ctx, name, repo, [*digests.values(), str(pushed.digest)], log, only_unsigned=reused)
+        signed = attest.sign_built(ctx, name, repo, pushed.platforms, tagger.made_index, content, log)
+        if reused and pushed.digest and pushed.digest not in signed and \
+                statements.verified(ctx.signing, f"{repo}@{pushed.digest}", ctx.credentials):
+            signed.append(pushed.digest)  # the index its platforms came with, vouched for by its own statement
     final_tags = tuple(t for t, d in tagger.moved.items() if d == pushed.digest)
 
     def published(manifest: str | None, model: ModelResult | None, sboms: Mapping[str, str]) -> Publication:

@@ -30,6 +30,7 @@ class Tagger:
         self.repo: Repository = ctx.repository(name)
         self.moved: dict[str, str] = {}  # tag -> the digest it points at now
         self.notes: list[str] = []
+        self.made_index: str | None = None  # an index this run assembled (not one it reused)
 
     def put(self, tags: Sequence[str], *, digest: str | None) -> str:
         """Put the image under ``tags``, in order, recording each tag as it moves. With ``digest`` None the first
@@ -67,6 +68,7 @@ class Tagger:
             signals.check()
             digest = multiarch.publish_index(ctx.registry, repo.path, list(tags[:1]), entries)
             self.moved[tags[0]] = digest
+            self.made_index = digest
             return self.put(tags[1:], digest=digest) if tags[1:] else digest
         except RegistryError as exc:
             raise StepFailed(f"index not published: {exc}") from None

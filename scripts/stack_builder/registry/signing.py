@@ -106,7 +106,7 @@ class Signing:
         args = ["sign", "--yes"]
         if not self.keyless:
             args += ["--key", str(self.key), "--tlog-upload=false"]
-        code, output = self._cosign([*args, *self._registry_args(reference), reference], credentials, with_password=True)
+        code, output = self._cosign([*args, *_registry_args(self.registry, reference), reference], credentials, with_password=True)
         if code != 0:
             raise SigningError(f"cosign could not sign {reference} (exit {code}): {_last_line(output)}")
         return output
@@ -117,10 +117,43 @@ class Signing:
             args = ["verify", "--certificate-identity-regexp", self.identity, "--certificate-oidc-issuer", self.issuer]
         else:
             args = ["verify", "--key", str(self._public_key(credentials)), "--insecure-ignore-tlog=true"]
-        code, output = self._cosign([*args, *self._registry_args(reference), reference], credentials, with_password=False)
+        code, output = self._cosign([*args, *_registry_args(self.registry, reference), reference], credentials, with_password=False)
         if code == 0:
             return None
         return f"no valid signature ({self.describe()}): {_last_line(output)}"
+
+    def attest(self, reference: str, predicate: Path, predicate_type: str, credentials: Credentials | None) -> str:
+        """Attach a signed in-toto statement (``predicate`` of ``predicate_type``) to ``host/repository@digest``."""
+        if not self.can_sign:
+            raise SigningError(f"cannot attest {reference}: only a public key is configured ({PUBKEY_VAR})")
+        args = ["attest", "--yes", "--type", predicate_type, "--predicate", str(predicate)]
+        if not self.keyless:
+            args += ["--key", str(self.key), "--tlog-upload=false"]
+        code, output = self._cosign([*args, *_registry_args(self.registry, reference), reference], credentials, with_password=True)
+        if code != 0:
+            raise SigningError(f"cosign could not attest {reference} (exit {code}): {_last_line(output)}")
+        return output
+
+    def statements(self, reference: str, predicate_type: str, credentials: Credentials | None) -> list[bytes]:
+        """The in-toto statements (JSON) of ``predicate_type`` attached to ``host/repository@digest`` whose
+        signatures verify with this set-up's key or identity; none when there is none, or none verifies."""
+        if self.keyless:
+            args = ["verify-attestation", "--certificate-identity-regexp", self.identity,
+                    "--certificate-oidc-issuer", self.issuer]
+        else:
+            args = ["verify-attestation", "--key", str(self._public_key(credentials)), "--insecure-ignore-tlog=true"]
+        code, output = self._cosign([*args, "--type", predicate_type, *_registry_args(self.registry, reference), reference],
+                                    credentials, with_password=False)
+        if code != 0:
+            return []
+        found = []
+        for line in output.splitlines():
+            try:
+                envelope = json.loads(line)
+                found.append(base64.b64decode(envelope["payload"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # cosign's own messages
+        return found
 
     def _public_key(self, credentials: Credentials | None) -> Path:
         if self.public_key is not None:
@@ -135,14 +168,6 @@ class Signing:
             path.write_text(output[output.find("-----BEGIN"):], encoding="utf-8")
             self._derived["pub"] = path
         return self._derived["pub"]
-
-    def _registry_args(self, reference: str) -> list[str]:
-        """How cosign reaches the registry: as our client does (a loopback or plain-HTTP registry allowed, the
-        registry's own CA trusted as dockerd trusts it)."""
-        host = reference.split("/", 1)[0]
-        plain = is_loopback(host) or self.registry.tls == "0"
-        ca = trusted_ca(host, self.registry.ca)
-        return [*(["--allow-insecure-registry"] if plain else []), *(["--registry-cacert", ca] if ca else [])]
 
     def _cosign(self, args: list[str], credentials: Credentials | None, *, with_password: bool) -> tuple[int, str]:
         """Run cosign. The key's password goes to its standard input, never into an environment or a command
@@ -174,6 +199,15 @@ class Signing:
         if password:
             output = output.replace(password, "***")
         return proc.returncode, output
+
+
+def _registry_args(registry: RegistrySettings, reference: str) -> list[str]:
+    """How cosign reaches the registry: as our client does (a loopback or plain-HTTP registry allowed, the
+    registry's own CA trusted as dockerd trusts it)."""
+    host = reference.split("/", 1)[0]
+    plain = is_loopback(host) or registry.tls == "0"
+    ca = trusted_ca(host, registry.ca)
+    return [*(["--allow-insecure-registry"] if plain else []), *(["--registry-cacert", ca] if ca else [])]
 
 
 def _last_line(output: str) -> str:

@@ -26,6 +26,7 @@ from stack_builder.registry.mediatypes import INDEX_TYPES
 from stack_builder.errors import RegistryError, StackError
 from stack_builder.records import gates, revocations
 from stack_builder.registry.client import RegistryClient
+from stack_builder.registry import statements
 from stack_builder.registry.signing import Signing
 from stack_builder.settings import CiSettings
 from stack_builder.spec.stack_spec import Spec
@@ -183,7 +184,11 @@ def check_signatures(signing: Signing, registry: RegistryClient, host: str, move
             continue
         failures = []
         for digest in [move.source_digest, *_entries(move.media_type, move.body)]:
-            why = signing.verify(f"{host}/{move.repository}@{digest}", registry.credentials)
+            reference = f"{host}/{move.repository}@{digest}"
+            why = signing.verify(reference, registry.credentials)
+            if why is None and not statements.verified(signing, reference, registry.credentials):
+                why = (f"no build statement signed by {signing.describe()}: nothing says this stack built and "
+                       "tested it")
             if why is not None:
                 failures.append(f"{digest[:19]}: {why}")
         move.gates["signature"] = "failed" if failures else "verified"
