@@ -8,7 +8,8 @@ from pathlib import Path
 
 from stack_builder import secrets
 from stack_builder.errors import StackError, shown
-from stack_builder.settings import REGISTRY_VAR, Settings
+from stack_builder.defaults import DEFAULT_REGISTRY, REGISTRY_VAR
+from stack_builder.settings import Settings
 
 if TYPE_CHECKING:
     from stack_builder.registry.client import RegistryClient
@@ -16,7 +17,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Config", "DEFAULT_REGISTRY", "MAX_NAME", "REGISTRY_VAR", "make_config"]
 
-DEFAULT_REGISTRY = "127.0.0.1:5000"
 MAX_NAME = 255  # host/path, as Docker's reference grammar limits it
 
 

@@ -16,11 +16,11 @@ from types import MappingProxyType
 from typing import Mapping
 
 from stack_builder import secrets
+from stack_builder.defaults import REGISTRY_VAR  # (shown by the CLI's help before settings load)
 
 LOGGER = logging.getLogger(__name__)
 
 # The registry: which one, its credentials, and how to speak to it (registry/client.py).
-REGISTRY_VAR = "STACK_REGISTRY"
 CA_VAR, TLS_VAR, INSECURE_VAR = "STACK_REGISTRY_CA", "STACK_REGISTRY_TLS", "STACK_REGISTRY_INSECURE"
 REGISTRY_TIMEOUT_VAR = "STACK_REGISTRY_TIMEOUT"
 GITHUB_API_VAR = "STACK_GITHUB_API"  # https://api.github.com, or a GitHub Enterprise Server's API

@@ -79,7 +79,8 @@ def handling(on_stop: Callable[[], None] | None = None) -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         done.set()
-        watcher.join(timeout=1)
+        if state.event.is_set():  # a stop came: let its clean-up finish; else the watcher ends by itself
+            watcher.join(timeout=1)
 
 
 def _handle(signum: int, _frame: FrameType | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from stack_builder.config import DEFAULT_REGISTRY, REGISTRY_VAR
+from stack_builder.defaults import DEFAULT_REGISTRY, REGISTRY_VAR
 
 
 def _param(name: str, long: str, default: Any, help: str, type: Any = str) -> dict[str, Any]:
