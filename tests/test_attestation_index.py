@@ -41,11 +41,14 @@ def test_a_pushed_index_with_an_attestation_is_accepted_as_its_platform(registry
     amd64 = client.get_manifest("attest/img", "one-amd64")
     arm64 = client.get_manifest("attest/img", "one-arm64")
     assert amd64 is not None and arm64 is not None
-    # An attestation manifest is any manifest; here the arm64 one stands in, marked as an attestation.
+    # A real attestation manifest (in-toto layers only), whose subject is the amd64 image.
+    attestation = real_attestation(client, "attest/img")
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {"mediaType": OCI_MANIFEST, "digest": amd64.digest, "size": len(amd64.body),
          "platform": {"architecture": "amd64", "os": "linux"}},
-        {**ATTESTATION, "digest": arm64.digest, "size": len(arm64.body)}]}
+        {**ATTESTATION, "digest": attestation, "size": 10,
+         "annotations": {"vnd.docker.reference.type": "attestation-manifest",
+                         "vnd.docker.reference.digest": amd64.digest}}]}
     pushed = client.put_manifest("attest/img", "pushed", json.dumps(index).encode(), OCI_INDEX)
 
     entry = multiarch.check_entry(client, "attest/img", "linux/amd64", pushed)
@@ -59,3 +62,38 @@ def test_a_pushed_index_with_an_attestation_is_accepted_as_its_platform(registry
     merged = client.get_manifest("attest/img", digest)
     assert merged is not None
     assert [m["digest"] for m in json.loads(merged.body)["manifests"]] == [amd64.digest]
+
+
+def real_attestation(client: RegistryClient, repository: str) -> str:
+    """An attestation manifest as BuildKit writes one: an in-toto statement as its only layer."""
+    statement = json.dumps({"_type": "https://in-toto.io/Statement/v0.1", "predicateType": "x", "subject": []}).encode()
+    config = b"{}"
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": client.upload_blob(repository, config), "size": len(config)},
+                           "layers": [{"mediaType": "application/vnd.in-toto+json",
+                                       "digest": client.upload_blob(repository, statement),
+                                       "size": len(statement)}]}).encode()
+    return client.put_manifest(repository, "attestation", manifest, OCI_MANIFEST)
+
+
+@pytest.mark.integration
+def test_an_image_hidden_as_an_attestation_entry_is_refused(registry: str) -> None:
+    client = RegistryClient(registry)
+    _, _ = push_two_platform_index(registry, "hidden/img", "one")
+    amd64 = client.get_manifest("hidden/img", "one-amd64")
+    arm64 = client.get_manifest("hidden/img", "one-arm64")
+    assert amd64 is not None and arm64 is not None
+    runnable = {**ATTESTATION, "digest": arm64.digest, "size": len(arm64.body),
+                "annotations": {"vnd.docker.reference.type": "attestation-manifest",
+                                "vnd.docker.reference.digest": amd64.digest}}
+    orphan = {**ATTESTATION, "digest": real_attestation(client, "hidden/img"), "size": 10}  # subject elsewhere
+    image = {"mediaType": OCI_MANIFEST, "digest": amd64.digest, "size": len(amd64.body),
+             "platform": {"architecture": "amd64", "os": "linux"}}
+    for hidden, why in ((runnable, "is marked as an attestation but is not one"),
+                        (orphan, "is not an image of the same index")):
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [image, hidden]}
+        pushed = client.put_manifest("hidden/img", "pushed", json.dumps(index).encode(), OCI_INDEX)
+        assert any(why in p for p in multiarch.attestation_problems(client, "hidden/img", index))
+        with pytest.raises(RegistryError, match=why):
+            multiarch.check_entry(client, "hidden/img", "linux/amd64", pushed)

@@ -60,9 +60,13 @@ class Tagger:
             if source is not None and ctx.lookups is not None:
                 index_digest = ctx.lookups.digest(repo.path, source)
                 index = ctx.lookups.manifest(repo.path, index_digest) if index_digest else None
-                listed = {str(i["digest"]) for i in multiarch.image_entries(json.loads(index.body))} \
-                    if index is not None and index.media_type in INDEX_TYPES else set()
-                if index_digest and listed == {str(o.digest) for o in built}:
+                # Every entry, attestations included: an index with anything more than the platforms built is
+                # not reused (ours never hold more).
+                items = json.loads(index.body).get("manifests") \
+                    if index is not None and index.media_type in INDEX_TYPES else None
+                listed = [str(i.get("digest")) for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+                listed_set = set(listed) if len(set(listed)) == len(listed) else set()
+                if index_digest and listed_set == {str(o.digest) for o in built}:
                     return self.put(tags, digest=index_digest)
             entries = [multiarch.Entry(o.platform, str(o.digest), "", 0) for o in built]
             signals.check()

@@ -60,6 +60,36 @@ def image_entries(index: dict[str, object]) -> list[dict[str, object]]:
     return [i for i in items if isinstance(i, dict) and not is_attestation(i)] if isinstance(items, list) else []
 
 
+ATTESTATION_LAYER = "application/vnd.in-toto+json"  # what an attestation manifest's layers are
+
+
+def attestation_problems(registry: RegistryClient, repository: str, index: dict[str, object]) -> list[str]:
+    """What is wrong with the index's entries marked as attestations: each must be a real attestation manifest
+    (in-toto layers only, nothing an engine could run) whose subject is an image of the same index. An entry
+    that only looks like one could be pulled and run while every check skips it."""
+    items = index.get("manifests")
+    images = {str(i.get("digest")) for i in image_entries(index)}
+    problems = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or not is_attestation(item):
+            continue
+        digest = str(item.get("digest"))
+        annotations = item.get("annotations")
+        subject = annotations.get("vnd.docker.reference.digest") if isinstance(annotations, dict) else None
+        if subject not in images:
+            problems.append(f"entry {digest[:19]} is marked as an attestation, but its subject "
+                            f"{str(subject)[:19] if subject else '(none)'} is not an image of the same index")
+            continue
+        manifest = registry.get_manifest(repository, digest)
+        layers = json.loads(manifest.body).get("layers") if manifest is not None and \
+            manifest.media_type not in INDEX_TYPES else None
+        if not isinstance(layers, list) or not layers or \
+                any(not isinstance(x, dict) or x.get("mediaType") != ATTESTATION_LAYER for x in layers):
+            problems.append(f"entry {digest[:19]} is marked as an attestation but is not one (an engine could "
+                            "run it)")
+    return problems
+
+
 def check_entry(registry: RegistryClient, repository: str, platform: str, digest: str) -> Entry:
     """Confirm ``repository@digest`` exists and is an image of ``platform``.
 
@@ -70,7 +100,11 @@ def check_entry(registry: RegistryClient, repository: str, platform: str, digest
     if manifest is None:
         raise RegistryError(f"{repository}@{digest} ({platform}) is not in the registry")
     if manifest.media_type in INDEX_TYPES:
-        images = image_entries(json.loads(manifest.body))
+        index = json.loads(manifest.body)
+        hidden = attestation_problems(registry, repository, index)
+        if hidden:
+            raise RegistryError(f"{repository}@{digest} ({platform}): " + "; ".join(hidden))
+        images = image_entries(index)
         if len(images) != 1:
             raise RegistryError(f"{repository}@{digest} ({platform}) is an index of {len(images)} images, "
                                 "not one platform image")

@@ -118,6 +118,8 @@ def plan(spec: Spec, registry: RegistryClient, host: str, tag: str, *, global_st
             continue
         move.source_digest, move.media_type, move.body = manifest.digest, manifest.media_type, manifest.body
         move.target_before = registry.manifest_digest(repository, target)
+        if manifest.media_type in INDEX_TYPES:  # every entry counts, those marked as attestations too
+            move.problems.extend(multiarch.attestation_problems(registry, repository, json.loads(manifest.body)))
         check_not_yanked(registry, move)
         check_gates(registry, move, gpu=image.gpu, model=image.model is not None, skip_gpu_test=skip_gpu_test)
         moves.append(move)

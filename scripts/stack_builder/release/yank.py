@@ -136,7 +136,10 @@ def _plan(registry: RegistryClient, image: str, path: str, repository: str, dige
         raise StackError(f"{repository}@{digest} is not in registry {registry.host}: check --image and --digest")
     digests = [digest]
     if manifest is not None and manifest.media_type in INDEX_TYPES:
-        digests += [str(e["digest"]) for e in multiarch.image_entries(json.loads(manifest.body))]
+        # Every entry, attestations included: whatever the index can serve is revoked with it.
+        items = json.loads(manifest.body).get("manifests")
+        digests += [str(e["digest"]) for e in items if isinstance(e, dict) and "digest" in e] \
+            if isinstance(items, list) else []
     plan = YankPlan(image, repository, digests)
     wanted = set(digests)
     others: dict[str, list[str]] = {}  # digest -> tags, for every other manifest tagged in the repository
