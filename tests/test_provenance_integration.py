@@ -19,7 +19,8 @@ import docker
 import pytest
 import requests
 
-from stacks import MakeStack, registry_digest, small_stack
+from faultproxy import fault_proxy
+from stacks import MakeStack, Stack, registry_digest, small_stack
 
 pytestmark = pytest.mark.integration
 
@@ -156,3 +157,34 @@ def _retag(host: str, repository: str, digest: str, tag: str) -> None:
     put = requests.put(f"http://{host}/v2/{repository}/manifests/{tag}", data=got.content,
                        headers={"Content-Type": got.headers["Content-Type"]}, timeout=10)
     put.raise_for_status()
+
+
+def test_a_yank_racing_a_reuse_of_the_same_digest_wins(make_stack: MakeStack, empty_registry: str,
+                                                        test_base: str) -> None:
+    """The yank lands after the build found the digest reusable and before it put the branch's tags back on it
+    (the proxy runs the yank when the build's first tag write for the leaf arrives)."""
+    yanked: dict[str, str] = {}
+    stack_box: list[Stack] = []
+
+    def rule(method: str, path: str) -> int | str | None:
+        if method == "PUT" and path.endswith("/race/leaf/manifests/2024.1-feature") and not yanked:
+            stack = stack_box[0]
+            digest = str(registry_digest(empty_registry, "race/leaf", "2024.1-main"))
+            yanked["digest"] = digest
+            yanked["output"] = ok(stack.doit("yank", "--image", "leaf", "--digest", digest, "--reason", "race"))
+        return None
+
+    with fault_proxy(empty_registry, rule) as (proxy, _):
+        stack = make_stack(registry=proxy)
+        stack_box.append(stack)
+        small_stack(stack, test_base, namespace="race")
+        stack.commit("initial")
+        ok(stack.doit("build"))
+        stack.repo.git.checkout("-b", "feature")
+        result = stack.doit("build", "--all")
+    assert yanked, "the build never wrote the leaf's branch tag"
+    leaf = stack.report()["images"]["leaf"]
+    assert result.returncode != 0 and leaf["status"] == "failed", leaf
+    assert "was yanked while this run reused it" in leaf["reason"]
+    assert registry_digest(empty_registry, "race/leaf", "2024.1-feature") != yanked["digest"]
+    assert registry_digest(empty_registry, "race/leaf", "2024.1-main") != yanked["digest"]

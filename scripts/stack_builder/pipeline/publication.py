@@ -21,9 +21,9 @@ from stack_builder.pipeline.image_job import RECIPE_LABEL
 from stack_builder.pipeline.tagging import Tagger
 from stack_builder.plan.changes import open_repo
 from stack_builder.plan.plan import ParentRef
-from stack_builder.records import gates, manifests
+from stack_builder.records import gates, manifests, revocations
 from stack_builder.records.results import ModelResult, TestCounts
-from stack_builder.registry import multiarch, statements
+from stack_builder.registry import github_packages, multiarch, statements
 from stack_builder.spec.stack_spec import ImageSpec
 
 LOGGER = logging.getLogger(__name__)
@@ -104,12 +104,14 @@ def publish(ctx: BuildContext, name: str, built: Sequence[PlatformOutcome], gath
     if content and pushed.digest and not (ctx.plan.platform and ctx.multi(name)):
         # (one platform of a multi-platform image: `merge` puts them on the index)
         tagger.put(content, digest=pushed.digest)
+    if reused:
+        _undo_if_yanked(ctx, repo.path, str(repo), [*digests.values(), str(pushed.digest)])
     signed: list[str] = []
     if ctx.signing is not None:
         ctx.enter(name, "signing")
         signed = attest.sign_built(ctx, name, repo, pushed.platforms, tagger.made_index, content, log)
-        if reused and pushed.digest and pushed.digest not in signed and \
-                statements.verified(ctx.signing, f"{repo}@{pushed.digest}", ctx.credentials):
+        if reused and pushed.digest and pushed.digest not in signed and statements.verified(
+                ctx.signing, f"{repo}@{pushed.digest}", ctx.credentials, commit=ctx.revision.commit):
             signed.append(pushed.digest)  # the index its platforms came with, vouched for by its own statement
     final_tags = tuple(t for t, d in tagger.moved.items() if d == pushed.digest)
 
@@ -132,6 +134,27 @@ def publish(ctx: BuildContext, name: str, built: Sequence[PlatformOutcome], gath
     if image.prune:
         _prune(ctx, image, [o for o in built if not o.reused_from], log)
     return published(manifest, model, sboms)
+
+
+def _undo_if_yanked(ctx: BuildContext, path: str, repo: str, digests: Sequence[str]) -> None:
+    """A yank that raced this reuse: it may have removed the digest's tags just before this run put them back.
+    A yank records the revocation before it removes anything, so looking again after the tags moved sees it;
+    then the tags are removed again, as the yank meant, and the image fails."""
+    for digest in dict.fromkeys(d for d in digests if d.startswith("sha256:")):
+        try:
+            revoked = revocations.read(ctx.registry, path, digest)
+        except RegistryError as exc:
+            raise StepFailed(f"cannot tell whether {repo}@{digest} was yanked meanwhile: {exc}") from None
+        if revoked is None:
+            continue
+        try:
+            github_packages.remove_manifest(ctx.registry, path, digest)
+        except RegistryError as exc:
+            raise StepFailed(f"{repo}@{digest} was yanked while this run reused it ({revoked.describe()}), and the "
+                             f"tags this run put on it could not be removed again: {exc}; run the same yank "
+                             "again") from None
+        raise StepFailed(f"{repo}@{digest} was yanked while this run reused it ({revoked.describe()}): the tags "
+                         "this run put on it were removed again; build it anew (--no-reuse)")
 
 
 def _local_parents(ctx: BuildContext, name: str, built: Sequence[PlatformOutcome]) -> dict[str, ParentRef]:

@@ -7,12 +7,16 @@ tag on it, which is what a yank asks. The token is the registry password (in Act
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import requests
 
 from stack_builder.errors import RegistryError
 from stack_builder.settings import GITHUB_API_VAR as API_VAR, RegistrySettings
+
+if TYPE_CHECKING:
+    from stack_builder.registry.client import RegistryClient
 
 LOGGER = logging.getLogger(__name__)
 
@@ -65,3 +69,14 @@ def _call(session: requests.Session, method: str, url: str, headers: dict[str, s
     if response.status_code >= 400 and response.status_code != 404:
         raise RegistryError(f"the GitHub API answered {method} {url} with HTTP {response.status_code}")
     return response
+
+
+def remove_manifest(registry: "RegistryClient", path: str, digest: str) -> None:
+    """Remove the manifest ``digest`` and so every tag on it: GHCR through the GitHub Packages API (it refuses
+    the distribution API's DELETE), any other registry through the distribution API."""
+    if is_ghcr(registry.host):
+        if registry.credentials is None:
+            raise RegistryError("deleting on GHCR needs a token: set STACK_REGISTRY_USER and STACK_REGISTRY_PASSWORD")
+        delete_version(path, digest, registry.credentials.password, api=registry.settings.github_api)
+        return
+    registry.delete_manifest(path, digest)

@@ -105,7 +105,7 @@ def yank(config: Config, image: str, digest: str, reason: str, *, dry_run: bool)
                 continue
             signals.check()
             try:
-                _delete(registry, repo.path, item)
+                github_packages.remove_manifest(registry, repo.path, item)
             except RegistryError as exc:
                 left = [t for d in plan.digests if d not in deleted and plan.removable(d) for t in plan.tags[d]]
                 raise StackError(f"the yank is recorded (promotion, rollback and reuse refuse {digest}), but the "
@@ -116,17 +116,6 @@ def yank(config: Config, image: str, digest: str, reason: str, *, dry_run: bool)
     if still:
         raise StackError(f"the yank is recorded, but these tags still point at it: {', '.join(still)}")
     return plan
-
-
-def _delete(registry: RegistryClient, path: str, digest: str) -> None:
-    """Remove the manifest ``digest`` and so every tag on it: GHCR through the GitHub Packages API (it refuses
-    the distribution API's DELETE), any other registry through the distribution API."""
-    if github_packages.is_ghcr(registry.host):
-        if registry.credentials is None:
-            raise RegistryError("deleting on GHCR needs a token: set STACK_REGISTRY_USER and STACK_REGISTRY_PASSWORD")
-        github_packages.delete_version(path, digest, registry.credentials.password, api=registry.settings.github_api)
-        return
-    registry.delete_manifest(path, digest)
 
 
 def _plan(registry: RegistryClient, image: str, path: str, repository: str, digest: str) -> YankPlan:
