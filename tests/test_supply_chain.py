@@ -92,7 +92,7 @@ def test_signing_comes_from_the_environment_with_clear_errors(tmp_path: Path) ->
         Signing.from_env({"STACK_SIGNING": "keyless"})
     with pytest.raises(StackError, match="is not a signing mode"):
         Signing.from_env({"STACK_SIGNING": "yes"})
-    keyless = Signing.from_env({"STACK_SIGNING": "keyless", "STACK_SIGNING_IDENTITY": "^https://github.com/o/r/"})
+    keyless = Signing.from_env({"STACK_SIGNING": "keyless", "STACK_SIGNING_IDENTITY": r"^https://github\.com/o/r/\.github/workflows/main\.yml@refs/heads/main$"})
     assert keyless is not None and keyless.keyless and keyless.issuer == "https://token.actions.githubusercontent.com"
 
 

@@ -268,3 +268,130 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
     models = (folder / "Models.md").read_text()
     assert "Architectures agreeing: linux/amd64, linux/arm64." in models, models
     assert f"| 2024.1-main | ` {client.manifest_digest('graph/child', '2024.1-main')} ` | 0 |" in models, models
+
+
+# Fulcio, stood in for by key pairs: one per certificate, as Fulcio would issue it to a job (its identity is
+# the job's workflow file at its ref, GITHUB_WORKFLOW_REF; its commit, GITHUB_SHA). Keyless signing gets the
+# job's certificate's key; keyless verification takes the arguments the tool gave cosign, and tries the keys of
+# exactly the certificates those arguments admit (the identity searched as cosign does, the commit compared
+# when --certificate-github-workflow-sha is given). Everything else is the real cosign on the real registry.
+FULCIO = '''\
+import hashlib, json, os, re, subprocess, sys
+from pathlib import Path
+real, certificates = os.environ["REAL_COSIGN"], Path(os.environ["FAKE_FULCIO"])
+args = sys.argv[1:]
+with open(certificates / "calls.jsonl", "a") as log:
+    log.write(json.dumps(args) + "\\n")
+env = {**os.environ, "COSIGN_PASSWORD": ""}
+
+def take(flag):
+    if flag in args:
+        at = args.index(flag)
+        value = args[at + 1]
+        del args[at:at + 2]
+        return value
+    return None
+
+if args[0] in ("sign", "attest") and "--key" not in args:
+    identity = os.environ["GITHUB_SERVER_URL"] + "/" + os.environ["GITHUB_WORKFLOW_REF"]
+    commit = os.environ["GITHUB_SHA"]
+    folder = certificates / hashlib.sha256(f"{identity} {commit}".encode()).hexdigest()[:16]
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        subprocess.run([real, "generate-key-pair"], cwd=folder, env=env, check=True, capture_output=True)
+        (folder / "certificate.json").write_text(json.dumps({"identity": identity, "commit": commit}))
+    os.execve(real, [real, args[0], "--key", str(folder / "cosign.key"), "--tlog-upload=false", *args[1:]], env)
+if args[0] in ("verify", "verify-attestation") and "--key" not in args:
+    regexp, issuer = take("--certificate-identity-regexp"), take("--certificate-oidc-issuer")
+    commit = take("--certificate-github-workflow-sha")
+    assert regexp and issuer == "https://token.actions.githubusercontent.com", (regexp, issuer)
+    for folder in sorted(p for p in certificates.iterdir() if p.is_dir()):
+        certificate = json.loads((folder / "certificate.json").read_text())
+        if re.search(regexp, certificate["identity"]) and commit in (None, certificate["commit"]):
+            done = subprocess.run([real, args[0], "--key", str(folder / "cosign.pub"), "--insecure-ignore-tlog=true",
+                                   *args[1:]], env=env, capture_output=True, text=True)
+            if done.returncode == 0:
+                print(done.stdout, end="")
+                sys.exit(0)
+            print(done.stdout, done.stderr)
+    print("Error: none of the expected identities matched what was in the certificate")
+    sys.exit(1)
+os.execve(real, [real, *args], env)
+'''
+
+
+def test_a_branch_jobs_statement_serves_its_own_commit_only(tmp_path: Path, registry: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """main.yml's keyless signing, as its jobs' environment sets it up, with Fulcio stood in for: a statement
+    a branch job signed is reused by main for the same commit (a fast-forward merge), never for another commit,
+    nor when it names another commit than its certificate's; a statement main signed serves later commits; a
+    statement another workflow signed serves none."""
+    from stack_builder.registry import statements
+    from stack_builder.registry.signing import Signing
+    from stack_builder.registry.statements import BuildStatement
+    from stack_builder.settings import Settings
+    from stacks import push_two_platform_index
+
+    bin_folder, certificates = tmp_path / "bin", tmp_path / "fulcio"
+    bin_folder.mkdir()
+    certificates.mkdir()
+    shim = bin_folder / "cosign"
+    shim.write_text(f"#!{sys.executable}\n{FULCIO}")
+    shim.chmod(0o755)
+    real = shutil.which("cosign") or str(Path(sys.prefix) / "bin" / "cosign")
+    monkeypatch.setenv("PATH", f"{bin_folder}:{os.environ['PATH']}")
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "main.yml").read_text())
+    step = next(s for s in workflow["jobs"]["level0"]["steps"] if "STACK_SIGNING" in (s.get("env") or {}))
+
+    def job(ref: str, commit: str, workflow_file: str = "main.yml") -> Signing:
+        """The Signing a job of ``workflow_file`` on ``ref`` at ``commit`` makes of main.yml's step environment."""
+        contexts = {"github": {"repository": "org/stack", "actor": "a", "ref": ref, "sha": commit},
+                    "secrets": {"GITHUB_TOKEN": "not-a-real-token"}, "matrix": {"image": "root", "platform": "linux/amd64"}}
+        env = {k: to_string(render(str(v), contexts)) for k, v in step["env"].items()}
+        env.update(PATH=os.environ["PATH"], HOME=os.environ.get("HOME", "/tmp"), REAL_COSIGN=real,
+                   FAKE_FULCIO=str(certificates), GITHUB_SERVER_URL="https://github.com", GITHUB_SHA=commit,
+                   GITHUB_WORKFLOW_REF=f"org/stack/.github/workflows/{workflow_file}@{ref}")
+        signing = Signing.from_settings(Settings.from_env(env))
+        assert signing is not None and signing.keyless
+        return signing
+
+    _, _ = push_two_platform_index(registry, "graph/trust", "t")
+    client = RegistryClient(registry)
+    amd64, arm64 = (str(client.manifest_digest("graph/trust", f"t-{arch}")) for arch in ("amd64", "arm64"))
+    first, second, third, fourth = ("1" * 40, "2" * 40, "3" * 40, "4" * 40)
+
+    def ref(digest: str) -> str:
+        return f"{registry}/graph/trust@{digest}"
+
+    def statement(digest: str, commit: str) -> BuildStatement:
+        return BuildStatement(digest, "root", commit, "key-1", "linux/amd64")
+
+    # A branch job at the first commit builds and tests amd64; its statement says so.
+    statements.attach(job("refs/heads/feature", first), ref(amd64), statement(amd64, first), None)
+    on_main = job("refs/heads/main", second)
+    assert statements.vouching(statements.verified(on_main, ref(amd64), None, commit=second), input_key="key-1") \
+        is None, "a branch job's statement vouched for another commit"
+    assert statements.verified(on_main, ref(amd64), None) == []  # nor for none: only main's serve any commit
+    fast_forward = job("refs/heads/main", first)
+    found = statements.vouching(statements.verified(fast_forward, ref(amd64), None, commit=first), input_key="key-1")
+    assert found is not None and found.commit == first  # the fast-forward merge reuses its branch's build
+    calls = [json.loads(line) for line in (certificates / "calls.jsonl").read_text().splitlines()]
+    bound = [c for c in calls if "--certificate-github-workflow-sha" in c]
+    assert bound and {c[c.index("--certificate-github-workflow-sha") + 1] for c in bound} == {first, second}
+    assert all(c[c.index("--certificate-identity-regexp") + 1] == on_main.any_ref_identity for c in bound)
+    assert all(c[c.index("--certificate-identity-regexp") + 1] == on_main.identity
+               for c in calls if c[0] == "verify-attestation" and c not in bound)
+
+    # A branch job at the third commit says its statement is of the second: its certificate says otherwise.
+    statements.attach(job("refs/heads/feature", third), ref(arm64), statement(arm64, second), None)
+    assert statements.verified(job("refs/heads/main", second), ref(arm64), None, commit=second) == []
+    assert statements.verified(job("refs/heads/main", third), ref(arm64), None, commit=third) == []
+    # Another workflow of the same repository, on main: not main.yml, so no statement of it serves.
+    statements.attach(job("refs/heads/main", third, "test.yml"), ref(arm64), statement(arm64, third), None)
+    assert statements.verified(job("refs/heads/main", third), ref(arm64), None, commit=third) == []
+
+    # main.yml on main at the third commit: its statement serves the fourth commit too (same input key).
+    statements.attach(job("refs/heads/main", third), ref(arm64), statement(arm64, third), None)
+    later = statements.vouching(statements.verified(job("refs/heads/main", fourth), ref(arm64), None, commit=fourth),
+                                input_key="key-1")
+    assert later is not None and later.commit == third

@@ -172,3 +172,132 @@ def test_builds_show_their_test_results() -> None:
         report = next(s for s in steps_ if str(s.get("uses", "")).startswith("mikepenz/action-junit-report@"))
         assert report["if"] == "${{ always() }}" and report["with"]["report_paths"] == "artifacts/junit/*.xml"
         assert main["jobs"][f"level{i}"]["permissions"]["checks"] == "write"
+
+
+RELEASES = ("tag.yml", "tag_global_stable.yml", "rollback.yml", "yank.yml", "test_gpu.yml")
+GITHUB = {"repository": "org/stack", "actor": "a", "event_name": "push"}
+
+
+def keyless_steps() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            for step in job.get("steps") or []:
+                if (step.get("env") or {}).get("STACK_SIGNING") == "keyless":
+                    yield path.name, name, step
+
+
+def keyless_signing(step: dict[str, Any], ref: str = "refs/heads/main") -> Any:
+    """The Signing the tool makes of a step's environment, as the runner renders it."""
+    from gha_expressions import render, to_string
+    from stack_builder.registry.signing import Signing
+    from stack_builder.settings import Settings
+
+    contexts = {"github": {**GITHUB, "ref": ref}, "inputs": {}, "secrets": {"GITHUB_TOKEN": "not-a-real-token"},
+                "matrix": {}, "needs": {"plan": {"outputs": {}}}}
+    env = {k: to_string(render(str(v), contexts)) for k, v in step["env"].items()}
+    return Signing.from_settings(Settings.from_env(env))
+
+
+@pytest.mark.parametrize("path", RELEASES)
+def test_release_jobs_run_in_the_protected_environment(path: str) -> None:
+    """A release (tag, rollback, yank, the GPU tests) runs in `release`, which the repository limits to main."""
+    workflow = load(REPO / ".github" / "workflows" / path)
+    for name, job in workflow["jobs"].items():
+        if "uses" in job:  # a reusable workflow's own job names the environment (test_gpu.yml)
+            assert job["uses"] == "./.github/workflows/test_gpu.yml", (path, name)
+            continue
+        assert job.get("environment") == "release", f"{path}:{name} runs outside the protected environment"
+    assert "main only" in (REPO / ".github" / "workflows" / path).read_text(), f"{path}: say how to configure it"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_checkouts_leave_no_token_for_the_stacks_code(path: Path) -> None:
+    """Every job runs the stack's code after its checkout (pip install ., the builder, the image tests): no
+    checkout leaves the job's token in .git, and a push takes it from its own step's environment only."""
+    for name, job in load(path)["jobs"].items():
+        for step in job.get("steps") or []:
+            if str(step.get("uses", "")).startswith("actions/checkout@"):
+                assert (step.get("with") or {}).get("persist-credentials") is False, f"{path.name}:{name}: {step}"
+            if re.search(r"\bgit\b.*\bpush\b", str(step.get("run", "")), re.S):
+                assert "credential.helper=" in step["run"] and "WIKI_TOKEN" in step["env"], f"{path.name}:{name}"
+
+
+def test_builds_of_main_and_yanks_share_one_concurrency_group() -> None:
+    """A yank never runs beside a build of main that could reuse the digest it revokes, nor beside a promotion."""
+    from gha_expressions import render
+
+    workflows = REPO / ".github" / "workflows"
+    main, yank, tag = (load(workflows / name) for name in ("main.yml", "yank.yml", "tag.yml"))
+
+    def group(workflow: dict[str, Any], ref: str, event: str = "push") -> Any:
+        return render(workflow["concurrency"]["group"], {"github": {"ref": ref, "event_name": event}})
+
+    assert group(main, "refs/heads/main") == group(yank, "refs/heads/main")
+    assert group(main, "refs/heads/feature") not in (group(main, "refs/heads/main"), group(main, "refs/heads/x"))
+    assert render(main["concurrency"]["cancel-in-progress"], {"github": {"event_name": "pull_request"}}) is True
+    assert render(main["concurrency"]["cancel-in-progress"], {"github": {"event_name": "push"}}) is False
+    assert yank["concurrency"]["cancel-in-progress"] is False
+    assert yank["jobs"]["tag"]["concurrency"] == {"group": tag["concurrency"]["group"], "cancel-in-progress": False}
+
+
+def test_keyless_jobs_sign_as_main_yml() -> None:
+    found = list(keyless_steps())
+    assert {(p, j) for p, j, _ in found} >= {("main.yml", f"level{i}") for i in range(5)} | {("main.yml", "merge"),
+                                                                                            ("tag.yml", "tag")}
+    for path, name, step in found:
+        assert "STACK_SIGNING_IDENTITY" not in step["env"], f"{path}:{name}: let the tool build the identity"
+        assert step["env"]["STACK_SIGNING_WORKFLOW"] == ".github/workflows/main.yml", (path, name)
+        assert step["env"]["STACK_SIGNING_REF"] == "refs/heads/main", (path, name)
+
+
+SAN = "https://github.com/org/stack/.github/workflows/main.yml@refs/heads/main"
+NOT_MAIN = [SAN.replace("refs/heads/main", "refs/heads/feature"),  # a branch job
+            SAN.replace("refs/heads/main", "refs/pull/7/merge"),
+            SAN + "-evil", SAN + "/x",  # a branch named main-evil, main/x
+            SAN.replace("/main.yml", "/test.yml"), SAN.replace("/main.yml", "/main.yaml"),
+            SAN.replace("org/stack/", "org/stack2/"), SAN.replace("org/stack/", "org/stack-fork/"),
+            SAN.replace("org/stack/", "evil/stack/"),
+            SAN.replace("github.com", "githubXcom"), SAN.replace("/.github/", "/Xgithub/"),
+            SAN.replace("main.yml", "mainXyml"), "https://evil.example/" + SAN, SAN.replace("https", "http")]
+
+
+@pytest.mark.parametrize("path, job", sorted({(p, j) for p, j, _ in keyless_steps()}))
+def test_the_keyless_identity_is_escaped_and_anchored_to_repository_workflow_and_ref(path: str, job: str) -> None:
+    """Only main.yml of this repository on refs/heads/main is the trusted identity (cosign searches the regular
+    expression anywhere in the certificate's identity, as re.search does); main.yml on another ref is believed
+    only for its own commit (the any-ref identity, never used without --certificate-github-workflow-sha)."""
+    for p, j, step in keyless_steps():
+        if (p, j) != (path, job):
+            continue
+        for ref in ("refs/heads/main", "refs/heads/feature"):  # whatever ref the job runs on
+            signing = keyless_signing(step, ref)
+            assert re.search(signing.identity, SAN), signing.identity
+            wrong = [other for other in NOT_MAIN if re.search(signing.identity, other)]
+            assert wrong == [], f"{path}:{job}: {signing.identity} matches {wrong}"
+            any_ref = signing.any_ref_identity
+            assert re.search(any_ref, NOT_MAIN[0]) and re.search(any_ref, NOT_MAIN[1]) and re.search(any_ref, SAN)
+            assert [o for o in NOT_MAIN[4:] if re.search(any_ref, o)] == [], any_ref
+
+
+def test_an_identity_given_outright_must_be_anchored() -> None:
+    from stack_builder.errors import StackError
+    from stack_builder.registry.signing import Signing
+
+    for unanchored in ("^https://github.com/org/stack/.github/workflows/", "https://github\\.com/org/stack/.+$",
+                       "^https://github\\.com/org/stack/.+\\$"):
+        with pytest.raises(StackError, match="is not anchored"):
+            Signing.from_env({"STACK_SIGNING": "keyless", "STACK_SIGNING_IDENTITY": unanchored})
+    for half in ("^a$|b", "a|^b$"):
+        with pytest.raises(StackError, match="is not anchored"):
+            Signing.from_env({"STACK_SIGNING": "keyless", "STACK_SIGNING_IDENTITY": half})
+    outright = Signing.from_env({"STACK_SIGNING": "keyless", "STACK_SIGNING_IDENTITY": "^a$|^b$"})
+    assert outright is not None and not re.search(outright.identity, "xb") and re.search(outright.identity, "b")
+    assert not outright.binds_commits  # an identity given outright names no ref: no commit-bound fallback
+    for wrong, var in (("org stack", "STACK_SIGNING_REPOSITORY"), ("org/stack/x", "STACK_SIGNING_REPOSITORY")):
+        with pytest.raises(StackError, match=var):
+            Signing.from_env({"STACK_SIGNING": "keyless", var: wrong})
+    with pytest.raises(StackError, match="STACK_SIGNING_WORKFLOW"):
+        Signing.from_env({"STACK_SIGNING": "keyless", "STACK_SIGNING_REPOSITORY": "o/r",
+                          "STACK_SIGNING_WORKFLOW": "main.yml"})
+    with pytest.raises(StackError, match="STACK_SIGNING_REF"):
+        Signing.from_env({"STACK_SIGNING": "keyless", "STACK_SIGNING_REPOSITORY": "o/r", "STACK_SIGNING_REF": "main"})

@@ -27,6 +27,9 @@ GITHUB_API_VAR = "STACK_GITHUB_API"  # https://api.github.com, or a GitHub Enter
 # Signing with cosign (registry/signing.py).
 KEY_VAR, PUBKEY_VAR, MODE_VAR = "STACK_SIGNING_KEY", "STACK_SIGNING_PUBKEY", "STACK_SIGNING"
 IDENTITY_VAR, ISSUER_VAR = "STACK_SIGNING_IDENTITY", "STACK_SIGNING_ISSUER"
+# Keyless: whose certificates are believed, as plain values (the identity's regular expression is built from them).
+REPOSITORY_VAR, WORKFLOW_VAR, REF_VAR = "STACK_SIGNING_REPOSITORY", "STACK_SIGNING_WORKFLOW", "STACK_SIGNING_REF"
+DEFAULT_WORKFLOW, DEFAULT_REF = ".github/workflows/main.yml", "refs/heads/main"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 # The engine and its containers (engine/).
 DOCKER_HOST_VAR = "DOCKER_HOST"
@@ -70,7 +73,11 @@ class SigningSettings:
     mode: str = ""  # STACK_SIGNING: "", "key" or "keyless"
     key: str = ""  # STACK_SIGNING_KEY: a cosign private key file
     public_key: str = ""  # STACK_SIGNING_PUBKEY: the public key only (verifies)
-    identity: str = ""  # STACK_SIGNING_IDENTITY: keyless, the certificate identity (a regular expression)
+    identity: str = ""  # STACK_SIGNING_IDENTITY: keyless, the certificate identity outright (an anchored regexp)
+    # Keyless, the usual way: the identity is built from these, escaped and anchored (registry/signing.py).
+    repository: str = ""  # STACK_SIGNING_REPOSITORY: owner/repo on GitHub
+    workflow: str = DEFAULT_WORKFLOW  # STACK_SIGNING_WORKFLOW: the workflow file whose jobs sign
+    ref: str = DEFAULT_REF  # STACK_SIGNING_REF: the ref whose statements serve every later commit
     issuer: str = GITHUB_ISSUER  # STACK_SIGNING_ISSUER
     password: str = field(default="", repr=False)  # COSIGN_PASSWORD, or handed over
 
@@ -81,6 +88,9 @@ class SigningSettings:
         secrets.remember(password)
         return cls(mode=env.get(MODE_VAR, "").strip(), key=env.get(KEY_VAR, "").strip(),
                    public_key=env.get(PUBKEY_VAR, "").strip(), identity=env.get(IDENTITY_VAR, "").strip(),
+                   repository=env.get(REPOSITORY_VAR, "").strip(),
+                   workflow=env.get(WORKFLOW_VAR, "").strip() or DEFAULT_WORKFLOW,
+                   ref=env.get(REF_VAR, "").strip() or DEFAULT_REF,
                    issuer=env.get(ISSUER_VAR) or GITHUB_ISSUER, password=password)
 
 

@@ -57,7 +57,7 @@ def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, n
                            multiarch.platform_tag(tag, platform), platform, digest[:19], revision.commit[:12])
         outputs = dict((example_outputs or {}).get(name, {}))
         if signing is not None:  # merged only on a statement: a planted platform image is left out
-            entries, unvouched, stated = _vouched(signing, registry, str(repo), entries)
+            entries, unvouched, stated = _vouched(signing, registry, str(repo), entries, revision.commit)
             missing += unvouched
             outputs = {**stated, **outputs}  # a reused platform's outputs come with its statement
         disagree: dict[str, str] = {}
@@ -96,12 +96,12 @@ def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, n
     return results
 
 
-def _vouched(signing: Signing, registry: RegistryClient, repo: str, entries: list[multiarch.Entry]
+def _vouched(signing: Signing, registry: RegistryClient, repo: str, entries: list[multiarch.Entry], commit: str
              ) -> tuple[list[multiarch.Entry], list[str], dict[str, str]]:
     """(entries with a valid statement, platforms without one, example outputs the statements carry)."""
     kept, unvouched, outputs = [], [], {}
     for entry in entries:
-        found = statements.verified(signing, f"{repo}@{entry.digest}", registry.credentials)
+        found = statements.verified(signing, f"{repo}@{entry.digest}", registry.credentials, commit=commit)
         if not found:
             LOGGER.error("%s@%s (%s): no statement signed by %s: left out of the index", repo, entry.digest[:19],
                          entry.platform, signing.describe())

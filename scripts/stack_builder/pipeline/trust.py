@@ -58,8 +58,8 @@ def reusable(ctx: BuildContext, name: str, platform: str, input_key: str | None,
                 return None
             statement = None
             if ctx.signing is not None:
-                statement = statements.vouching(statements.verified(ctx.signing, f"{repo}@{digest}", ctx.credentials),
-                                                input_key=input_key)
+                statement = statements.vouching(statements.verified(ctx.signing, f"{repo}@{digest}", ctx.credentials,
+                                                                    commit=ctx.revision.commit), input_key=input_key)
                 if statement is None:
                     log.write(f"== not reused: {repo}@{digest} (tag {tag}) has the input-key label {input_key}, but "
                               f"no statement signed by {ctx.signing.describe()} says it was built and tested so\n")
@@ -93,7 +93,7 @@ def check_parent(ctx: BuildContext, name: str, parent_name: str, parent: ParentR
             raise StepFailed(f"parent {parent.ref} was yanked: build {parent_name} again (--image {parent_name})")
     except RegistryError as exc:
         raise StepFailed(f"cannot tell whether parent {parent.ref} was yanked: {exc}") from None
-    if not statements.verified(ctx.signing, parent.ref, ctx.credentials):
+    if not statements.verified(ctx.signing, parent.ref, ctx.credentials, commit=ctx.revision.commit):
         raise StepFailed(f"parent {parent.ref} has no statement signed by {ctx.signing.describe()}: it was not "
                          f"built and tested by this stack; build it too (--image {parent_name})")
     log.write(f"== parent {parent.ref}: statement verified\n")

@@ -4,8 +4,15 @@ Signing is configured by the environment (read by ``settings``, passed in as ``S
 - ``STACK_SIGNING_KEY``: a cosign private key file (its password in ``COSIGN_PASSWORD``); signs and verifies.
 - ``STACK_SIGNING_PUBKEY``: the public key only; verifies (a promotion job needs no private key).
 - ``STACK_SIGNING=keyless``: Sigstore keyless signing with the CI's OIDC identity (GitHub Actions);
-  verification checks ``STACK_SIGNING_IDENTITY`` (a regular expression for the certificate identity,
-  e.g. the workflow's URL) and ``STACK_SIGNING_ISSUER`` (GitHub's token issuer by default).
+  verification checks the certificate's issuer (``STACK_SIGNING_ISSUER``, GitHub's by default) and its
+  identity, which is the signing job's workflow file at its ref: ``https://github.com/OWNER/REPO/
+  .github/workflows/main.yml@refs/heads/main``. The tool builds that identity's regular expression
+  itself, escaped and anchored, from ``STACK_SIGNING_REPOSITORY`` (OWNER/REPO), ``STACK_SIGNING_WORKFLOW``
+  and ``STACK_SIGNING_REF`` (the trusted ref, refs/heads/main by default); ``STACK_SIGNING_IDENTITY``
+  overrides it with a regular expression of one's own, which must be anchored (``^...$``).
+  A statement signed on the trusted ref serves every later commit; one signed by the same workflow on
+  any other ref (a branch job) serves only the commit its certificate names (cosign's
+  ``--certificate-github-workflow-sha``), e.g. that commit fast-forwarded onto main.
 
 cosign reads registry credentials from a Docker config of its own, written for the one call into a
 private folder and removed after it; the key's password reaches cosign only through its standard input.
@@ -15,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -28,14 +36,19 @@ from stack_builder.errors import StackError, StepFailed
 from stack_builder.registry.client import is_loopback, trusted_ca
 from stack_builder.registry.credentials import Credentials
 from stack_builder.secrets import redact_all, without_secrets
-from stack_builder.settings import (GITHUB_ISSUER, IDENTITY_VAR, ISSUER_VAR, KEY_VAR, MODE_VAR, PUBKEY_VAR,
-                                    RegistrySettings, Settings, environment)
+from stack_builder.settings import (GITHUB_ISSUER, IDENTITY_VAR, ISSUER_VAR, KEY_VAR, MODE_VAR, PUBKEY_VAR, REF_VAR,
+                                    REPOSITORY_VAR, WORKFLOW_VAR, RegistrySettings, Settings, SigningSettings,
+                                    environment)
 
 LOGGER = logging.getLogger(__name__)
 
 __all__ = ["GITHUB_ISSUER", "IDENTITY_VAR", "ISSUER_VAR", "KEY_VAR", "MODE_VAR", "PUBKEY_VAR", "Signing",
            "SigningError", "cosign_binary"]
 COSIGN_TIMEOUT_S = 300
+GITHUB_URL = "https://github.com/"  # a certificate's identity: GITHUB_URL + OWNER/REPO/WORKFLOW@REF
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_WORKFLOW = re.compile(r"\.github/workflows/[A-Za-z0-9_.-]+\.ya?ml")
+_REF = re.compile(r"refs/(heads|tags)/[A-Za-z0-9_./-]+")
 
 
 class SigningError(StepFailed):
@@ -55,7 +68,8 @@ class Signing:
     key: Path | None = None
     public_key: Path | None = None
     keyless: bool = False
-    identity: str = ""
+    identity: str = ""  # keyless: the trusted identity (an anchored regular expression)
+    any_ref_identity: str = ""  # keyless: the same workflow on any ref, believed for one commit only ("": never)
     issuer: str = GITHUB_ISSUER
     _derived: dict[str, Path] = field(default_factory=dict, compare=False, repr=False)
     password: str = field(default="", repr=False)  # the key's password (COSIGN_PASSWORD, or handed over)
@@ -70,19 +84,13 @@ class Signing:
         if wanted.mode not in ("", "key", "keyless"):
             raise StackError(f"{MODE_VAR}='{wanted.mode[:40]}' is not a signing mode: use keyless, or unset it and "
                              f"set {KEY_VAR} to a cosign key file")
-        if wanted.mode == "keyless" and not wanted.identity:
-            raise StackError(f"{MODE_VAR}=keyless needs {IDENTITY_VAR}: the certificate identity to verify, as "
-                             "a regular expression, e.g. ^https://github.com/ORG/REPO/.github/workflows/")
-        key, public = ("", "") if wanted.mode == "keyless" else (wanted.key, wanted.public_key)
-        for var, value in ((KEY_VAR, key), (PUBKEY_VAR, public)):
-            if value and not Path(value).is_file():
-                raise StackError(f"{var}={value[:200]} is not a file: give the path of a cosign key "
-                                 "(`cosign generate-key-pair` writes cosign.key and cosign.pub)")
+        identity, any_ref = keyless_identities(wanted) if wanted.mode == "keyless" else ("", "")
+        key, public = ("", "") if wanted.mode == "keyless" else _key_files(wanted)
         if wanted.mode != "keyless" and not key and not public:
             return None
         keyless = wanted.mode == "keyless"
         return cls(key=Path(key) if key else None, public_key=Path(public) if public else None, keyless=keyless,
-                   identity=wanted.identity if keyless else "", issuer=wanted.issuer if keyless else GITHUB_ISSUER,
+                   identity=identity, any_ref_identity=any_ref, issuer=wanted.issuer if keyless else GITHUB_ISSUER,
                    password=wanted.password, registry=settings.registry, environment=settings.environment)
 
     @classmethod
@@ -111,12 +119,24 @@ class Signing:
             raise SigningError(f"cosign could not sign {reference} (exit {code}): {_last_line(output)}")
         return output
 
+    @property
+    def binds_commits(self) -> bool:
+        """Whether a statement can be believed for one commit only (keyless, another ref than the trusted one)."""
+        return self.keyless and bool(self.any_ref_identity)
+
+    def verifier(self, credentials: Credentials | None, *, commit: str = "") -> list[str]:
+        """cosign's arguments saying whose signatures are believed: the key, or the keyless identity. With
+        ``commit`` (keyless): the workflow on any ref, for a certificate naming that commit only."""
+        if not self.keyless:
+            return ["--key", str(self._public_key(credentials)), "--insecure-ignore-tlog=true"]
+        if commit:
+            return ["--certificate-identity-regexp", self.any_ref_identity, "--certificate-oidc-issuer", self.issuer,
+                    "--certificate-github-workflow-sha", commit]
+        return ["--certificate-identity-regexp", self.identity, "--certificate-oidc-issuer", self.issuer]
+
     def verify(self, reference: str, credentials: Credentials | None) -> str | None:
         """None when ``host/repository@digest`` carries a valid signature; else why not."""
-        if self.keyless:
-            args = ["verify", "--certificate-identity-regexp", self.identity, "--certificate-oidc-issuer", self.issuer]
-        else:
-            args = ["verify", "--key", str(self._public_key(credentials)), "--insecure-ignore-tlog=true"]
+        args = ["verify", *self.verifier(credentials)]
         code, output = self._cosign([*args, *_registry_args(self.registry, reference), reference], credentials, with_password=False)
         if code == 0:
             return None
@@ -134,14 +154,14 @@ class Signing:
             raise SigningError(f"cosign could not attest {reference} (exit {code}): {_last_line(output)}")
         return output
 
-    def statements(self, reference: str, predicate_type: str, credentials: Credentials | None) -> list[bytes]:
+    def statements(self, reference: str, predicate_type: str, credentials: Credentials | None, *,
+                   commit: str = "") -> list[bytes]:
         """The in-toto statements (JSON) of ``predicate_type`` attached to ``host/repository@digest`` whose
-        signatures verify with this set-up's key or identity; none when there is none, or none verifies."""
-        if self.keyless:
-            args = ["verify-attestation", "--certificate-identity-regexp", self.identity,
-                    "--certificate-oidc-issuer", self.issuer]
-        else:
-            args = ["verify-attestation", "--key", str(self._public_key(credentials)), "--insecure-ignore-tlog=true"]
+        signatures verify with this set-up's key or identity; none when there is none, or none verifies.
+        ``commit`` (keyless, ``binds_commits``): those a job on any ref signed at that commit, instead."""
+        if commit and not self.binds_commits:
+            raise ValueError("statements bound to a commit need a keyless identity for any ref")
+        args = ["verify-attestation", *self.verifier(credentials, commit=commit)]
         code, output = self._cosign([*args, "--type", predicate_type, *_registry_args(self.registry, reference), reference],
                                     credentials, with_password=False)
         if code != 0:
@@ -177,14 +197,7 @@ class Signing:
         password = self.password
         feed = with_password and not self.keyless
         with tempfile.TemporaryDirectory(prefix="stack-cosign-") as folder:
-            host = args[-1].split("/", 1)[0]
-            auths = {}
-            if credentials is not None:
-                token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
-                auths[host] = {"auth": token}
-            config = Path(folder) / "config.json"
-            config.touch(mode=0o600)
-            config.write_text(json.dumps({"auths": auths}), encoding="utf-8")
+            _docker_config(Path(folder), args[-1].split("/", 1)[0], credentials)
             env["DOCKER_CONFIG"] = folder
             proc = subprocess.Popen([cosign_binary(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     stdin=subprocess.PIPE if feed else subprocess.DEVNULL, env=env,
@@ -199,6 +212,55 @@ class Signing:
         if password:
             output = output.replace(password, "***")
         return proc.returncode, output
+
+
+def _key_files(wanted: SigningSettings) -> tuple[str, str]:
+    for var, value in ((KEY_VAR, wanted.key), (PUBKEY_VAR, wanted.public_key)):
+        if value and not Path(value).is_file():
+            raise StackError(f"{var}={value[:200]} is not a file: give the path of a cosign key "
+                             "(`cosign generate-key-pair` writes cosign.key and cosign.pub)")
+    return wanted.key, wanted.public_key
+
+
+def _docker_config(folder: Path, host: str, credentials: Credentials | None) -> None:
+    """A Docker config of cosign's own in ``folder``: the registry's credentials, readable by this user only."""
+    auths = {}
+    if credentials is not None:
+        token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
+        auths[host] = {"auth": token}
+    config = folder / "config.json"
+    config.touch(mode=0o600)
+    config.write_text(json.dumps({"auths": auths}), encoding="utf-8")
+
+
+def keyless_identities(wanted: SigningSettings) -> tuple[str, str]:
+    """(trusted, any_ref): the certificate identities keyless signatures are checked against, as anchored
+    regular expressions. ``trusted`` is the workflow on the trusted ref; ``any_ref`` the same workflow on
+    any ref, believed only for the commit its certificate names ("" for an identity given outright)."""
+    if wanted.identity:
+        pattern = wanted.identity
+        if not pattern.startswith("^") or not pattern.endswith("$") or pattern.endswith("\\$"):
+            raise StackError(f"{IDENTITY_VAR}={pattern[:200]} is not anchored: cosign matches it anywhere in the "
+                             "certificate's identity, so another repository, workflow or ref could match it. Write "
+                             "^...$ with dots escaped, or leave it unset and set "
+                             f"{REPOSITORY_VAR}=OWNER/REPO (and {WORKFLOW_VAR}, {REF_VAR}) for the tool to build it")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise StackError(f"{IDENTITY_VAR} is not a regular expression: {exc}") from None
+        return f"^(?:{pattern[1:-1]})$", ""  # grouped, so that an alternative cannot escape the anchors
+    checks = ((REPOSITORY_VAR, wanted.repository, _REPOSITORY, "OWNER/REPO, e.g. ${{ github.repository }}"),
+              (WORKFLOW_VAR, wanted.workflow, _WORKFLOW, "the signing workflow's file, e.g. .github/workflows/main.yml"),
+              (REF_VAR, wanted.ref, _REF, "the trusted ref, e.g. refs/heads/main"))
+    if not wanted.repository:
+        raise StackError(f"{MODE_VAR}=keyless needs {IDENTITY_VAR} or {REPOSITORY_VAR}: set {REPOSITORY_VAR}="
+                         "OWNER/REPO (the repository whose workflow signs), and the tool builds the certificate "
+                         f"identity to verify from it, {WORKFLOW_VAR} and {REF_VAR}")
+    for var, value, form, meaning in checks:
+        if not form.fullmatch(value):
+            raise StackError(f"{var}={value[:200]} is not {meaning}")
+    workflow = re.escape(f"{GITHUB_URL}{wanted.repository}/{wanted.workflow}@")
+    return f"^{workflow}{re.escape(wanted.ref)}$", f"^{workflow}refs/[^@]+$"
 
 
 def _registry_args(registry: RegistrySettings, reference: str) -> list[str]:

@@ -91,11 +91,25 @@ def attach(signing: Signing, reference: str, statement: BuildStatement, credenti
         signing.attest(reference, path, PREDICATE_TYPE, credentials)
 
 
-def verified(signing: Signing, reference: str, credentials: Credentials | None) -> list[BuildStatement]:
-    """Every statement on ``host/repository@digest`` that this set-up's key or identity signed, about that digest."""
+def verified(signing: Signing, reference: str, credentials: Credentials | None, *,
+             commit: str = "") -> list[BuildStatement]:
+    """Every statement on ``host/repository@digest`` that this set-up's key or identity signed, about that digest.
+
+    Keyless, a statement signed on the trusted ref (main) serves any commit. With ``commit`` (the run's own),
+    failing those, a statement the same workflow signed on any other ref (a branch job) serves too, when its
+    certificate names that very commit and it says so itself: a fast-forward merge reuses what its branch
+    built, and no branch vouches for any other commit. A key proves no ref nor commit: ``commit`` changes
+    nothing there."""
     digest = reference.rpartition("@")[2]
-    found = [BuildStatement.parse(raw, digest) for raw in signing.statements(reference, PREDICATE_TYPE, credentials)]
-    return [s for s in found if s is not None]
+    found = _parsed(signing.statements(reference, PREDICATE_TYPE, credentials), digest)
+    if found or not commit or not signing.binds_commits:
+        return found
+    bound = _parsed(signing.statements(reference, PREDICATE_TYPE, credentials, commit=commit), digest)
+    return [s for s in bound if s.commit == commit]
+
+
+def _parsed(raw: list[bytes], digest: str) -> list[BuildStatement]:
+    return [s for s in (BuildStatement.parse(r, digest) for r in raw) if s is not None]
 
 
 def vouching(statements: list[BuildStatement], *, input_key: str | None = None,
