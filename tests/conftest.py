@@ -12,22 +12,8 @@ import docker
 import pytest
 
 from stacks import DODO, REPO, MakeStack, Stack, ensure_test_base, registry_digest, running_registry, small_stack  # noqa: F401
-
-
-SHARED_SCOPES = {"module", "class", "package"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist's ``--dist loadgroup``, tests that share a module-scoped fixture (a stack built once,
-    a registry of the module's own) run on one worker, so that fixture is made once; other tests spread
-    one by one. Session fixtures (the registry, the test base) are each worker's own."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is not None:
-            continue
-        info = getattr(item, "_fixtureinfo", None)
-        definitions = info.name2fixturedefs.values() if info is not None else ()
-        if any(d.scope in SHARED_SCOPES for defs in definitions for d in defs):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+from xdist_groups import (  # noqa: F401  (pytest-xdist's hooks: tests that share a fixture run together)
+    pytest_collection_modifyitems, pytest_configure_node, pytest_xdist_make_scheduler)
 
 
 @pytest.fixture(scope="session")

@@ -27,8 +27,14 @@ pytestmark = pytest.mark.integration
 RUN_LABEL = "io.stack-builder.run"
 
 
+def slow_marker(stack: Stack) -> Path:
+    """While this file is there, the root's test sleeps (outside the stack: it is none of the stack's inputs)."""
+    return stack.root.parent / f"{stack.root.name}.slow"
+
+
 def slow_stack(stack: Stack, base: str, namespace: str, *, sleep_in: str) -> None:
-    """root -> child; the root's build (``sleep_in="build"``) or its test (``"test"``) sleeps 30 s."""
+    """root -> child; the root's build (``sleep_in="build"``) or its test (``"test"``, while the slow marker is
+    there) sleeps 30 s."""
     stack.write("spec.yml", f"""\
         images:
           root:
@@ -46,9 +52,14 @@ def slow_stack(stack: Stack, base: str, namespace: str, *, sleep_in: str) -> Non
                                           "RUN echo root > /root.txt\n")
     stack.write("images/child/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo child > /child.txt\n")
     test_sleep = "30" if sleep_in == "test" else "0"
+    slow_marker(stack).touch()
     stack.write("images/root/test/test_root.py", f"""\
+        import os
+
+
         def test_root(container):
-            code, output = container.run(["sh", "-c", "sleep {test_sleep}; cat /root.txt"], timeout=120)
+            seconds = "{test_sleep}" if os.path.exists({str(slow_marker(stack))!r}) else "0"
+            code, output = container.run(["sh", "-c", f"sleep {{seconds}}; cat /root.txt"], timeout=120)
             assert code == 0 and output.strip() == "root"
         """)
     stack.commit("slow stack")
@@ -111,6 +122,7 @@ def test_a_signal_stops_the_build_cleanly_and_a_rerun_completes(
     assert leftovers(engine, report["run_id"]) == []
     assert not (stack.root / "artifacts" / "IMAGES_BUILT").read_text().strip()
 
+    slow_marker(stack).unlink()  # nothing interrupts the rerun: its test need not wait 30 s
     rerun = stack.doit("build", "--all")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert {r["status"] for r in stack.report()["images"].values()} == {"built"}

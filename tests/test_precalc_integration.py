@@ -141,7 +141,9 @@ def test_an_interrupted_run_resumes_without_a_duplicate_or_a_loss(doubler: Stack
     deadline = time.monotonic() + 60
     while not killed and time.monotonic() < deadline:
         for container in engine.containers.list(filters={"label": "io.stack-builder.run"}):
-            if "doubler" in " ".join(container.image.tags + container.image.attrs.get("RepoDigests", [])):
+            # this run's model, by its registry (each pytest-xdist worker has its own)
+            names = container.image.tags + container.image.attrs.get("RepoDigests", [])
+            if f"{doubler.registry}/precalc/doubler" in " ".join(names):
                 container.kill()
                 killed = True
                 break
@@ -219,5 +221,5 @@ def test_a_dead_engine_fails_the_shards_left_and_the_same_command_resumes(
         assert len(rows) == 160 and {k: y for _, k, y in rows} == {f"k{n}": 2.0 * (1000 + n) for n in range(160)}
     finally:  # the containers the cut line could not remove
         for container in engine.containers.list(all=True, filters={"label": "io.stack-builder.run"}):
-            if any("precalc/doubler" in d for d in container.image.attrs.get("RepoDigests", [])):
+            if any(f"{doubler.registry}/precalc/doubler" in d for d in container.image.attrs.get("RepoDigests", [])):
                 container.remove(force=True)
