@@ -18,6 +18,7 @@ FROM {base} AS tools
 RUN echo made-in-another-stage > /tool.txt
 
 FROM {base}
+RUN echo {nonce} > /run-nonce
 RUN --mount=type=bind,from=tools,source=/tool.txt,target=/mnt/tool.txt cat /mnt/tool.txt > /copied.txt
 RUN --mount=type=cache,target=/cache sh -c 'echo run >> /cache/runs && cat /cache/runs > /runs.txt'
 RUN --mount=type=secret,id=pip_token sh -c 'echo "careless step prints $(cat /run/secrets/pip_token)" && \
@@ -38,7 +39,8 @@ def modern_stack(stack: Stack, base: str, namespace: str) -> None:
           prefix: "2024.1"
         """)
     stack.write(".gitignore", "artifacts/\n.doit.json*\n")
-    stack.write("images/root/Dockerfile", MODERN.format(base=base))
+    # (a step of this run's own: BuildKit's cache ignores secret values, and the secret step must really run)
+    stack.write("images/root/Dockerfile", MODERN.format(base=base, nonce=uuid.uuid4().hex))
     stack.write("images/child/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN cat /copied.txt > /child.txt\n")
     stack.write("images/root/test/test_root.py", f"""\
         def test_the_other_stage_was_mounted(container):

@@ -5,12 +5,13 @@ see, after which a re-run must build (and test) again, never reuse what was publ
 """
 from __future__ import annotations
 
+import io
 import subprocess
 
 import docker
 import pytest
 
-from stacks import MakeStack, Stack, small_stack
+from stacks import MakeStack, Stack, registry_digest, small_stack
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +88,37 @@ def test_a_link_out_of_the_stack_fails_the_image_clearly(make_stack: MakeStack, 
     right = stack.report()["images"]["right"]
     assert right["status"] == "failed" and "outside the stack" in right["reason"], right["reason"]
     assert statuses(stack)["left"] == "built"  # the other branch is not held up
+
+
+def test_a_stage_from_a_registry_image_by_tag_is_pinned_and_a_moved_tag_builds_anew(
+        make_stack: MakeStack, empty_registry: str, test_base: str, engine: docker.DockerClient) -> None:
+    def push_tool(content: str) -> str:
+        image, _ = engine.images.build(fileobj=io.BytesIO(f"FROM {test_base}\nRUN echo {content} > /tool.txt\n".encode()),
+                                       rm=True)
+        image.tag(f"{empty_registry}/tools/tool", "1")
+        for line in engine.images.push(f"{empty_registry}/tools/tool", "1", stream=True, decode=True):
+            assert "error" not in line, line
+        engine.images.remove(f"{empty_registry}/tools/tool:1")  # the tag moves in the registry, not in the engine
+        return str(registry_digest(empty_registry, "tools/tool", "1"))
+
+    first = push_tool("first")
+    stack = make_stack(registry=empty_registry)
+    small_stack(stack, test_base, namespace="pinned")
+    stack.write("images/right/Dockerfile", f"ARG BASE_IMAGE\nFROM {empty_registry}/tools/tool:1 AS tool\n"
+                                           "FROM ${BASE_IMAGE}\nRUN echo right > /right.txt\n"
+                                           "COPY --from=tool /tool.txt /tool.txt\n")
+    stack.commit("right copies a tool from a registry image, by tag")
+    ok(stack.doit("build", "--all"))
+    right = stack.report()["images"]["right"]
+    assert right["status"] == "built"
+
+    second = push_tool("second")  # the tag moves upstream
+    assert second != first
+    ok(stack.doit("build", "--all"))
+    right = stack.report()["images"]["right"]
+    assert right["status"] == "built", right  # not reused: the key holds the stage's digest
+    served = engine.containers.run(f"{empty_registry}/pinned/right@{right['digest']}", ["cat", "/tool.txt"],
+                                   remove=True)
+    assert served.decode().strip() == "second"
+    ok(stack.doit("build", "--all"))
+    assert stack.report()["images"]["right"]["status"] == "reused"  # the same digest again: reused

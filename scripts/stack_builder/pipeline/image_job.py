@@ -9,14 +9,14 @@ import logging
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Mapping
 
 from stack_builder import signals
 from stack_builder.checks import imagetests, modelcheck
 from stack_builder.engine import containers, images, inputkey
 from stack_builder.engine.build import BuildRequest, build_image
 from stack_builder.errors import Interrupted, RegistryError, StepFailed
-from stack_builder.pipeline import bases, trust
+from stack_builder.pipeline import bases, pins, trust
 from stack_builder.kinds import Reason, ReasonKind
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.plan.changes import BASE_UPDATED
@@ -118,7 +118,9 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, given: ParentRe
             if digest.startswith("sha256:"):
                 labels[bases.BASE_DIGEST] = digest
         outcome.parent = parent.ref
-    outcome.input_key = labels[inputkey.LABEL] = _input_key(ctx, image, platform, build_args, parent, root_base)
+    pinned = {recipe: pins.pin(ctx, recipe, platform, (root_base.name, root_base.digest) if root_base else None)
+              for recipe in image.recipes or (image.dockerfile,)}
+    outcome.input_key = labels[inputkey.LABEL] = _input_key(ctx, image, platform, build_args, parent, pinned)
     found = trust.reusable(ctx, name, platform, outcome.input_key, log) if ctx.reuse else None
     if found is not None:
         outcome.digest, outcome.reused_from, outcome.statement = found.digest, found.tag, found.statement
@@ -130,7 +132,8 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, given: ParentRe
     recipes = image.recipes or (image.dockerfile,)
     for number, recipe in enumerate(recipes, start=1):
         try:
-            _build_recipe(ctx, image, platform, outcome, log, recipe, build_args, labels, parent)
+            with pins.dockerfile_to_build(recipe, pinned[recipe]) as dockerfile:
+                _build_recipe(ctx, image, platform, outcome, log, (recipe, dockerfile), build_args, labels, parent)
         except StepFailed as exc:
             if len(recipes) == 1 or isinstance(exc, Interrupted) or signals.stopping():
                 raise
@@ -161,8 +164,11 @@ def _recipe_name(image: ImageSpec, recipe: Path) -> str:
 
 
 def _build_recipe(ctx: BuildContext, image: ImageSpec, platform: str, outcome: _Draft, log: IO[str],
-                  recipe: Path, build_args: dict[str, str], labels: dict[str, str], parent: ParentRef | None) -> None:
-    """Build the image from one recipe (Dockerfile), then run its tests and model checks; raise on a failure."""
+                  files: tuple[Path, Path], build_args: dict[str, str], labels: dict[str, str],
+                  parent: ParentRef | None) -> None:
+    """Build the image from one recipe (its Dockerfile, and the pinned copy the build reads), then run its tests
+    and model checks; raise on a failure."""
+    recipe, dockerfile = files
     name = image.name
     where = f" ({platform})" if ctx.multi(name) else ""
     ctx.enter(name, f"the build{where}")
@@ -173,7 +179,7 @@ def _build_recipe(ctx: BuildContext, image: ImageSpec, platform: str, outcome: _
     if image.recipes:
         labels = {**labels, RECIPE_LABEL: _recipe_name(image, recipe)}
     outcome.image_id = build_image(ctx.engine, BuildRequest(
-        context=image.context, dockerfile=recipe, build_args=build_args, labels=labels,
+        context=image.context, dockerfile=dockerfile, build_args=build_args, labels=labels,
         platform=requested, secrets=image.secrets, cache_from=_cache_sources(ctx, name, platform)), log,
         on_step=lambda step: ctx.enter(name, f"the build{where}, {step}"), environment=ctx.settings.environment)
     _tag_locally(ctx, image, outcome.image_id, _local_tags(ctx, name, platform))
@@ -222,19 +228,12 @@ def _parent_id(ctx: BuildContext, parent: ParentRef) -> str:
 
 
 def _input_key(ctx: BuildContext, image: ImageSpec, platform: str, build_args: dict[str, str],
-               parent: ParentRef | None, root_base: bases.Base | None = None) -> str:
+               parent: ParentRef | None, pinned: Mapping[Path, pins.Pinned]) -> str:
     """The image's input key for ``platform``: what it is built from, the parent by digest or image ID, and a
     root's base not in the engine by the digest its registry names (so a moved base is built on, not reused)."""
-    sources = {}
-    named = dict.fromkeys(base for recipe in image.recipes or (image.dockerfile,) for base in base_images(recipe))
-    for base in named:  # FROM lines the Dockerfiles name themselves (stages, a root's base), every recipe's
-        found = images.find(ctx.engine, base)
-        if found is not None and found.platform == platform:
-            sources[base] = found.id
-        elif root_base is not None and root_base.name == base:
-            sources[base] = f"{base}@{root_base.digest}"
-        else:
-            sources[base] = base
+    sources: dict[str, str] = {}
+    for found in pinned.values():  # the images the Dockerfiles name themselves (stages, frontends, a root's base)
+        sources.update(found.sources)
     parent_id = _parent_id(ctx, parent) if parent is not None else ""
     args = {k: v for k, v in build_args.items() if k not in ("BASE_IMAGE", "BASE_TAG")}  # the parent stands for them
     tests = imagetests.test_dirs(ctx.spec, image.name)
