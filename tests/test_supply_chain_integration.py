@@ -145,6 +145,13 @@ def test_content_tags_are_pushed_with_the_builds_tags_and_listed(built: Built) -
     assert any(line.startswith("| Content tag debian-{} |") and "` 12 `" in line for line in page.splitlines())
     assert built.report["images"]["child"]["content_tags"] == []
 
+    # A branch named like a content tag (`evil-debian-99`) reused the digest and so tagged it 2024.1-evil-debian-99:
+    # content tags come from the signed statement, so that name is never taken for one.
+    forged = requests.get(f"http://{built.host}/v2/supply/deb/manifests/{report['digest']}", headers={"Accept": ACCEPT},
+                          timeout=10)
+    forged.raise_for_status()
+    requests.put(f"http://{built.host}/v2/supply/deb/manifests/2024.1-evil-debian-99", data=forged.content,
+                 headers={"Content-Type": forged.headers["Content-Type"]}, timeout=10).raise_for_status()
     # Another branch reuses the image (same inputs): it carries the content tags over, under its own tag.
     built.stack.repo.git.checkout("-b", "copy")
     try:

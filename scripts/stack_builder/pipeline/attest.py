@@ -116,15 +116,29 @@ def sign_built(ctx: BuildContext, name: str, repo: Repository, built: Sequence[P
             str(outcome.digest), name, ctx.revision.commit, outcome.input_key or "", outcome.platform,
             parents=(parent,) if parent.startswith("sha256:") else (),
             tests={"passed": outcome.tests.passed, "failed": outcome.tests.failed, "skipped": outcome.tests.skipped},
-            content_tags=tuple(content), builder=tool_version(),
+            content_tags=_filled(ctx.plan.tag, content), builder=tool_version(),
             example_output=outcome.model.functional.output if outcome.model is not None else ""), log)
         done.append(str(outcome.digest))
     if index is not None and index not in done:
         _sign(ctx, repo, BuildStatement(index, name, ctx.revision.commit, "", parents=tuple(
-            str(o.digest) for o in built), content_tags=tuple(content), builder=tool_version()), log)
+            str(o.digest) for o in built), content_tags=_filled(ctx.plan.tag, content), builder=tool_version()), log)
         done.append(index)
     LOGGER.info("%s: signed %d digest(s) and attached their statements", name, len(done))
     return list(dict.fromkeys(done))
+
+
+def _filled(build_tag: str, tags: Sequence[str]) -> tuple[str, ...]:
+    """What a statement keeps of content tags: the filled part alone (``debian-12``), so a later run that reuses
+    the digest puts them under its own build tag, taken from the statement, never from tags a branch can write."""
+    return tuple(t[len(build_tag) + 1:] for t in tags if t.startswith(build_tag + "-"))
+
+
+def statement_content_tags(build_tag: str, statements: Sequence[BuildStatement]) -> list[str] | None:
+    """A reused image's content tags under this run's build tag, from its statement (None without one)."""
+    if not statements:
+        return None
+    tags = [f"{build_tag}-{filled}" for filled in statements[0].content_tags]
+    return [t for t in tags if TAG_RE.fullmatch(t)]
 
 
 def _sign(ctx: BuildContext, repo: Repository, statement: BuildStatement, log: IO[str]) -> None:

@@ -100,7 +100,7 @@ def publish(ctx: BuildContext, name: str, built: Sequence[PlatformOutcome], gath
     digests = {o.platform: str(o.digest) for o in pushed.platforms if o.digest}
     recipe = _reused_recipe(ctx, image, repo.path, digests) if reused else gathered.recipe
     if reused and pushed.digest and ctx.lookups is not None:  # the tags its first build worked out, carried over
-        content = attest.inherited_content_tags(ctx.lookups, image, repo.path, ctx.plan.tag, pushed.digest)
+        content = _reused_content_tags(ctx, image, repo.path, built, pushed.digest)
     if content and pushed.digest and not (ctx.plan.platform and ctx.multi(name)):
         # (one platform of a multi-platform image: `merge` puts them on the index)
         tagger.put(content, digest=pushed.digest)
@@ -134,6 +134,17 @@ def publish(ctx: BuildContext, name: str, built: Sequence[PlatformOutcome], gath
     if image.prune:
         _prune(ctx, image, [o for o in built if not o.reused_from], log)
     return published(manifest, model, sboms)
+
+
+def _reused_content_tags(ctx: BuildContext, image: ImageSpec, path: str, built: Sequence[PlatformOutcome],
+                         digest: str) -> list[str]:
+    """A reused image's content tags under this run's tag: from its statements when every platform has one
+    (signing configured); else, trusting the registry, from the tags an earlier build put on the digest."""
+    stated = [o.statement for o in built if o.statement is not None]
+    from_statement = attest.statement_content_tags(ctx.plan.tag, stated) if len(stated) == len(built) else None
+    if from_statement is not None or ctx.lookups is None:
+        return from_statement or []
+    return attest.inherited_content_tags(ctx.lookups, image, path, ctx.plan.tag, digest)
 
 
 def _undo_if_yanked(ctx: BuildContext, path: str, repo: str, digests: Sequence[str]) -> None:
