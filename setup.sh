@@ -247,7 +247,7 @@ setup_all() {
 # whole engine holds: every image, the build cache), with nothing beside them; then all the others in
 # parallel on STACK_TEST_WORKERS pytest-xdist workers (the integration tests mostly wait on the engine,
 # the registry and their own containers, so more workers than cores pays). Tests that share a
-# module-scoped fixture stay on one worker (tests/conftest.py). Both runs go on even if one fails.
+# module-scoped fixture stay on one worker (tests/xdist_groups.py). Both runs go on even if one fails.
 run_tests() {
   local workers="${STACK_TEST_WORKERS:-3}" alone=0 parallel=0
   say "running the test suite: the tests marked alone, then the rest on $workers parallel workers"
