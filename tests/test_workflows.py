@@ -64,9 +64,12 @@ def test_permissions_are_explicit_and_minimal(path: Path) -> None:
     assert workflow["permissions"] == {"contents": "read"}, path.name
     allowed = {"contents": {"read", "write"}, "packages": {"read", "write"}}
     for name, job in workflow["jobs"].items():
-        reports = any(str(s.get("uses", "")).startswith("mikepenz/action-junit-report@") for s in job.get("steps", []))
+        # A job calling a reusable workflow (tag.yml's gpu) grants what the called workflow's job asks for.
+        inner = [s for j in load(REPO / job["uses"])["jobs"].values() for s in j.get("steps", [])] \
+            if str(job.get("uses", "")).startswith("./") else job.get("steps", [])
+        reports = any(str(s.get("uses", "")).startswith("mikepenz/action-junit-report@") for s in inner)
         signs = any(s.get("env", {}).get("STACK_SIGNING") == "keyless" and "stack-builder tag" not in s.get("run", "")
-                    for s in job.get("steps", []))
+                    for s in inner)
         for scope, level in (job.get("permissions") or {}).items():
             ok = level in allowed.get(scope, set()) or (scope, level, reports) == ("checks", "write", True) or \
                 (scope, level, signs) == ("id-token", "write", True)
@@ -301,3 +304,28 @@ def test_an_identity_given_outright_must_be_anchored() -> None:
                           "STACK_SIGNING_WORKFLOW": "main.yml"})
     with pytest.raises(StackError, match="STACK_SIGNING_REF"):
         Signing.from_env({"STACK_SIGNING": "keyless", "STACK_SIGNING_REPOSITORY": "o/r", "STACK_SIGNING_REF": "main"})
+
+
+def test_gpu_statements_are_signed_by_test_gpu_yml_and_believed_from_it_alone() -> None:
+    """The GPU job signs its results keyless (its certificate names test_gpu.yml, also when tag.yml calls it);
+    the promotion believes GPU statements from test_gpu.yml of this repository on main only, never from main.yml
+    (whose jobs never run the GPU tests) nor from a branch, and model statements from the build's identity."""
+    from stack_builder.records import gates
+
+    workflows = REPO / ".github" / "workflows"
+    gpu = load(workflows / "test_gpu.yml")["jobs"]["test_gpu"]
+    assert gpu["permissions"]["id-token"] == "write"
+    assert any(str(s.get("uses", "")).startswith("sigstore/cosign-installer@") for s in gpu["steps"])
+    assert keyless_signing(next(s for s in gpu["steps"] if "stack-builder test_gpu" in s.get("run", ""))).can_sign
+    tag = load(workflows / "tag.yml")
+    assert tag["jobs"]["gpu"]["permissions"]["id-token"] == "write"  # a called workflow gets no more than this
+    promotion = keyless_signing(next(s for s in tag["jobs"]["tag"]["steps"] if "stack-builder tag" in s.get("run", "")))
+    gpu_san = SAN.replace("/main.yml", "/test_gpu.yml")
+    believed = gates.signer_for(promotion, gates.GPU)
+    assert re.search(believed.identity, gpu_san), believed.identity
+    forged = [SAN, gpu_san.replace("refs/heads/main", "refs/heads/feature"), gpu_san + "-evil",
+              gpu_san.replace("org/stack/", "org/stack2/"), gpu_san.replace("test_gpu.yml", "test_gpuXyml")]
+    assert [o for o in forged if re.search(believed.identity, o)] == [], believed.identity
+    assert not believed.binds_commits and "test_gpu" in believed.describe()
+    model = gates.signer_for(promotion, gates.MODEL)
+    assert model.identity == promotion.identity and not re.search(model.identity, gpu_san)

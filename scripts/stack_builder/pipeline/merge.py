@@ -79,9 +79,8 @@ def merge(spec: Spec, revision: Revision, registry: RegistryClient, host: str, n
             multiarch.publish_index(registry, repo.path, extra, entries)
         if commit_tag and registry.manifest_digest(repo.path, commit_tag) is None:  # written once
             multiarch.publish_index(registry, repo.path, [commit_tag], entries)
-        if image.model is not None:
-            _merge_model_records(registry, repo.path, name, digest, entries)
-        unsigned = ""
+        unsigned = _merge_model_records(registry, repo.path, name, digest, entries, signing) \
+            if image.model is not None else ""
         if signing is not None and signing.can_sign:  # each platform image was signed by its own job
             try:
                 signing.sign(f"{repo}@{digest}", registry.credentials)
@@ -160,8 +159,9 @@ def planned_images(artifacts: Path) -> list[str]:
 
 
 def _merge_model_records(registry: RegistryClient, repository: str, name: str, digest: str,
-                         entries: list[multiarch.Entry]) -> None:
-    """The index's model record: passed only if every platform's record passed."""
+                         entries: list[multiarch.Entry], signing: Signing | None) -> str:
+    """The index's model record: passed only if every platform's record passed; with signing, this job's signed
+    statement of it too. Returns why that statement could not be attached ("": it was, or no signing)."""
     records = {e.platform: gates.read_record(registry, repository, e.digest, gates.MODEL) for e in entries}
     passed = all(r is not None and r.passed for r in records.values())
     missing = [p for p, r in records.items() if r is None]
@@ -169,4 +169,10 @@ def _merge_model_records(registry: RegistryClient, repository: str, name: str, d
         ("all platforms passed" if passed else "a platform failed")
     details = {"drift_status": "per platform",
                "platforms": {p: r.as_json() if r is not None else None for p, r in records.items()}}
-    gates.write_record(registry, repository, digest, gates.GateRecord(gates.MODEL, name, passed, summary, details))
+    try:
+        gates.write_record(registry, repository, digest, gates.GateRecord(gates.MODEL, name, passed, summary, details),
+                           signing=signing)
+    except StepFailed as exc:  # the record is stored; a promotion refuses it for want of the statement
+        LOGGER.error("%s: %s", name, exc)
+        return str(exc)
+    return ""

@@ -24,6 +24,7 @@ from stack_builder.plan.plan import ParentRef
 from stack_builder.records import gates, manifests, revocations
 from stack_builder.records.results import ModelResult, TestCounts
 from stack_builder.registry import github_packages, multiarch, statements
+from stack_builder.registry.signing import SigningError
 from stack_builder.spec.stack_spec import ImageSpec
 
 LOGGER = logging.getLogger(__name__)
@@ -223,14 +224,14 @@ def model_gate_record(name: str, model: ModelResult) -> gates.GateRecord:
 def _bound_model(ctx: BuildContext, name: str, repository: str, digest: str | None, model: ModelResult | None,
                  log: IO[str]) -> ModelResult | None:
     """The model's check results bound to the exact digest pushed (the index, when there is one), stored as a
-    gate record there."""
+    gate record there, with this job's signed statement of them when signing is configured."""
     if model is None or not digest:
         return model
     try:
-        gates.write_record(ctx.registry, repository, digest, model_gate_record(name, model))
+        gates.write_record(ctx.registry, repository, digest, model_gate_record(name, model), signing=ctx.signing)
         recorded = True
-    except RegistryError as exc:
-        # The image is published; without the record a promotion will refuse it, and say why.
+    except (RegistryError, SigningError) as exc:
+        # The image is published; without the record (or its statement) a promotion will refuse it, and say why.
         recorded = False
         log.write(f"WARNING: model check record not stored: {exc}\n")
         LOGGER.warning("%s: model check record not stored (promotion will refuse it): %s", name, exc)

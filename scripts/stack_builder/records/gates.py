@@ -3,6 +3,10 @@
 Each record is a small OCI artifact in the image's own repository, tagged
 ``sha256-<hex>.<kind>`` and pointing at the image with ``subject``. It survives across
 machines and workflow runs, and a promotion reads it for the exact digest it would move.
+
+Anyone who can push can write a record. So, with signing configured, the job that ran the gate also
+attaches a signed statement of its result to the digest (``registry/gate_statements.py``), and a
+promotion believes a record only when such a statement, from that job's signer, vouches for it.
 """
 from __future__ import annotations
 
@@ -12,14 +16,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stack_builder.errors import RegistryError
+from stack_builder.registry import gate_statements
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.mediatypes import GATE_ARTIFACT as ARTIFACT_TYPE, OCI_EMPTY as EMPTY_CONFIG, OCI_MANIFEST
+from stack_builder.registry.signing import Signing
 from stack_builder.records.files import utc_now
 
 LOGGER = logging.getLogger(__name__)
 
 GPU, MODEL = "gpu-test", "model-check"
 KINDS = (GPU, MODEL)
+# Keyless, the workflow whose job runs a gate and signs its statement, where it is not the build's own
+# (STACK_SIGNING_WORKFLOW, main.yml): the GPU tests run on a GPU host in test_gpu.yml, and a certificate
+# names the workflow file that ran (a reusable workflow's own, when tag.yml calls it). The model checks and
+# drift run in the build's jobs, whose identity the build statements are verified against already.
+GATE_WORKFLOWS = {GPU: ".github/workflows/test_gpu.yml"}
 
 
 @dataclass(frozen=True)
@@ -64,8 +75,11 @@ def record_tag(digest: str, kind: str) -> str:
     return f"{digest.replace(':', '-')}.{kind}"
 
 
-def write_record(registry: RegistryClient, repository: str, digest: str, record: GateRecord) -> GateRecord:
-    """Store ``record`` as the gate record of ``repository@digest``; return what was stored."""
+def write_record(registry: RegistryClient, repository: str, digest: str, record: GateRecord, *,
+                 signing: Signing | None = None) -> GateRecord:
+    """Store ``record`` as the gate record of ``repository@digest``; return what was stored. With ``signing``
+    that can sign, the job's signed statement of the result is attached to the digest too (``SigningError``
+    if it cannot be: the record is stored, and a promotion refuses it for want of the statement)."""
     subject = registry.get_manifest(repository, digest)
     if subject is None:
         raise RegistryError(f"cannot record {record.kind} for {repository}@{digest}: the image is not in registry "
@@ -84,7 +98,51 @@ def write_record(registry: RegistryClient, repository: str, digest: str, record:
     registry.put_manifest(repository, record_tag(digest, record.kind), json.dumps(manifest).encode(), OCI_MANIFEST)
     LOGGER.info("recorded %s for %s@%s: %s", record.kind, repository, digest[:19],
                 "passed" if record.passed else "FAILED")
+    if signing is not None and signing.can_sign:
+        gate_statements.attach(signing, f"{registry.host}/{repository}@{digest}", statement_of(stored),
+                               registry.credentials)
     return stored
+
+
+def statement_of(record: GateRecord) -> gate_statements.GateStatement:
+    """What the job that ran the gate says of its digest: the record's result, summary and what was checked."""
+    passed, failed = _checks(record.details)
+    if not passed and not failed:  # no named checks (GPU tests are counted): the gate itself is the test
+        passed, failed = ([record.kind], []) if record.passed else ([], [record.kind])
+    return gate_statements.GateStatement(record.kind, record.image, record.digest, record.passed, record.summary,
+                                         tuple(passed), tuple(failed), record.recorded)
+
+
+def _checks(details: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(passed, failed): the named checks in a record's details (a model's functional checks, its drift, each
+    platform of an index; the GPU tests' failures)."""
+    passed: list[str] = []
+    failed: list[str] = []
+    named = {f"functional.{k}": v for k, v in (details.get("functional") or {}).items() if isinstance(v, bool)}
+    drift = details.get("drift")
+    if isinstance(drift, dict) and isinstance(drift.get("passed"), bool):
+        named["drift"] = drift["passed"]
+    for platform, result in (details.get("platforms") or {}).items():
+        if isinstance(result, dict) and isinstance(result.get("passed"), bool):
+            named[f"platform {platform}"] = result["passed"]
+    for name, ok in named.items():
+        (passed if ok else failed).append(name)
+    tests = details.get("tests")
+    if isinstance(tests, dict):
+        failed += [str(f) for f in tests.get("failures") or []]
+    return passed, failed
+
+
+def signer_for(signing: Signing, kind: str) -> Signing:
+    """Whose statements are believed for a ``kind`` gate: the signer of the job that runs it."""
+    workflow = GATE_WORKFLOWS.get(kind)
+    return gate_statements.signer(signing, workflow) if workflow else signing
+
+
+def vouching(signing: Signing, registry: RegistryClient, reference: str,
+             kind: str) -> gate_statements.GateStatement | None:
+    """The newest ``kind`` statement on ``host/repository@digest`` from the signer of that gate's job, if any."""
+    return gate_statements.latest(signer_for(signing, kind), reference, registry.credentials, kind)
 
 
 def read_record(registry: RegistryClient, repository: str, digest: str, kind: str) -> GateRecord | None:

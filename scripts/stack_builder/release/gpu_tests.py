@@ -13,6 +13,7 @@ from stack_builder.release.promote import who
 from stack_builder.records import gates
 from stack_builder.records.files import write_json
 from stack_builder.registry.client import RegistryClient
+from stack_builder.registry.signing import Signing
 from stack_builder.spec.references import check_tag
 from stack_builder.spec.stack_spec import Spec
 
@@ -30,12 +31,17 @@ def run_gpu_tests(config: Config, tag: str, only: list[str], *, timeout_s: int =
     if not names:
         raise StackError("no image to test: none has gpu: true" + (" among --image" if only else ""))
     registry = config.registry_client()
+    # With signing, each result is also this job's signed statement, which a promotion requires of the record.
+    signing = Signing.from_settings(config.settings)
+    if signing is not None and not signing.can_sign:
+        LOGGER.warning("signing is configured with a public key only: the GPU results get no signed statement, "
+                       "and a promotion that verifies signatures will refuse them")
     engine = engine_client.connect()
-    return [_run_one(config, spec, name, tag, registry, engine, timeout_s) for name in names]
+    return [_run_one(config, spec, name, tag, registry, engine, timeout_s, signing) for name in names]
 
 
 def _run_one(config: Config, spec: Spec, name: str, tag: str, registry: RegistryClient,
-             engine: Engine, timeout_s: int = 0) -> gates.GateRecord:
+             engine: Engine, timeout_s: int = 0, signing: Signing | None = None) -> gates.GateRecord:
     repo = spec.images[name].repository.on(config.registry)
     tests = spec.images[name].context / "test_gpu"
     if not tests.is_dir():
@@ -64,6 +70,6 @@ def _run_one(config: Config, spec: Spec, name: str, tag: str, registry: Registry
     details = {"tests": vars(outcome.counts()), "engine": config.settings.engine.docker_host or "local",
                "by": who(config.settings.ci.actor)}
     stored = gates.write_record(registry, repo.path, digest, gates.GateRecord(gates.GPU, name, passed, summary,
-                                                                              details))
+                                                                              details), signing=signing)
     write_json(artifacts / "gates" / f"{name}-gpu.json", stored.as_json())
     return stored

@@ -25,6 +25,7 @@ from stack_builder.registry import multiarch
 from stack_builder.registry.mediatypes import INDEX_TYPES
 from stack_builder.errors import RegistryError, StackError
 from stack_builder.records import gates, revocations
+from stack_builder.records.gates import GateRecord
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry import statements
 from stack_builder.registry.signing import Signing
@@ -76,10 +77,13 @@ class Move:
     problems: list[str] = field(default_factory=list)
     state: MoveState = MoveState.PLANNED
     body: bytes = field(default=b"", repr=False)
+    # The gate records the move relies on ({"gpu": record}): with signing, each needs its job's statement
+    relied_on: dict[str, GateRecord] = field(default_factory=dict, repr=False)
 
     def as_record(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("body")
+        data.pop("relied_on")
         return data
 
 
@@ -195,6 +199,20 @@ def check_signatures(signing: Signing, registry: RegistryClient, host: str, move
                 failures.append(f"{digest[:19]}: {why}")
         move.gates["signature"] = "failed" if failures else "verified"
         move.problems.extend(f"signature of {f}" for f in failures)
+        check_gate_statements(signing, registry, host, move)
+
+
+def check_gate_statements(signing: Signing, registry: RegistryClient, host: str, move: Move) -> None:
+    """Each gate record the move relies on is vouched for by the newest statement of the job that ran the gate,
+    signed by that job's signer and PASSED: a record anyone with write access could have written is not enough."""
+    for gate, record in move.relied_on.items():
+        statement = gates.vouching(signing, registry, f"{host}/{move.repository}@{move.source_digest}", record.kind)
+        if statement is not None and statement.passed:
+            continue
+        move.gates[gate] = "not vouched for"
+        said = f" (its newest statement says FAILED: {statement.summary})" if statement is not None else ""
+        move.problems.append(f"{record.kind} gate record is not vouched for by a statement signed by "
+                             f"{gates.signer_for(signing, record.kind).describe()}{said}")
 
 
 def _entries(media_type: str | None, body: bytes) -> list[str]:
@@ -230,6 +248,7 @@ def _gpu_gate(registry: RegistryClient, move: Move, digest: str, skip: bool) -> 
     if not record.passed:
         move.problems.append(f"the GPU tests of {digest} failed ({record.summary})")
         return "failed"
+    move.relied_on["gpu"] = record
     return "passed"
 
 
@@ -242,6 +261,7 @@ def _model_gate(registry: RegistryClient, move: Move, digest: str) -> str:
     if not record.passed:
         move.problems.append(f"the model checks of {digest} failed ({record.summary})")
         return "failed"
+    move.relied_on["model"] = record
     return f"passed ({record.details.get('drift_status', 'drift checked')})"
 
 
