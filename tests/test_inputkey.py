@@ -135,6 +135,8 @@ def test_a_recipe_chain_is_an_input_and_one_dockerfile_keeps_its_old_key(context
     (["?.py"], "ab.py", False),
     (["*"], "sub/file", True),  # * matches the folder sub, and so everything under it
     (["a.b"], "axb", False),  # . is a dot
+    ([r"foo\[1"], "foo[1", True),  # an escaped bracket is a bracket
+    (["a]"], "a]", True),  # a lone ] is itself
 ])
 def test_dockerignore_is_matched_as_buildkit_matches_it(patterns: list[str], path: str, left_out: bool) -> None:
     from stack_builder.engine import dockerignore
@@ -208,3 +210,11 @@ def test_model_examples_count_whatever_dockerignore_says(context: Path) -> None:
     before = key(context, model_files=[examples])
     (examples / "reference.csv").write_text("y\n2\n")
     assert key(context, model_files=[examples]) != before
+
+
+def test_links_that_point_at_each_other_do_not_loop(context: Path) -> None:
+    (context / "a").mkdir()
+    (context / "b").mkdir()
+    (context / "a" / "to-b").symlink_to(context / "b")
+    (context / "b" / "to-a").symlink_to(context / "a")
+    assert key(context, root=context).startswith("sha256:")

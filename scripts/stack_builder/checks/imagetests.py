@@ -80,6 +80,8 @@ def run_tests(spec: Spec, name: str, image: str, *, junit: Path, log: Path, dirs
     env["STACK_IMAGE"] = image
     env["STACK_IMAGE_NAME"] = name
     env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # The stack's top is not put on sys.path (Python 3.11+): a test imports only what the input key hashes.
+    env["PYTHONSAFEPATH"] = "1"
     command = [sys.executable, "-m", "pytest", *map(str, dirs), f"--junitxml={junit}", "-p", "stack_builder.checks.pytest_plugin",
                "-p", "no:cacheprovider", "--import-mode=importlib", "-c", os.devnull,
                f"--rootdir={spec.stack_dir}", f"--confcutdir={spec.stack_dir}", "-q", "-o", f"junit_suite_name={name}"]

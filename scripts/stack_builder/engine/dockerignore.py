@@ -93,9 +93,7 @@ def _regex(pattern: str) -> str:
         else:
             out.append(ch)  # (as BuildKit: a class's ranges and ^ keep their meaning)
         i += 1
-    if pattern.count("[") != pattern.count("]"):
-        raise ValueError("unbalanced [ ]")
-    return "".join(out)
+    return "".join(out)  # (an unclosed class is refused by re.compile, as Go's filepath.Match refuses it)
 
 
 def excluded(path: str, patterns: Sequence[Pattern]) -> bool:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import stat
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -74,9 +75,19 @@ def _entry(path: Path, relative: str, root: Path) -> str:
     return f"O {relative} {stat.S_IFMT(info.st_mode):o}"  # a socket or a device: its kind counts
 
 
+_walking = threading.local()  # the folders a link is being followed into, on this thread: a loop stops there
+
+
 def _resolved(target: Path, root: Path) -> str:
     if target.is_dir():
-        return "D " + folder_digest(target, (), root)
+        walking: set[Path] = getattr(_walking, "folders", set())
+        if target in walking:
+            return "loop"
+        _walking.folders = walking | {target}
+        try:
+            return "D " + folder_digest(target, (), root)
+        finally:
+            _walking.folders = walking
     if target.is_file():
         return "F " + _file_sha256(target)
     return "missing"

@@ -118,8 +118,8 @@ def _build_and_test(ctx: BuildContext, name: str, platform: str, given: ParentRe
             if digest.startswith("sha256:"):
                 labels[bases.BASE_DIGEST] = digest
         outcome.parent = parent.ref
-    pinned = {recipe: pins.pin(ctx, recipe, platform, (root_base.name, root_base.digest) if root_base else None)
-              for recipe in image.recipes or (image.dockerfile,)}
+    pinned = {recipe: pins.pin(ctx, recipe, platform, (root_base.name, root_base.digest) if root_base else None,
+                               build_args) for recipe in image.recipes or (image.dockerfile,)}
     outcome.input_key = labels[inputkey.LABEL] = _input_key(ctx, image, platform, build_args, parent, pinned)
     found = trust.reusable(ctx, name, platform, outcome.input_key, log) if ctx.reuse else None
     if found is not None:

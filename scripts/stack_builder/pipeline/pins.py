@@ -53,31 +53,79 @@ def split_name(name: str) -> tuple[str, str, str]:
     return host, repository, reference
 
 
-def pin(ctx: BuildContext, dockerfile: Path, platform: str, root_base: tuple[str, str] | None = None) -> Pinned:
-    """The Dockerfile's images for ``platform``. ``root_base``: (name, digest) of a root's upstream base as this
-    build uses it (found per platform by ``bases``)."""
+def pin(ctx: BuildContext, dockerfile: Path, platform: str, root_base: tuple[str, str] | None = None,
+        build_args: Mapping[str, str] | None = None) -> Pinned:
+    """The Dockerfile's images for ``platform``, its ARGs given ``build_args`` as the build gives them.
+    ``root_base``: (name, digest) of a root's upstream base as this build uses it (found per platform)."""
     text = dockerfile.read_text(encoding="utf-8")
-    names = list(dict.fromkeys(base_images(dockerfile)))
-    syntax = next((m.group(1) for m in (SYNTAX_RE.match(line) for line in text.splitlines()[:1]) if m), None)
     sources: dict[str, str] = {}
-    pinned: dict[str, str] = {}
-    for name in [*names, *([syntax] if syntax else [])]:
-        if root_base is not None and root_base[0] == name:
-            sources[name] = f"{name}@{root_base[1]}"
+    lines: dict[int, tuple[str, str]] = {}  # line number -> (name as built, its pinned reference)
+    counted: dict[tuple[str, bool], tuple[str, str | None]] = {}  # each name resolved once per Dockerfile
+    for number, name in _named(text, build_args or {}):
+        frontend = number < 0
+        if (name, frontend) not in counted:
+            counted[(name, frontend)] = _count(ctx, name, None if frontend else platform, root_base)
+        sources[name], pinned = counted[(name, frontend)]
+        if pinned is not None:
+            lines[number] = (name, pinned)
+    return Pinned(sources, _rewritten(text, lines) if lines else None)
+
+
+def _named(text: str, build_args: Mapping[str, str]) -> list[tuple[int, str]]:
+    """(line number, image name) of the frontend (number -1) and each FROM that names an image, with ARGs
+    substituted as the build substitutes them. The parent's ``${BASE_IMAGE}`` is left to the plan."""
+    found: list[tuple[int, str]] = []
+    args: dict[str, str] = {}
+    stages: set[str] = set()
+    seen_from = False
+    for number, raw in enumerate(text.splitlines()):
+        line = raw.strip()
+        directive = SYNTAX_RE.match(line) if not seen_from else None
+        if directive and _only_directives(text, number):
+            found.append((-1 - number, directive.group(1)))
             continue
-        found = images.find(ctx.engine, name) if "@" not in name else None
-        explicit = split_name(name)[0] != DOCKER_HUB or name.startswith(("docker.io/", DOCKER_HUB))
-        if found is not None and found.platform == platform and not explicit:
-            sources[name] = found.id  # a seeded base only the engine holds: BuildKit takes it by name
+        arg = re.match(r"(?i)^ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?$", line)
+        if arg and not seen_from:
+            default = arg.group(2).strip().strip('"\'') if arg.group(2) is not None else None
+            value = build_args.get(arg.group(1), default)
+            if value is not None:
+                args[arg.group(1)] = value
             continue
-        digest = _resolve(ctx, name, platform if name != syntax else None)
-        if digest is None:
-            sources[name] = f"unresolved {name} {secrets.token_hex(8)}"  # never matches: built, never reused
-            LOGGER.warning("%s cannot be resolved to a digest: the image is built, not reused", name)
+        source = FROM_RE.match(raw)
+        if not source:
             continue
-        sources[name] = f"{name}@{digest}"
-        pinned[name] = f"{name.partition('@')[0]}@{digest}"
-    return Pinned(sources, _rewritten(text, pinned) if pinned else None)
+        seen_from = True
+        token, alias = source.group(2), re.match(r"(?i)^\s+AS\s+(\S+)", source.group(3))
+        if alias:
+            stages.add(alias.group(1).lower())
+        if re.search(r"\$\{?BASE_(?:IMAGE|TAG)\b", token):
+            continue  # the parent (datahub's Dockerfiles say <image>:${BASE_TAG}), pinned by the plan
+        name = re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: args.get(m.group(1), "\0"), token)
+        if "\0" in name or name == "scratch" or name.lower() in stages - ({alias.group(1).lower()} if alias else set()):
+            continue
+        found.append((number, name))
+    return found
+
+
+def _only_directives(text: str, number: int) -> bool:
+    """Whether every line before ``number`` is a parser directive (``# key=value``), as BuildKit requires."""
+    return all(re.match(r"^#\s*[A-Za-z]+\s*=", line.strip()) for line in text.splitlines()[:number])
+
+
+def _count(ctx: BuildContext, name: str, platform: str | None,
+           root_base: tuple[str, str] | None) -> tuple[str, str | None]:
+    """(what counts in the key, the pinned reference to build with, or None to build with the name)."""
+    if root_base is not None and root_base[0] == name:
+        return f"{name}@{root_base[1]}", None
+    found = images.find(ctx.engine, name) if "@" not in name and platform is not None else None
+    explicit = split_name(name)[0] != DOCKER_HUB or name.startswith(("docker.io/", DOCKER_HUB))
+    if found is not None and found.platform == platform and not explicit:
+        return found.id, None  # a seeded base only the engine holds: BuildKit takes it by name
+    digest = _resolve(ctx, name, platform)
+    if digest is None:
+        LOGGER.warning("%s cannot be resolved to a digest: the image is built, not reused", name)
+        return f"unresolved {name} {secrets.token_hex(8)}", None  # never matches: built, never reused
+    return f"{name}@{digest}", f"{name.partition('@')[0]}@{digest}"
 
 
 def _resolve(ctx: BuildContext, name: str, platform: str | None) -> str | None:
@@ -92,19 +140,17 @@ def _resolve(ctx: BuildContext, name: str, platform: str | None) -> str | None:
         return None
 
 
-def _rewritten(text: str, pinned: Mapping[str, str]) -> str:
-    lines = text.splitlines(keepends=True)
-    out = []
-    for number, line in enumerate(lines):
-        syntax = SYNTAX_RE.match(line.rstrip("\n")) if number == 0 else None
-        if syntax and syntax.group(1) in pinned:
-            out.append(f"# syntax={pinned[syntax.group(1)]}\n")
+def _rewritten(text: str, lines: Mapping[int, tuple[str, str]]) -> str:
+    """``text`` with each pinned line naming its digest: a FROM line (by number) its image, a directive line
+    (number ``-1 - n``) its frontend. ARGs in a pinned FROM are replaced by the name they gave."""
+    out = text.splitlines(keepends=True)
+    for number, (_, pinned) in lines.items():
+        if number < 0:
+            out[-1 - number] = f"# syntax={pinned}\n"
             continue
-        source = FROM_RE.match(line.rstrip("\n"))
-        if source and source.group(2) in pinned:
-            out.append(f"{source.group(1)}{pinned[source.group(2)]}{source.group(3)}\n")
-            continue
-        out.append(line)
+        source = FROM_RE.match(out[number].rstrip("\n"))
+        if source:
+            out[number] = f"{source.group(1)}{pinned}{source.group(3)}\n"
     return "".join(out)
 
 
