@@ -13,7 +13,7 @@ from stack_builder import signals
 from stack_builder.engine.push import push
 from stack_builder.errors import RegistryError, StepFailed
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
-from stack_builder.registry import multiarch
+from stack_builder.registry import multiarch, statements
 from stack_builder.registry.mediatypes import INDEX_TYPES
 from stack_builder.spec.references import Repository
 
@@ -42,10 +42,13 @@ class Tagger:
                 if existing == digest:
                     self.moved[tag] = digest
                     continue
-                if existing is not None:
+                if existing is not None and self._vouched(existing):
                     self._note(f"{tag} already holds {existing}: a per-commit tag is written once, so it still "
                                f"points there, not at {digest}")
                     continue
+                if existing is not None:  # no statement of ours says anything of it: it is not ours to keep
+                    self._note(f"{tag} held {existing}, which no statement signed by this stack vouches for: "
+                               f"replaced by {digest}")
             digest = self._retag(digest, tag) if digest is not None else self._push_verified(tag)
             self.moved[tag] = digest
         if digest is None:
@@ -76,6 +79,15 @@ class Tagger:
             return self.put(tags[1:], digest=digest) if tags[1:] else digest
         except RegistryError as exc:
             raise StepFailed(f"index not published: {exc}") from None
+
+    def _vouched(self, digest: str) -> bool:
+        """Whether a digest found under a write-once tag is ours: always without signing (the registry is
+        trusted), else only with a statement the stack's key or identity signed."""
+        signing = self._ctx.signing
+        if signing is None:
+            return True
+        return bool(statements.verified(signing, f"{self.repo}@{digest}", self._ctx.credentials,
+                                        commit=self._ctx.revision.commit))
 
     def _note(self, note: str) -> None:
         self.notes.append(note)
