@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -83,6 +84,10 @@ class RegistryTransport:
         self.may_fall_back = self.forced_scheme is None and insecure  # dockerd's rule for insecure registries
         self.base = f"{self.forced_scheme or 'https'}://{host}"
         self.session = requests.Session()
+        # The proxy settings are read once, here, not on every request (a tenth of a lookup's time at scale);
+        # credentials come only from our settings, never from a .netrc.
+        self._proxies: dict[str, dict[str, str]] = {}  # scheme://host -> the environment's proxies for it
+        self.session.trust_env = False
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
@@ -94,6 +99,14 @@ class RegistryTransport:
         self.stats = {"requests": 0, "retries": 0}
 
     # -- transport -------------------------------------------------------------------------------
+
+    def proxies_for(self, url: str) -> dict[str, str]:
+        """The proxies the environment names for ``url``'s host (HTTPS_PROXY, NO_PROXY...), read once per host."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._proxies:
+            self._proxies[origin] = dict(requests.utils.get_environ_proxies(origin))
+        return self._proxies[origin]
 
     def _url(self, repository: str | None, path: str) -> str:
         return f"{self.base}/v2/{repository}{path}" if repository else f"{self.base}/v2{path}"
@@ -127,7 +140,7 @@ class RegistryTransport:
             self.stats["requests"] += 1
             try:
                 response = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout,
-                                                verify=self.verify)
+                                                verify=self.verify, proxies=self.proxies_for(url))
             except requests.exceptions.SSLError as exc:
                 if self._fell_back(url, exc):
                     url = "http://" + url[len("https://"):]
@@ -201,7 +214,7 @@ class RegistryTransport:
         auth = (self.credentials.username, self.credentials.password) if self.credentials else None
         try:
             token_response = self.session.get(realm, params=query, auth=auth, timeout=self.timeout,
-                                              verify=self.verify)
+                                              verify=self.verify, proxies=self.proxies_for(realm))
         except requests.exceptions.RequestException as exc:
             raise RegistryError(f"token service of {self.host} unreachable ({type(exc).__name__})") from None
         self._auth[scope] = f"Bearer {_token(token_response, self.host)}"
