@@ -10,6 +10,8 @@ run keeps what upload-artifact uploads for download-artifact.
 from __future__ import annotations
 
 import fnmatch
+import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -395,3 +397,45 @@ def test_a_branch_jobs_statement_serves_its_own_commit_only(tmp_path: Path, regi
     later = statements.vouching(statements.verified(job("refs/heads/main", fourth), ref(arm64), None, commit=fourth),
                                 input_key="key-1")
     assert later is not None and later.commit == third
+
+    # Promotion of what main reused by a fast-forward merge: the branch job signed it and stated it at the
+    # first commit, which is on main; promotion believes that branch's signature and statement only when
+    # the promotion's checkout has that commit (and never for an image built from another commit).
+    from stack_builder.release import promote
+
+    def ref_in(repository: str, digest: str) -> str:
+        return f"{registry}/{repository}@{digest}"
+
+    labelled = _labelled_image(client, "graph/ff", first)
+    feature = job("refs/heads/feature", first)
+    feature.sign(ref_in("graph/ff", labelled), None)
+    statements.attach(feature, ref_in("graph/ff", labelled), statement(labelled, first), None)
+    manifest = client.get_manifest("graph/ff", labelled)
+    assert manifest is not None
+
+    def move() -> "promote.Move":
+        found = promote.Move(image="root", repository="graph/ff", source_tag="2024.1-main", target_tag="2024.1-stable")
+        found.source_digest, found.media_type, found.body = labelled, manifest.media_type, manifest.body
+        return found
+
+    on_main_now = job("refs/heads/main", fourth)
+    on_history, elsewhere = move(), move()
+    promote.check_signatures(on_main_now, client, registry, [on_history], on_trusted_ref=lambda c: c == first)
+    assert on_history.problems == [] and on_history.gates["signature"] == "verified"
+    promote.check_signatures(on_main_now, client, registry, [elsewhere], on_trusted_ref=lambda c: False)
+    assert elsewhere.gates["signature"] == "failed" and elsewhere.problems
+
+
+def _labelled_image(client: RegistryClient, repository: str, commit: str) -> str:
+    """A one-layer image whose revision label is ``commit``, pushed by digest; its digest."""
+    layer = gzip.compress(b"", mtime=0)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {
+        "Labels": {"org.opencontainers.image.revision": commit}},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(b"").hexdigest()]}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": client.upload_blob(repository, config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": client.upload_blob(repository, layer), "size": len(layer)}]}).encode()
+    return client.put_manifest(repository, "labelled", manifest, "application/vnd.oci.image.manifest.v1+json")

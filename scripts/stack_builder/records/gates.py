@@ -139,10 +139,14 @@ def signer_for(signing: Signing, kind: str) -> Signing:
     return gate_statements.signer(signing, workflow) if workflow else signing
 
 
-def vouching(signing: Signing, registry: RegistryClient, reference: str,
-             kind: str) -> gate_statements.GateStatement | None:
-    """The newest ``kind`` statement on ``host/repository@digest`` from the signer of that gate's job, if any."""
-    return gate_statements.latest(signer_for(signing, kind), reference, registry.credentials, kind)
+def vouching(signing: Signing, registry: RegistryClient, reference: str, kind: str, *,
+             commit: str = "") -> gate_statements.GateStatement | None:
+    """The newest ``kind`` statement on ``host/repository@digest`` from the signer of that gate's job, if any
+    (``commit``, keyless: that job on any ref, at that commit)."""
+    signer = signer_for(signing, kind)
+    if commit and not signer.binds_commits:
+        return None
+    return gate_statements.latest(signer, reference, registry.credentials, kind, commit=commit)
 
 
 def read_record(registry: RegistryClient, repository: str, digest: str, kind: str) -> GateRecord | None:

@@ -83,14 +83,16 @@ def attach(signing: Signing, reference: str, statement: GateStatement, credentia
                 reference)
 
 
-def latest(signer: Signing, reference: str, credentials: Credentials | None, kind: str) -> GateStatement | None:
+def latest(signer: Signing, reference: str, credentials: Credentials | None, kind: str, *,
+           commit: str = "") -> GateStatement | None:
     """The newest ``kind`` statement on ``host/repository@digest`` that ``signer`` signed, if any: a gate run
     again (a flaky GPU test, say) counts as its last run said, so a later failure is not hidden by an older
     pass. (Whoever can write the registry can still drop the newer layers of cosign's attestation tag; a
     transparency log, keyless, keeps the record of every statement made.)"""
     digest = reference.rpartition("@")[2]
     found = [s for s in (GateStatement.parse(raw, digest, kind)
-                         for raw in signer.statements(reference, PREDICATE_TYPE, credentials)) if s is not None]
+                         for raw in signer.statements(reference, PREDICATE_TYPE, credentials, commit=commit))
+             if s is not None]
     return max(found, key=lambda s: (s.recorded, not s.passed), default=None)  # a tie: the failure counts
 
 

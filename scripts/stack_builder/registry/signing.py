@@ -134,9 +134,10 @@ class Signing:
                     "--certificate-github-workflow-sha", commit]
         return ["--certificate-identity-regexp", self.identity, "--certificate-oidc-issuer", self.issuer]
 
-    def verify(self, reference: str, credentials: Credentials | None) -> str | None:
-        """None when ``host/repository@digest`` carries a valid signature; else why not."""
-        args = ["verify", *self.verifier(credentials)]
+    def verify(self, reference: str, credentials: Credentials | None, *, commit: str = "") -> str | None:
+        """None when ``host/repository@digest`` carries a valid signature; else why not. ``commit`` (keyless):
+        one a job on any ref signed at that commit."""
+        args = ["verify", *self.verifier(credentials, commit=commit)]
         code, output = self._cosign([*args, *_registry_args(self.registry, reference), reference], credentials, with_password=False)
         if code == 0:
             return None

@@ -108,7 +108,8 @@ def parse_tag(tag: str, *, global_stable: bool) -> tuple[str, str]:
 
 
 def plan(spec: Spec, registry: RegistryClient, host: str, tag: str, *, global_stable: bool,
-         skip_gpu_test: bool, allow_platform_drop: bool = False, signing: Signing | None = None) -> list[Move]:
+         skip_gpu_test: bool, allow_platform_drop: bool = False, signing: Signing | None = None,
+         on_trusted_ref: Callable[[str], bool] | None = None) -> list[Move]:
     """Resolve every source and check every gate. Raises ``PromotionRefused`` listing every problem."""
     source, target = parse_tag(tag, global_stable=global_stable)
     moves = []
@@ -129,7 +130,7 @@ def plan(spec: Spec, registry: RegistryClient, host: str, tag: str, *, global_st
         moves.append(move)
     check_set(spec, registry, moves, allow_platform_drop=allow_platform_drop)
     if signing is not None:
-        check_signatures(signing, registry, host, moves)
+        check_signatures(signing, registry, host, moves, on_trusted_ref=on_trusted_ref)
     problems = [f"{m.image}: {p}" for m in moves for p in m.problems]
     if problems:
         raise PromotionRefused("promotion refused; no tag was moved:\n  " + "\n  ".join(problems) +
@@ -183,30 +184,56 @@ def check_not_yanked(registry: RegistryClient, move: Move) -> None:
             move.problems.append(f"{revoked.describe()}; yanked digests are never promoted")
 
 
-def check_signatures(signing: Signing, registry: RegistryClient, host: str, moves: list[Move]) -> None:
-    """Every digest a move would publish (the index and each platform image) carries a valid signature."""
+def check_signatures(signing: Signing, registry: RegistryClient, host: str, moves: list[Move], *,
+                     on_trusted_ref: Callable[[str], bool] | None = None) -> None:
+    """Every digest a move would publish (the index and each platform image) carries a valid signature and a build
+    statement. Keyless, from the trusted ref; or, when ``on_trusted_ref`` says the commit the image was built
+    from is on it (a fast-forward merge reused what its branch built), from the same workflow on the branch,
+    bound to that very commit."""
     for move in moves:
         if not move.source_digest:
             continue
         failures = []
+        commit = _built_from(registry, move, on_trusted_ref) if signing.binds_commits else ""
         for digest in [move.source_digest, *_entries(move.media_type, move.body)]:
             reference = f"{host}/{move.repository}@{digest}"
-            why = signing.verify(reference, registry.credentials)
-            if why is None and not statements.verified(signing, reference, registry.credentials):
-                why = (f"no build statement signed by {signing.describe()}: nothing says this stack built and "
-                       "tested it")
+            why = _unvouched(signing, registry, reference, "")
+            if why is not None and commit:
+                why = _unvouched(signing, registry, reference, commit)
             if why is not None:
                 failures.append(f"{digest[:19]}: {why}")
         move.gates["signature"] = "failed" if failures else "verified"
         move.problems.extend(f"signature of {f}" for f in failures)
-        check_gate_statements(signing, registry, host, move)
+        check_gate_statements(signing, registry, host, move, commit=commit)
 
 
-def check_gate_statements(signing: Signing, registry: RegistryClient, host: str, move: Move) -> None:
+def _unvouched(signing: Signing, registry: RegistryClient, reference: str, commit: str) -> str | None:
+    why = signing.verify(reference, registry.credentials, commit=commit)
+    if why is None and not statements.verified(signing, reference, registry.credentials, commit=commit):
+        why = f"no build statement signed by {signing.describe()}: nothing says this stack built and tested it"
+    return why
+
+
+def _built_from(registry: RegistryClient, move: Move, on_trusted_ref: Callable[[str], bool] | None) -> str:
+    """The commit the move's image was built from (its revision label), when it is on the trusted ref; else ""."""
+    if on_trusted_ref is None:
+        return ""
+    configs = _platform_configs(registry, move.repository, move.source_digest, move.media_type, move.body)
+    commits = {str(((c.get("config") or {}).get("Labels") or {}).get("org.opencontainers.image.revision", ""))
+               for c in configs.values()}
+    commit = commits.pop() if len(commits) == 1 else ""
+    return commit if commit and on_trusted_ref(commit) else ""
+
+
+def check_gate_statements(signing: Signing, registry: RegistryClient, host: str, move: Move, *,
+                          commit: str = "") -> None:
     """Each gate record the move relies on is vouched for by the newest statement of the job that ran the gate,
     signed by that job's signer and PASSED: a record anyone with write access could have written is not enough."""
     for gate, record in move.relied_on.items():
-        statement = gates.vouching(signing, registry, f"{host}/{move.repository}@{move.source_digest}", record.kind)
+        reference = f"{host}/{move.repository}@{move.source_digest}"
+        statement = gates.vouching(signing, registry, reference, record.kind)
+        if statement is None and commit:  # (a statement from the trusted ref, pass or fail, is never overruled)
+            statement = gates.vouching(signing, registry, reference, record.kind, commit=commit)
         if statement is not None and statement.passed:
             continue
         move.gates[gate] = "not vouched for"

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from stack_builder import signals
 from stack_builder.config import Config
@@ -72,13 +73,31 @@ def record(moves: list[Move], *, options: PromoteOptions, host: str, outcome: st
 def _planned(config: Config, registry: RegistryClient, options: PromoteOptions,
              signing: Signing | None) -> tuple[list[Move], str | None]:
     """The moves a promotion (or a rollback, with the promotion it undoes) would make; raises if refused."""
+    reachable = _in_checkout(config)
     if options.rollback:
         target = rollback.target_of(options.tag, global_stable=options.global_stable)
         return rollback.plan(config.spec, registry, config.registry, target, skip_gpu_test=options.skip_gpu_test,
-                             allow_platform_drop=options.allow_platform_drop, signing=signing)
+                             allow_platform_drop=options.allow_platform_drop, signing=signing,
+                             on_trusted_ref=reachable)
     return plan(config.spec, registry, config.registry, options.tag, global_stable=options.global_stable,
                 skip_gpu_test=options.skip_gpu_test, allow_platform_drop=options.allow_platform_drop,
-                signing=signing), None
+                signing=signing, on_trusted_ref=reachable), None
+
+
+def _in_checkout(config: Config) -> Callable[[str], bool]:
+    """Whether a commit is in the history of the checkout the promotion runs in (in CI, the trusted ref): then
+    what a branch job built and tested at that commit, and main reused by a fast-forward merge, may be
+    promoted on that job's statements."""
+    def reachable(commit: str) -> bool:
+        if not re.fullmatch(r"[0-9a-f]{40}", commit):
+            return False
+        from stack_builder.plan.changes import open_repo  # git: only when a branch statement is considered
+        try:
+            repo = open_repo(config.stack_dir)
+            return bool(repo.is_ancestor(repo.commit(commit), repo.head.commit))
+        except Exception:  # no repository, an unknown commit: not on the trusted ref
+            return False
+    return reachable
 
 
 def promote_stack(config: Config, options: PromoteOptions) -> Promoted:

@@ -8,6 +8,7 @@ race checks: the tag must still hold what the promotion put there.
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from stack_builder.errors import StackError
 from stack_builder.release import promote
@@ -34,7 +35,8 @@ def target_of(tag: str, *, global_stable: bool) -> str:
 
 
 def plan(spec: Spec, registry: RegistryClient, host: str, target: str, *, skip_gpu_test: bool,
-         allow_platform_drop: bool, signing: Signing | None) -> tuple[list[Move], str]:
+         allow_platform_drop: bool, signing: Signing | None,
+         on_trusted_ref: Callable[[str], bool] | None = None) -> tuple[list[Move], str]:
     """(moves, id of the promotion they undo). Raises ``PromotionRefused`` listing every problem."""
     histories = {name: promotions.read(registry, image.repository.on(host).path, target)
                  for name, image in spec.images.items()}
@@ -71,7 +73,7 @@ def plan(spec: Spec, registry: RegistryClient, host: str, target: str, *, skip_g
         promote.check_gates(registry, move, gpu=image.gpu, model=image.model is not None, skip_gpu_test=skip_gpu_test)
     promote.check_set(spec, registry, moves, allow_platform_drop=allow_platform_drop)
     if signing is not None:
-        promote.check_signatures(signing, registry, host, moves)
+        promote.check_signatures(signing, registry, host, moves, on_trusted_ref=on_trusted_ref)
     problems = [f"{m.image}: {p}" for m in moves for p in m.problems]
     if problems:
         raise PromotionRefused(f"rollback of {target} refused; no tag was moved:\n  " + "\n  ".join(problems) +
