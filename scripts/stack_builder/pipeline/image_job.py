@@ -21,14 +21,13 @@ from stack_builder.kinds import Reason, ReasonKind
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.plan.changes import BASE_UPDATED
 from stack_builder.plan.plan import ParentRef, lookup_tags
-from stack_builder.records import revocations
 from stack_builder.records.files import utc_now
 from stack_builder.records.logfile import open_log
 from stack_builder.records.results import DriftResult, ModelResult, TestCounts
 from stack_builder.registry import multiarch
 from stack_builder.registry.statements import BuildStatement
 from stack_builder.registry.credentials import redact_all
-from stack_builder.spec.dockerfile import base_arg_default, base_images
+from stack_builder.spec.dockerfile import base_arg_default
 from stack_builder.spec.references import split_reference
 from stack_builder.spec.stack_spec import ImageSpec, ModelSpec
 

@@ -23,7 +23,6 @@ from stack_builder.errors import RegistryError
 from stack_builder.pipeline.context import BuildContext
 from stack_builder.registry import multiarch
 from stack_builder.registry.client import RegistryClient
-from stack_builder.spec.dockerfile import base_images
 
 LOGGER = logging.getLogger(__name__)
 
@@ -131,7 +130,10 @@ def _count(ctx: BuildContext, name: str, platform: str | None,
 def _resolve(ctx: BuildContext, name: str, platform: str | None) -> str | None:
     host, repository, reference = split_name(name)
     try:
-        client = ctx.registry if host == ctx.registry_host else RegistryClient(host, settings=ctx.settings.registry)
+        # Another registry is asked once, without retries: one that cannot answer makes the key unique (a build),
+        # which costs less than waiting on it; no credential of the stack's own registry goes there.
+        client = ctx.registry if host == ctx.registry_host else \
+            RegistryClient(host, settings=ctx.settings.registry, retries=0)
         if platform is None:
             return client.manifest_digest(repository, reference)
         return multiarch.platform_digest(client, repository, reference, platform)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import IO, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from stack_builder import signals
 from stack_builder.errors import Interrupted, StepFailed
