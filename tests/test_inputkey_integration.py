@@ -63,11 +63,21 @@ def test_a_case_mismatched_dockerignore_a_linked_test_and_a_conftest_above_are_a
                                    remove=True)
     assert served.decode().strip() == "setting = 2"
 
-    # 3. A conftest.py in the stack above the test folders: pytest loads it, so it is an input too.
+    # 3. Only a file's mode changed (BuildKit copies it): left is built again, and its file has the new mode.
     stack.write("images/shared/check_right.py", "def test_right_linked(container):\n    assert True\n")
     stack.commit("right passes again")
     ok(stack.doit("build", "--all"))
     assert statuses(stack)["right"] == "reused"  # the inputs of the first build, which passed its tests
+    (stack.root / "images/left/config.txt").chmod(0o600)
+    stack.commit("config.txt: private")
+    ok(stack.doit("build", "--all"))
+    assert statuses(stack)["left"] == "built"
+    left = stack.report()["images"]["left"]
+    listed = engine.containers.run(f"{empty_registry}/exact/left@{left['digest']}", ["ls", "-l", "/config.txt"],
+                                   remove=True)
+    assert listed.decode().startswith("-rw-------"), listed
+
+    # 4. A conftest.py in the stack above the test folders: pytest loads it, so it is an input too.
     stack.write("images/conftest.py", "import pytest\n")
     stack.commit("a conftest for every image")
     ok(stack.doit("build", "--all"))

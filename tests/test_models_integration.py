@@ -125,3 +125,23 @@ def test_drift_against_stable(make_stack: MakeStack, registry: str, test_base: s
     assert "drift (disagreement" in scorer["reason"]
     # The drifting build was not published; the branch tag still holds the good build.
     assert registry_digest(registry, "model-drift/scorer", "2024.1-main") != scorer.get("digest")
+
+
+def test_a_changed_reference_output_that_dockerignore_hides_is_checked_again(make_stack: MakeStack,
+                                                                               empty_registry: str,
+                                                                               test_base: str) -> None:
+    """The examples are not in the image (.dockerignore leaves them out), but the model check reads them: a changed
+    reference output builds and checks the image again, and a wrong one now fails it, rather than being reused."""
+    stack = make_stack(registry=empty_registry)
+    model_stack(stack, test_base, GOOD, namespace="model-hidden")
+    stack.write("images/scorer/.dockerignore", "examples/\n")
+    stack.commit("examples are not sent to the engine")
+    first = stack.doit("build", "--all")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert stack.report()["images"]["scorer"]["status"] == "built"
+    stack.write("images/scorer/examples/output.csv", OUTPUT.replace("1,6,small", "1,60,small"))
+    stack.commit("a wrong reference output")
+    again = stack.doit("build", "--all")
+    scorer = stack.report()["images"]["scorer"]
+    assert again.returncode != 0 and scorer["status"] == "failed", scorer["status"]  # checked, not reused
+    assert scorer["model"]["functional"]["checks"]["matches_reference"] is False
