@@ -140,13 +140,16 @@ def test_an_interrupted_run_resumes_without_a_duplicate_or_a_loss(doubler: Stack
     killed = False
     deadline = time.monotonic() + 60
     while not killed and time.monotonic() < deadline:
-        for container in engine.containers.list(filters={"label": "io.stack-builder.run"}):
-            # this run's model, by its registry (each pytest-xdist worker has its own)
-            names = container.image.tags + container.image.attrs.get("RepoDigests", [])
-            if f"{doubler.registry}/precalc/doubler" in " ".join(names):
-                container.kill()
-                killed = True
-                break
+        try:
+            for container in engine.containers.list(filters={"label": "io.stack-builder.run"}):
+                # this run's model, by its registry (each pytest-xdist worker has its own)
+                names = container.image.tags + container.image.attrs.get("RepoDigests", [])
+                if f"{doubler.registry}/precalc/doubler" in " ".join(names):
+                    container.kill()
+                    killed = True
+                    break
+        except docker.errors.APIError:  # a shard's container ended between the listing and the kill: the next
+            pass
         time.sleep(0.2)
     out, err = proc.communicate(timeout=180)
     assert killed and proc.returncode != 0 and "FAILED shard" in out, out + err
