@@ -6,6 +6,7 @@ with nothing stored.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -223,6 +224,8 @@ def test_a_dead_engine_fails_the_shards_left_and_the_same_command_resumes(
         rows = stored(doubler)
         assert len(rows) == 160 and {k: y for _, k, y in rows} == {f"k{n}": 2.0 * (1000 + n) for n in range(160)}
     finally:  # the containers the cut line could not remove
-        for container in engine.containers.list(all=True, filters={"label": "io.stack-builder.run"}):
-            if any(f"{doubler.registry}/precalc/doubler" in d for d in container.image.attrs.get("RepoDigests", [])):
-                container.remove(force=True)
+        # the low-level listing, as other workers' containers may end between a listing and an inspect
+        for listed in engine.api.containers(all=True, filters={"label": "io.stack-builder.run"}):
+            if f"{doubler.registry}/precalc/doubler" in listed.get("Image", ""):
+                with contextlib.suppress(docker.errors.NotFound):
+                    engine.api.remove_container(listed["Id"], force=True)

@@ -77,14 +77,18 @@ def remove_labelled(client: docker.DockerClient, run_id: str, image: str | None 
     """Remove (forcibly) every container of run ``run_id`` (of ``image`` and ``platform`` only, when given)."""
     wanted = [f"{RUN_LABEL}={run_id}"] + ([f"{IMAGE_LABEL}={image}"] if image else []) + (
         [f"{PLATFORM_LABEL}={platform}"] if platform else [])
-    try:
-        found = client.containers.list(all=True, filters={"label": wanted})
+    try:  # the low-level listing: the high-level one inspects each, and fails when one ends in between
+        found = [str(listed["Id"]) for listed in client.api.containers(all=True, filters={"label": wanted})]
     except ENGINE_FAILURES as exc:
         LOGGER.warning("could not list the containers of run %s: %s", run_id, exc)
         return []
-    for container in found:
-        remove(container)
-    return [c.short_id for c in found]
+    for container_id in found:
+        try:
+            client.api.remove_container(container_id, force=True)
+        except ENGINE_FAILURES as exc:
+            if not isinstance(exc, docker.errors.NotFound):
+                LOGGER.warning("could not remove container %s: %s", container_id[:12], exc)
+    return [container_id[:12] for container_id in found]
 
 
 def timeout_s(default: float, settings: EngineSettings | None = None) -> float:
