@@ -2,7 +2,12 @@
 
 ``rule(method, path)`` returns an HTTP status to answer instead of forwarding, "reset" to drop
 the connection, "stall" to wait ``stall_s`` before forwarding, "truncate" to forward but cut the
-response body off half way, "corrupt" to change a byte of the response body, or None to forward the request unchanged.
+response body off half way, "corrupt" to change a byte of the response body, "drip" to send the body one
+byte every ``stall_s``, or None to forward the request unchanged.
+
+A hostile registry's other tricks: ``challenge`` answers every request without an Authorization header
+with 401 and that WWW-Authenticate value; ``relocate_to`` points every Location header at another host.
+``recording_server`` is a host that keeps the headers of every request it gets.
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
 
 
 @contextmanager
-def fault_proxy(upstream: str, rule: Rule, *, stall_s: float = 3.0) -> Iterator[tuple[str, dict[str, int]]]:
+def fault_proxy(upstream: str, rule: Rule, *, stall_s: float = 3.0, challenge: str = "",
+                relocate_to: str = "") -> Iterator[tuple[str, dict[str, int]]]:
     """Yield (proxy host:port, counters: forwarded, injected, and one per fault kind)."""
     counts = {"forwarded": 0, "injected": 0}
     lock = threading.Lock()
@@ -62,9 +68,13 @@ def fault_proxy(upstream: str, rule: Rule, *, stall_s: float = 3.0) -> Iterator[
                 return
             if fault == "stall":
                 time.sleep(stall_s)
+            if challenge and "Authorization" not in self.headers:
+                fault = 401
             if isinstance(fault, int):
                 payload = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
                 self.send_response(fault)
+                if fault == 401:
+                    self.send_header("WWW-Authenticate", challenge)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -80,7 +90,8 @@ def fault_proxy(upstream: str, rule: Rule, *, stall_s: float = 3.0) -> Iterator[
                 if key.lower() in HOP_BY_HOP:
                     continue
                 if key.lower() == "location":
-                    value = value.replace(f"http://{upstream}", f"http://{host}")
+                    value = value.replace(f"http://{upstream}", f"http://{relocate_to or host}")
+                    value = f"http://{relocate_to}{value}" if relocate_to and value.startswith("/") else value
                 self.send_header(key, value)
             length_header = response.headers.get("Content-Length") if self.command == "HEAD" else str(len(content))
             self.send_header("Content-Length", length_header or "0")
@@ -91,6 +102,11 @@ def fault_proxy(upstream: str, rule: Rule, *, stall_s: float = 3.0) -> Iterator[
                 self.wfile.write(content[: len(content) // 2])
                 self.close_connection = True
                 self.connection.close()
+            elif content and fault == "drip":
+                for byte in content:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(stall_s)
             elif content:
                 self.wfile.write(content)
 
@@ -162,3 +178,40 @@ class EngineLine:
             except OSError:
                 pass
             sock.close()
+
+
+@contextmanager
+def recording_server(status: int = 401, body: bytes = b"{}", *, headers: dict[str, str] | None = None,
+                     bind: str = "127.0.0.1") -> Iterator[tuple[int, list[dict[str, str]]]]:
+    """Yield (port, the headers of every request so far): a host that answers everything with ``status``."""
+    seen: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _handle(self) -> None:
+            seen.append({"method": self.command, "path": self.path, **dict(self.headers.items())})
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            self.send_response(status)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
+
+    server = ThreadingHTTPServer((bind, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], seen
+    finally:
+        server.shutdown()
+        server.server_close()

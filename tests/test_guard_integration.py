@@ -180,10 +180,17 @@ def test_a_hostile_package_name_renders_as_text_and_the_wiki_still_checks(
     assert wiki.returncode == 0, wiki.stdout + wiki.stderr
 
 
+COMMANDS = {
+    "stack-builder": [str(STACK_BUILDER)],
+    "doit -f dodo.py": [sys.executable, "-m", "doit", "-f", str(Path(__file__).resolve().parent.parent / "dodo.py")],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_an_image_test_cannot_read_the_credentials_from_its_parent(make_stack: MakeStack, registry: str, test_base: str,
-                                                                   tmp_path: Path) -> None:
+                                                                   tmp_path: Path, command: str) -> None:
     stack = make_stack(registry=registry)
-    small_stack(stack, test_base, namespace="steal")
+    small_stack(stack, test_base, namespace=f"steal{len(command)}")
     loot = tmp_path / "loot.txt"
     stack.write("images/root/test/test_steal.py", f"""\
         import os
@@ -197,8 +204,15 @@ def test_an_image_test_cannot_read_the_credentials_from_its_parent(make_stack: M
                     stat = open(f"/proc/{{pid}}/stat").read()
                 except OSError:
                     break
+                for fd in os.listdir(f"/proc/{{pid}}/fd"):  # and every file it holds open (the hand-over's)
+                    try:
+                        target = os.readlink(f"/proc/{{pid}}/fd/{{fd}}")
+                        if not target.startswith(("pipe:", "socket:", "anon_inode:", "/dev/")):
+                            found.append("FILE " + target + " " + open(f"/proc/{{pid}}/fd/{{fd}}", "rb").read(1 << 20).decode(errors="replace"))
+                    except OSError:
+                        pass
                 pid = int(stat.rsplit(")", 1)[1].split()[1])
-            open("{loot}", "w").write("\\n".join(found))
+            open("{loot}", "w").write("\\x1e".join(found))
         """)
     stack.commit("a test that looks for credentials")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "STACK_"))}
@@ -209,10 +223,10 @@ def test_an_image_test_cannot_read_the_credentials_from_its_parent(make_stack: M
     subprocess.run([cosign, "generate-key-pair"], cwd=tmp_path, env={**os.environ, "COSIGN_PASSWORD": signing_canary},
                    check=True, capture_output=True)
     env.update(COSIGN_PASSWORD=signing_canary, STACK_SIGNING_KEY=str(tmp_path / "cosign.key"))
-    result = subprocess.run([str(STACK_BUILDER), "-d", str(stack.root), "build", "--image", "root"], env=env,
+    result = subprocess.run([*COMMANDS[command], "-d", str(stack.root), "build", "--image", "root"], env=env,
                             capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    environments = loot.read_text().split("\n")
+    environments = [e for e in loot.read_text().split("\x1e") if not e.startswith("FILE ")]
     assert len(environments) >= 3 and all("PATH=" in e for e in environments[:3])  # its own and its parents'
     assert "STACK_CREDENTIALS_FD=" in environments[1]  # the parent: the builder, started again without them
     assert CANARY not in loot.read_text() and signing_canary not in loot.read_text()
@@ -221,4 +235,4 @@ def test_an_image_test_cannot_read_the_credentials_from_its_parent(make_stack: M
     assert root["signed"] == [root["digest"]]  # the password came through the pipe, and cosign signed with it
     assert signing_canary not in result.stdout + result.stderr
     # The credentials still worked for the run itself (here, the loopback registry needs none).
-    assert RegistryClient(registry).manifest_digest("steal/root", "2024.1-main")
+    assert RegistryClient(registry).manifest_digest(f"steal{len(command)}/root", "2024.1-main")

@@ -22,8 +22,6 @@ OUTSIDE_VOCABULARY = {
     # column types as spec.yml declares them, and CSV booleans
     "kind == 'float'", "kind == 'integer'", "kind == 'boolean'", "kind != 'integer'",
     "text.strip().lower() in ('true', '1')",
-    # the HTTP authentication scheme of a WWW-Authenticate header
-    "kind.lower() == 'basic'", "kind.lower() != 'bearer'",
     # the OCI annotation that marks an attestation manifest in an index
     "kind == 'attestation-manifest'",
     # JSON Schema's validator keywords, turned into messages for people

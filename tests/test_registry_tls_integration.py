@@ -13,7 +13,7 @@ import pytest
 
 from authregistry import basic_tls_registry
 from stack_builder.errors import RegistryError
-from stack_builder.registry import client as registry_client
+from stack_builder.registry import transport as registry_transport
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import Credentials
 from stacks import MakeStack, free_port, release_port, small_stack
@@ -57,7 +57,7 @@ def test_the_engines_certs_d_ca_is_trusted(tls_registry: tuple[str, Path], monke
     certs_d = tmp_path / "certs.d"
     (certs_d / host).mkdir(parents=True)
     shutil.copy(ca, certs_d / host / "ca.crt")
-    monkeypatch.setattr(registry_client, "CERTS_D", certs_d)  # /etc/docker/certs.d, in a folder of the test's
+    monkeypatch.setattr(registry_transport, "CERTS_D", certs_d)  # /etc/docker/certs.d, in a folder of the test's
     client = RegistryClient(host, Credentials(USER, PASSWORD), retries=0)
     client.ping()
     assert client.verify == str(certs_d / host / "ca.crt")

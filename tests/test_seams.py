@@ -131,8 +131,9 @@ def test_only_the_engine_touches_the_sdk_low_level_client() -> None:
 
 def test_one_retry_loop() -> None:
     sleepers = {str(p) for p, tree in modules().items() if calls_to(tree, "sleep")}
-    # The retry policy sleeps between attempts; the stack lock polls while another build holds it.
-    assert sleepers == {"retry.py", "pipeline/lock.py"}, sleepers
+    # The retry policy sleeps between attempts; the stack lock polls while another build holds it; the registry's
+    # deadline watchdog waits for the next deadline.
+    assert sleepers == {"retry.py", "pipeline/lock.py", "registry/deadline.py"}, sleepers
 
 
 def test_one_container_lifecycle() -> None:
@@ -148,7 +149,8 @@ READS_ENVIRONMENT = {
     "settings.py": "the one reader: settings are read from it once per task, into frozen values",
     # The hand-over re-executes the command with its environment passed through unchanged (less the secrets),
     # so it needs the environment itself, before any settings exist.
-    "apps/cli.py": "hands the credentials over a pipe to a copy of itself; reads the pipe's number back",
+    "apps/cli.py": "hands the credentials over to a copy of itself (stack-builder, or doit -f dodo.py); reads "
+                   "the hand-over file's number back",
 }
 
 

@@ -44,10 +44,11 @@ def declared() -> frozenset[str]:
 
 
 def receive_handed(values: Mapping[str, str]) -> None:
-    """Keep the secrets handed over through the pipe (variable -> value); they are redacted from now on."""
+    """Keep what was handed over (variable -> value); the secrets among them are redacted from now on (the
+    user name is not a secret: an error names it)."""
     with _LOCK:
         _HANDED.update({k: v for k, v in values.items() if v})
-    remember(*values.values())
+    remember(*(value for name, value in values.items() if name in SECRET_VARS))
 
 
 def handed(variable: str) -> str:

@@ -55,6 +55,26 @@ class StackBuilderMain(DoitMain):  # type: ignore[misc]  # doit has no type hint
         print(f"doit {doit_version()} (lib @ {os.path.dirname(os.path.abspath(doit.__file__))})")
 
 
+def keep_secrets_home() -> None:
+    """For ``doit -f dodo.py ...`` (a dodo.py calls this first): the same hand-over as ``stack-builder``'s, so
+    the top process's environment never holds the secrets either. Anywhere but in doit's own command (a
+    dodo.py imported by another program), it does nothing."""
+    if not _running_doit():
+        return
+    if credentials.must_hand_over(os.environ):
+        from doit import loader
+
+        os.chdir(loader.initial_workdir)  # doit has moved into -d's folder; its arguments are relative to this one
+        credentials.hand_over(sys.argv[1:], os.environ, module="doit")  # never returns
+    credentials.receive(os.environ)
+
+
+def _running_doit() -> bool:
+    """Whether this process is doit's command: ``python -m doit`` or the ``doit`` script."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", "") in ("doit.__main__", "doit") or os.path.basename(sys.argv[0]) == "doit"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if credentials.must_hand_over(os.environ) and argv is None:

@@ -1,56 +1,24 @@
-"""An OCI distribution (v2) registry client: manifests by tag or digest, tag lists, Basic and Bearer auth.
+"""An OCI distribution (v2) registry client: manifests by tag or digest, blobs, referrers, tag lists.
 
-Only transient failures (connection errors, 429, 5xx) are retried, with exponential
-backoff; a 401, a 404 or a digest mismatch is definitive.
-
-TLS as dockerd does it: HTTPS everywhere, except that a loopback or insecure registry
-(``STACK_REGISTRY_INSECURE=1``) that does not speak TLS is spoken to in plain HTTP. The CA to
-trust is ``STACK_REGISTRY_CA``, else the engine's ``/etc/docker/certs.d/<host>/ca.crt``.
-``STACK_REGISTRY_TLS=1`` forces HTTPS and ``STACK_REGISTRY_TLS=0`` forces plain HTTP. These come in
-a ``RegistrySettings`` (``config.registry_client()`` passes the task's).
-
-``RegistryTransport`` speaks to the host (TLS, auth, retries); ``RegistryClient`` is the API on top.
+``RegistryClient`` is the API; how it reaches the host (TLS, auth, retries, deadlines, where credentials may
+go) is ``transport.RegistryTransport``'s.
 """
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
-import re
-import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
-from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-
-from stack_builder.registry.credentials import Credentials
-from stack_builder.errors import RegistryError, Transient, shown
-from stack_builder.registry.mediatypes import ACCEPT, OCI_INDEX
+from stack_builder.errors import RegistryError, shown
+from stack_builder.registry.mediatypes import OCI_INDEX
 from stack_builder.retry import RetryPolicy
-from stack_builder.settings import RegistrySettings
+# Re-exported: callers name these from here.
+from stack_builder.registry.auth import is_loopback
+from stack_builder.registry.transport import RegistryTransport, trusted_ca
+
+__all__ = ["Manifest", "RegistryClient", "RegistryTransport", "is_loopback", "trusted_ca"]
 
 LOGGER = logging.getLogger(__name__)
-
-TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-CERTS_D = Path("/etc/docker/certs.d")  # where dockerd looks for a registry's CA (ca.crt)
-POOL_SIZE = 32  # connections kept per host: lookups run concurrently
-UNTRUSTED = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "doesn't match", "does not match")
-PLAIN_HTTP = ("WRONG_VERSION_NUMBER", "wrong version number", "RECORD_LAYER_FAILURE", "record layer failure",
-              "UNKNOWN_PROTOCOL", "unknown protocol", "HTTP_REQUEST")  # what TLS to a plain-HTTP server says
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses, with or without a port."""
-    name = host[1:host.index("]")] if host.startswith("[") else host.partition(":")[0]
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -58,166 +26,6 @@ class Manifest:
     body: bytes
     media_type: str
     digest: str
-
-
-def trusted_ca(host: str, named: str = "") -> str | None:
-    """The CA certificate to trust for ``host``: ``named`` (STACK_REGISTRY_CA), else the engine's certs.d file."""
-    if named:
-        return named
-    engine_ca = CERTS_D / host / "ca.crt"
-    return str(engine_ca) if engine_ca.is_file() else None
-
-
-class RegistryTransport:
-    """One registry host's requests: HTTPS, or plain HTTP for a loopback/insecure one that has no TLS; auth
-    challenges answered; transient failures retried. ``RegistryClient`` is its API."""
-
-    def __init__(self, host: str, credentials: Credentials | None = None, *, settings: RegistrySettings | None = None,
-                 retries: int = 5, backoff: float = 0.5, timeout: float | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        # Without settings (a test, a benchmark): those of the environment as it is now.
-        self.settings = RegistrySettings.from_env() if settings is None else settings
-        self.host = host
-        self.credentials = credentials
-        insecure = self.settings.insecure or is_loopback(host)
-        self.forced_scheme = {"1": "https", "0": "http"}.get(self.settings.tls)
-        self.may_fall_back = self.forced_scheme is None and insecure  # dockerd's rule for insecure registries
-        self.base = f"{self.forced_scheme or 'https'}://{host}"
-        self.session = requests.Session()
-        # The proxy settings are read once, here, not on every request (a tenth of a lookup's time at scale);
-        # credentials come only from our settings, never from a .netrc.
-        self._proxies: dict[str, dict[str, str]] = {}  # scheme://host -> the environment's proxies for it
-        self.session.trust_env = False
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-        # Passed on every request: a Session's own verify loses to REQUESTS_CA_BUNDLE from the environment.
-        self.verify: str | bool = trusted_ca(host, self.settings.ca) or True
-        self.policy = RetryPolicy(retries=retries, backoff_s=backoff, sleep=sleep)
-        self.timeout = timeout or self.settings.timeout_s
-        self._auth: dict[str, str] = {}  # scope -> Authorization header value
-        self.stats = {"requests": 0, "retries": 0}
-
-    # -- transport -------------------------------------------------------------------------------
-
-    def proxies_for(self, url: str) -> dict[str, str]:
-        """The proxies the environment names for ``url``'s host (HTTPS_PROXY, NO_PROXY...), read once per host."""
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        if origin not in self._proxies:
-            self._proxies[origin] = dict(requests.utils.get_environ_proxies(origin))
-        return self._proxies[origin]
-
-    def _url(self, repository: str | None, path: str) -> str:
-        return f"{self.base}/v2/{repository}{path}" if repository else f"{self.base}/v2{path}"
-
-    def _request(self, method: str, repository: str | None, path: str, *, accept_missing: bool = False,
-                 data: bytes | None = None, headers: dict[str, str] | None = None,
-                 url: str | None = None, policy: RetryPolicy | None = None,
-                 accept: tuple[int, ...] = ()) -> requests.Response:
-        """One request under the retry policy: transient failures are retried, anything else raised at once
-        (but the statuses in ``accept``, and 404 with ``accept_missing``, which are returned)."""
-        scope = f"repository:{repository}:pull,push" if repository else ""
-        sent_headers = {"Accept": ACCEPT, **(headers or {})}
-        attempts = [0]
-
-        def attempt() -> requests.Response:
-            attempts[0] += 1
-            target = url or self._url(repository, path)  # per attempt: the scheme may have fallen back
-            return self._attempt(method, target, scope, sent_headers, data, accept_missing, attempts[0], accept)
-
-        def count(_number: int, _delay: float, _reason: str) -> None:
-            self.stats["retries"] += 1
-
-        return (policy or self.policy).run(attempt, what=f"registry {self.host}", on_retry=count)
-
-    def _attempt(self, method: str, url: str, scope: str, headers: dict[str, str], data: bytes | None,
-                 accept_missing: bool, number: int, accept: tuple[int, ...] = ()) -> requests.Response:
-        authed_once = False
-        while True:  # at most twice: once more after answering an auth challenge
-            if scope in self._auth:
-                headers["Authorization"] = self._auth[scope]
-            self.stats["requests"] += 1
-            try:
-                response = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout,
-                                                verify=self.verify, proxies=self.proxies_for(url))
-            except requests.exceptions.SSLError as exc:
-                if self._fell_back(url, exc):
-                    url = "http://" + url[len("https://"):]
-                    continue
-                raise RegistryError(self._tls_failure(exc)) from None
-            except requests.exceptions.RequestException as exc:
-                raise Transient(f"{type(exc).__name__} on {method} {url}", RegistryError(
-                    f"registry {self.host} is not running or not reachable: {type(exc).__name__} after {number} "
-                    f"attempts on {method} {url}. Start it, or check --registry / the host and port")) from None
-            if response.status_code == 401 and not authed_once:
-                authed_once = True
-                self._authenticate(response, scope)
-                continue
-            if response.status_code in TRANSIENT_STATUS:
-                raise Transient(f"HTTP {response.status_code} on {method} {url}", RegistryError(
-                    f"registry {self.host} kept failing: HTTP {response.status_code} on {method} {url} "
-                    f"after {number} attempts"))
-            if (response.status_code == 404 and accept_missing) or response.status_code in accept:
-                return response
-            if response.status_code == 401 and self.credentials is not None and self.session.auth is not None:
-                raise RegistryError(f"registry {self.host} refused the credentials of "
-                                    f"'{self.credentials.username}' (HTTP 401): check STACK_REGISTRY_USER and "
-                                    "STACK_REGISTRY_PASSWORD, or the login in ~/.docker/config.json")
-            if response.status_code == 400 and url.startswith("http://") and b"HTTPS server" in response.content:
-                raise RegistryError(f"registry {self.host} speaks TLS (HTTPS), but this client spoke plain HTTP "
-                                    "to it" + (": unset STACK_REGISTRY_TLS=0" if self.forced_scheme == "http" else ""))
-            if response.status_code >= 400:
-                raise RegistryError(_describe(response, method, url, self.host))
-            return response
-
-    def _fell_back(self, url: str, exc: requests.exceptions.SSLError) -> bool:
-        """True when an insecure registry turned out not to speak TLS: from now on, plain HTTP (as dockerd)."""
-        if not self.may_fall_back or not url.startswith("https://") or not any(m in str(exc) for m in PLAIN_HTTP):
-            return False  # (an untrusted certificate, or a reset mid-handshake, is not "no TLS here")
-        if self.base.startswith("https://"):
-            LOGGER.debug("registry %s does not speak TLS (%s): using plain HTTP, as dockerd does for a "
-                        "loopback or insecure registry", self.host, _reason(exc))
-            self.base = f"http://{self.host}"
-        return True
-
-    def _tls_failure(self, exc: requests.exceptions.SSLError) -> str:
-        if _untrusted(exc):
-            where = f"STACK_REGISTRY_CA ({self.verify})" if self.settings.ca else (
-                f"{self.verify}" if isinstance(self.verify, str) else "the system's certificate store")
-            return (f"registry {self.host} speaks TLS, but its certificate is not trusted by {where} "
-                    f"({_reason(exc)}): set STACK_REGISTRY_CA to the certificate of the authority that signed it, "
-                    f"or put that certificate in {CERTS_D / self.host / 'ca.crt'} as dockerd expects")
-        return (f"TLS with registry {self.host} failed ({_reason(exc)}): if it speaks plain HTTP, set "
-                "STACK_REGISTRY_INSECURE=1 (loopback registries fall back to HTTP by themselves)")
-
-    def _authenticate(self, response: requests.Response, scope: str) -> None:
-        challenge = response.headers.get("WWW-Authenticate", "")
-        if self.credentials is None and not challenge.lower().startswith("bearer"):
-            raise RegistryError(f"registry {self.host} requires login: set STACK_REGISTRY_USER and "
-                                "STACK_REGISTRY_PASSWORD, or `docker login` so ~/.docker/config.json has it")
-        kind, _, params = challenge.partition(" ")
-        if kind.lower() == "basic":
-            if self.credentials is None:
-                raise RegistryError(f"registry {self.host} requires login")
-            self.session.auth = (self.credentials.username, self.credentials.password)
-            self._auth.pop(scope, None)
-            return
-        if kind.lower() != "bearer":
-            raise RegistryError(f"registry {self.host} asks for unsupported auth '{kind}'")
-        fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
-        realm = fields.get("realm")
-        if not realm:
-            raise RegistryError(f"registry {self.host} sent a Bearer challenge without a realm")
-        query = {"service": fields.get("service", "")}
-        query["scope"] = fields.get("scope") or scope
-        auth = (self.credentials.username, self.credentials.password) if self.credentials else None
-        try:
-            token_response = self.session.get(realm, params=query, auth=auth, timeout=self.timeout,
-                                              verify=self.verify, proxies=self.proxies_for(realm))
-        except requests.exceptions.RequestException as exc:
-            raise RegistryError(f"token service of {self.host} unreachable ({type(exc).__name__})") from None
-        self._auth[scope] = f"Bearer {_token(token_response, self.host)}"
 
 
 class RegistryClient(RegistryTransport):
@@ -331,43 +139,6 @@ class RegistryClient(RegistryTransport):
         self._request("GET", None, "/", policy=None if patient else RetryPolicy(
             retries=1, backoff_s=self.policy.backoff_s, sleep=self.policy.sleep))
 
-def _token(response: requests.Response, host: str) -> str:
-    """The token in a token service's answer."""
-    if response.status_code != 200:
-        raise RegistryError(f"token service of {host} refused the credentials (HTTP {response.status_code})")
-    try:
-        body = response.json()
-    except ValueError:
-        raise RegistryError(f"token service of {host} sent no JSON") from None
-    token = body.get("token") or body.get("access_token")
-    if not token:
-        raise RegistryError(f"token service of {host} sent no token")
-    return str(token)
-
-
-def _untrusted(exc: Exception) -> bool:
-    text = str(exc)
-    return any(marker in text for marker in UNTRUSTED)
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    found = re.search(r"\[SSL: [A-Z_]+\][^(\"']*", text)
-    return found.group(0).strip() if found else type(exc).__name__
-
 
 def _sha256(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
-
-
-def _describe(response: requests.Response, method: str, url: str, host: str) -> str:
-    code = ""
-    try:
-        errors = response.json().get("errors") or []
-        if errors:
-            code = f" {errors[0].get('code', '')}: {errors[0].get('message', '')}"
-    except ValueError:
-        pass
-    if response.status_code in (401, 403):
-        return f"registry {host} denied {method} {url} (HTTP {response.status_code}{code}): check the credentials"
-    return f"registry {host} answered HTTP {response.status_code}{code} to {method} {url}"

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -48,21 +49,36 @@ def signing_password(env: Mapping[str, str] | None = None) -> str | None:
     return SigningSettings.from_env(env).password or None
 
 
-def hand_over(argv: list[str], env: Mapping[str, str]) -> None:
-    """Start this program again without the registry credentials in its environment: they go through a pipe.
+def hand_over(argv: list[str], env: Mapping[str, str], *, module: str = "stack_builder.apps.cli") -> None:
+    """Start this program again (``python -P -m module argv``) without the secrets in its environment: they
+    come through an unnamed in-memory file instead, whatever their size.
 
     /proc/<pid>/environ shows a process's environment as it was started, whatever it removes later, so
     an image test (a child) could read them from its parent. After this, the parent never had them.
+    ``-P``: the folder it runs in (a stack's checkout, which any pull request can change) is not on
+    ``sys.path``, so no ``json.py`` there runs before the payload is read.
     """
-    read_end, write_end = os.pipe()
     payload = json.dumps({"user": env.get(USER_VAR, ""), "password": env.get(PASSWORD_VAR, ""),
                           "signing": env.get(SIGNING_PASSWORD_VAR, "")}).encode()
-    os.write(write_end, payload)  # far below a pipe's buffer: never blocks
-    os.close(write_end)
-    os.set_inheritable(read_end, True)
+    fd = _payload_file(payload)
     clean = {k: v for k, v in env.items() if k not in (USER_VAR, PASSWORD_VAR, SIGNING_PASSWORD_VAR)}
-    clean[FD_VAR] = str(read_end)
-    os.execve(sys.executable, [sys.executable, "-m", "stack_builder.apps.cli", *argv], clean)
+    clean[FD_VAR] = str(fd)
+    os.execve(sys.executable, [sys.executable, "-P", "-m", module, *argv], clean)
+
+
+def _payload_file(payload: bytes) -> int:
+    """An inheritable descriptor of a file that holds ``payload``, read from its start and named nowhere on
+    disk: a memfd (Linux), else an unlinked temporary file. A file, not a pipe: writing never blocks."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("stack-credentials")
+    else:  # pragma: no cover - other systems
+        fd = os.dup(tempfile.TemporaryFile().fileno())
+    view = memoryview(payload)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.set_inheritable(fd, True)
+    return fd
 
 
 def receive(env: Mapping[str, str]) -> None:
@@ -83,7 +99,7 @@ def receive(env: Mapping[str, str]) -> None:
         LOGGER.debug("no credentials pipe at fd %s (%s)", fd, type(exc).__name__)
         return
     data = json.loads(b"".join(chunks) or b"{}")
-    # Each is redacted from now on, even a password that came without a user.
+    # The secrets are redacted from now on, even a password that came without a user.
     secrets.receive_handed({USER_VAR: data.get("user", ""), PASSWORD_VAR: data.get("password", ""),
                             SIGNING_PASSWORD_VAR: data.get("signing", "")})
 
