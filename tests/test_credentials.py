@@ -138,3 +138,19 @@ def test_the_run_id_reaches_children_without_changing_the_environment() -> None:
     assert containers.run_labels(EngineSettings(run_id="parent-run")) == {containers.RUN_LABEL: "parent-run"}
     assert containers.timeout_s(300, EngineSettings(container_timeout_s=5)) == 5
     assert containers.timeout_s(3, EngineSettings(container_timeout_s=5)) == 3
+
+
+def test_redaction_leaves_facts_whole_and_free_text_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    from stack_builder import secrets
+
+    secret = "deadbeef" * 2  # 16 characters, hex: the shape of a part of a digest
+    digest = "sha256:" + "0" * 8 + secret + "1" * 40
+    secrets.keep("2024.1-feature-Secret-Tag-9x")
+    text = f"pushed {digest} as 2024.1-feature-Secret-Tag-9x; password {secret}, and Secret-Tag-9x in a message"
+    redacted = secrets.redact(text, [secret, "Secret-Tag-9x"])
+    assert digest in redacted and "2024.1-feature-Secret-Tag-9x" in redacted  # facts: whole
+    assert redacted.endswith("password ***, and *** in a message")  # free text: redacted
+    with caplog.at_level(logging.WARNING):
+        secrets.remember("pw12")
+    assert "shorter than 8 characters" in caplog.text and "pw12" not in caplog.text
+    assert secrets.redact("branch pw12", secrets.known()) == "branch pw12"  # too short to redact: warned of instead

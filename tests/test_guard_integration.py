@@ -236,3 +236,21 @@ def test_an_image_test_cannot_read_the_credentials_from_its_parent(make_stack: M
     assert signing_canary not in result.stdout + result.stderr
     # The credentials still worked for the run itself (here, the loopback registry needs none).
     assert RegistryClient(registry).manifest_digest(f"steal{len(command)}/root", "2024.1-main")
+
+
+@pytest.mark.parametrize(("password", "branch"), [("main", "main"), ("release-Pa55phrase-7c", "x-release-Pa55phrase-7c")])
+def test_redaction_never_touches_a_durable_fact(make_stack: MakeStack, registry: str, test_base: str,
+                                                password: str, branch: str) -> None:
+    # A short password is everywhere (main); a long one inside a branch name: the tags stay whole in every record.
+    stack = make_stack(registry=registry)
+    small_stack(stack, test_base, namespace=f"facts{len(password)}")
+    result = stack.doit("build", "--image", "root", env={"STACK_REGISTRY_USER": "bot",
+                                                         "STACK_REGISTRY_PASSWORD": password, "STACK_BRANCH": branch})
+    assert result.returncode == 0, result.stdout + result.stderr
+    tag = f"2024.1-{branch}"
+    assert tag in stack.report()["images"]["root"]["tags"]
+    assert tag in (stack.root / "artifacts" / "IMAGES_BUILT").read_text()
+    data = "".join(p.read_text() for p in (stack.root / "wiki").rglob("*") if p.is_file())
+    assert tag in data and "2024.1-***" not in data and "-***" not in json.dumps(stack.report())
+    short = len(password) < 8
+    assert ("shorter than 8 characters: it cannot be kept out of logs" in result.stderr) == short

@@ -46,6 +46,7 @@ class Config:
             if len(full) > MAX_NAME:
                 raise StackError(f"images.{name}.image_name: on registry {host} the name is {len(full)} characters "
                                  f"({shown(full)}), more than the {MAX_NAME} a registry accepts: shorten it")
+        secrets.keep(host)
         return replace(self, registry=host)
 
     def registry_client(self) -> RegistryClient:
@@ -71,4 +72,7 @@ def make_config(*, registry: str = "", uses_registry: bool = True) -> Config:
     config = Config(stack_dir=folder, spec=load_spec(folder), registry="", settings=settings)
     secrets.declare((var for image in config.spec.images.values() for var in image.secrets.values()),
                     settings.environment)
+    # Names are checked values, never redacted (secrets.keep): an image called like a short password stays.
+    secrets.keep(config.spec.tag_prefix, *config.spec.images,
+                 *(image.repository.path for image in config.spec.images.values()))
     return config.with_registry(registry) if uses_registry else config

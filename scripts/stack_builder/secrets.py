@@ -3,6 +3,12 @@
 Whatever reads a secret registers its value here (``settings`` for the environment's, ``credentials``
 for a Docker config file's and for those handed over through a pipe); the redacting log filter, the
 report and every written file read it back. Nothing here reads the environment.
+
+Redaction is for free text (logs, messages, error text), never for a durable fact: a digest, a commit id,
+or a tag, image name or repository registered with ``keep`` is left whole even where a secret occurs
+inside it (a password ``main`` must not turn ``2024.1-main`` into ``2024.1-***`` in a report, which would
+also give it away). A secret under ``MIN_REDACTABLE`` characters is not redacted at all: it would match
+ordinary words; a warning says it cannot be kept out of free text.
 """
 from __future__ import annotations
 
@@ -21,12 +27,33 @@ _LOCK = threading.Lock()
 _VALUES: set[str] = set()  # every secret value known to this process
 _DECLARED: set[str] = set()  # variables that hold build secrets, as the loaded spec declares them
 _HANDED: dict[str, str] = {}  # variable -> value, for the secrets that came through the hand-over pipe
+_FACTS: set[str] = set()  # checked values that are never redacted: tags, image names, repositories, commits
+_WARNED_SHORT: set[int] = set()  # hashes of the short secrets warned about already (once each)
+
+LOGGER = logging.getLogger(__name__)
+MIN_REDACTABLE = 8  # shorter secrets would match ordinary words and facts: they are not redacted, but warned of
+# Facts by their shape: a digest, and a full commit id or hex digest.
+FACT_SHAPES = re.compile(r"sha256:[0-9a-f]{64}|\b[0-9a-f]{64}\b|\b[0-9a-f]{40}\b", re.IGNORECASE)
 
 
 def remember(*values: str) -> None:
-    """Register secret values: from now on they are redacted wherever text leaves the process."""
+    """Register secret values: from now on they are redacted wherever free text leaves the process (those
+    under ``MIN_REDACTABLE`` characters are warned of instead)."""
+    short = [v for v in values if v and len(v) < MIN_REDACTABLE]
     with _LOCK:
-        _VALUES.update(v for v in values if v)
+        _VALUES.update(v for v in values if len(v) >= MIN_REDACTABLE)
+        new_short = [v for v in short if hash(v) not in _WARNED_SHORT]
+        _WARNED_SHORT.update(hash(v) for v in new_short)
+    for _value in new_short:
+        LOGGER.warning("a secret (a password or token) is shorter than %d characters: it cannot be kept out of "
+                       "logs and messages, since it would match ordinary words, so it is not redacted; use a "
+                       "longer one", MIN_REDACTABLE)
+
+
+def keep(*facts: str) -> None:
+    """Register checked values (tags, image names, repositories, commit ids): never redacted."""
+    with _LOCK:
+        _FACTS.update(f for f in facts if f)
 
 
 def declare(variables: Iterable[str], environment: Mapping[str, str]) -> None:
@@ -64,11 +91,29 @@ def known() -> list[str]:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced by ***, whatever its case (an engine may upper-case what it quotes)."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        if secret.lower() in text.lower():
-            text = re.sub(re.escape(secret), "***", text, flags=re.IGNORECASE)
-    return text
+    """``text`` with every secret replaced by ***, whatever its case (an engine may upper-case what it quotes),
+    except inside a fact (``keep``, ``FACT_SHAPES``), and except secrets too short to redact."""
+    lowered = text.lower()
+    present = sorted({s for s in secrets if len(s) >= MIN_REDACTABLE and s.lower() in lowered}, key=len, reverse=True)
+    if not present:
+        return text
+    kept = _fact_spans(text, lowered)
+    pattern = re.compile("|".join(re.escape(s) for s in present), re.IGNORECASE)
+    return pattern.sub(lambda m: m.group(0) if any(a <= m.start() and m.end() <= b for a, b in kept) else "***",
+                       text)
+
+
+def _fact_spans(text: str, lowered: str) -> list[tuple[int, int]]:
+    """Where facts occur in ``text``: registered ones, and digests and commit ids by their shape."""
+    spans = [m.span() for m in FACT_SHAPES.finditer(text)]
+    with _LOCK:
+        facts = [f.lower() for f in _FACTS]
+    for fact in facts:
+        start = lowered.find(fact)
+        while start >= 0:
+            spans.append((start, start + len(fact)))
+            start = lowered.find(fact, start + 1)
+    return spans
 
 
 def redact_all(text: str) -> str:

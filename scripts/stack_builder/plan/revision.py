@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import git
 
+from stack_builder import secrets
 from stack_builder.settings import environment
 from stack_builder.spec.references import check_tag, sanitize_branch
 
@@ -27,9 +28,9 @@ class Revision:
     def tags(self, prefix: str) -> tuple[str, str | None]:
         """(``<prefix>-<branch>``, immutable per-commit tag or None when it would not be honest)."""
         moving = sanitize_branch(self.branch, prefix=prefix)
-        if self.commit == "unknown" or self.dirty:
-            return moving, None
-        return moving, check_tag(f"{prefix}-git-{self.commit[:12]}")
+        immutable = None if self.commit == "unknown" or self.dirty else check_tag(f"{prefix}-git-{self.commit[:12]}")
+        secrets.keep(moving, immutable or "")  # tags are checked values: never redacted
+        return moving, immutable
 
 
 def read_revision(stack_dir: Path, env: Mapping[str, str] | None = None) -> Revision:
@@ -49,6 +50,7 @@ def read_revision(stack_dir: Path, env: Mapping[str, str] | None = None) -> Revi
     # Only uncommitted changes to what is built count: the wiki and artifacts a build writes do not.
     inputs = [str(stack_dir / "images"), str(stack_dir / "spec.yml")]
     dirty = bool(repo.git.status("--porcelain", "--", *inputs)) if commit != "unknown" else True
+    secrets.keep(commit, branch)  # checked values: never redacted
     return Revision(commit, branch, dirty, _source_url(repo, env))
 
 

@@ -5,6 +5,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from stack_builder import secrets
 from stack_builder.errors import StackError, shown
 
 # From the distribution reference grammar (docker/distribution/reference).
@@ -71,6 +72,7 @@ def check_tag(tag: str) -> str:
         raise StackError(
             f"tag '{shown(tag)}' is not a valid Docker tag: up to 128 of A-Z a-z 0-9 _ . -, not starting with . or -"
         )
+    secrets.keep(tag)  # a checked value: never redacted
     return tag
 
 
