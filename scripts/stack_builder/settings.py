@@ -9,6 +9,7 @@ they are read, so they are redacted from then on. The names and meanings are the
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from stack_builder import secrets
+from stack_builder.errors import StackError
 from stack_builder.defaults import REGISTRY_VAR  # (shown by the CLI's help before settings load)
 
 LOGGER = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ class RegistrySettings:
         folder = env.get("DOCKER_CONFIG") or Path(env.get("HOME", "~")).expanduser() / ".docker"
         return cls(host=env.get(REGISTRY_VAR, ""), user=user, password=password, docker_config=Path(folder),
                    ca=env.get(CA_VAR, ""), tls=env.get(TLS_VAR, ""), insecure=env.get(INSECURE_VAR) == "1",
-                   timeout_s=float(env.get(REGISTRY_TIMEOUT_VAR) or 30),
+                   timeout_s=_registry_timeout(env.get(REGISTRY_TIMEOUT_VAR, "")),
                    github_api=env.get(GITHUB_API_VAR, "https://api.github.com").rstrip("/"))
 
 
@@ -162,6 +164,20 @@ def environment() -> Mapping[str, str]:
 
 def _environment(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return environment() if env is None else env
+
+
+def _registry_timeout(value: str) -> float:
+    """STACK_REGISTRY_TIMEOUT: seconds above 0 (default 30); anything else is a configuration error."""
+    if not value.strip():
+        return 30.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise StackError(f"{REGISTRY_TIMEOUT_VAR}={value!r} is not a number of seconds above 0: give the time one "
+                         "registry request may take in all (default 30), or unset it")
+    return seconds
 
 
 def _ceiling(value: str | None) -> float | None:

@@ -34,8 +34,8 @@ def run_task(work: Callable[[], bool]) -> bool | TaskFailed:
 
     A run stopped by SIGINT or SIGTERM (see ``signals``) exits 130 or 143 once it has cleaned up.
     """
-    configure_logging()
     try:
+        configure_logging()  # (reads the settings: a bad one is a user error too)
         result: bool | TaskFailed = True if work() else TaskFailed("see the messages above")
     except StackError as exc:
         result = TaskFailed(redact_all(f"error: {exc}"))

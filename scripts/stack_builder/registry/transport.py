@@ -80,6 +80,9 @@ class RegistryTransport:
         self.session.mount("http://", adapter)
         # Passed on every request: a Session's own verify loses to REQUESTS_CA_BUNDLE from the environment.
         self.verify: str | bool = trusted_ca(host, self.settings.ca) or True
+        if self.settings.ca and not Path(self.settings.ca).is_file():
+            raise RegistryError(f"STACK_REGISTRY_CA={self.settings.ca!r}: no such file. Give the path of the PEM "
+                                "certificate of the authority that signed the registry's certificate, or unset it")
         self.policy = RetryPolicy(retries=retries, backoff_s=backoff, sleep=sleep)
         self.timeout = timeout or self.settings.timeout_s
         self.auth = RegistryAuth(host, credentials, insecure=self.insecure, fetch_token=self._token_request)
