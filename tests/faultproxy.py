@@ -27,7 +27,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
 
 @contextmanager
 def fault_proxy(upstream: str, rule: Rule, *, stall_s: float = 3.0, challenge: str = "",
-                relocate_to: str = "") -> Iterator[tuple[str, dict[str, int]]]:
+                relocate_to: str = "", bind: str = "127.0.0.1") -> Iterator[tuple[str, dict[str, int]]]:
     """Yield (proxy host:port, counters: forwarded, injected, and one per fault kind)."""
     counts = {"forwarded": 0, "injected": 0}
     lock = threading.Lock()
@@ -116,8 +116,8 @@ def fault_proxy(upstream: str, rule: Rule, *, stall_s: float = 3.0, challenge: s
         def handle_error(self, request: Any, client_address: Any) -> None:
             pass  # clients hanging up on injected faults is the point, not news
 
-    server = Server(("127.0.0.1", 0), Handler)
-    host = f"127.0.0.1:{server.server_address[1]}"
+    server = Server((bind, 0), Handler)
+    host = f"{bind}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -178,6 +178,15 @@ class EngineLine:
             except OSError:
                 pass
             sock.close()
+
+
+def non_loopback_address() -> str:
+    """This machine's address on its default route (no packet is sent): a host that is not loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.200", 9))
+        address = str(probe.getsockname()[0])
+    assert not address.startswith("127."), "the test needs an address that is not loopback"
+    return address
 
 
 @contextmanager

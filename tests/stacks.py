@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from typing import Any, Iterator, Protocol
 
 import docker
 import git
+import pytest
 import requests
 
 from stack_builder.registry.client import RegistryClient
@@ -422,3 +424,19 @@ tag:
     stack.write("images/child/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN uname -m > /child-arch\n")
     stack.write("images/tests_common/test_arch.py", ARCH_TEST)
     stack.commit("two platforms")
+
+
+def cosign() -> str:
+    """The cosign that `setup.sh env` installs (on PATH, or in the virtual environment)."""
+    found = shutil.which("cosign") or str(Path(sys.prefix) / "bin" / "cosign")
+    if not Path(found).is_file():
+        pytest.fail("cosign is not installed; run `bash setup.sh env` first", pytrace=False)
+    return found
+
+
+def cosign_key_pair(folder: Path, password: str) -> tuple[Path, Path]:
+    """A new cosign key pair in ``folder`` under ``password``: (private key, public key)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run([cosign(), "generate-key-pair"], cwd=folder, env={**os.environ, "COSIGN_PASSWORD": password},
+                   check=True, capture_output=True)
+    return folder / "cosign.key", folder / "cosign.pub"

@@ -8,11 +8,8 @@ the statement the gate's own path writes, it promotes.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +19,7 @@ from stack_builder.records import gates
 from stack_builder.registry import gate_statements
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.signing import Signing
-from stacks import MakeStack, Stack, registry_digest
+from stacks import MakeStack, Stack, cosign_key_pair, registry_digest
 
 PASSWORD = "gate-statements-test"
 DIGEST = "sha256:" + "ab" * 32
@@ -116,18 +113,8 @@ def test_keyless_gpu_statements_are_believed_from_test_gpu_yml_on_main_alone() -
 MODEL = """NR==1 { print "id,score"; next } { printf "%s,%s\\n", $1, $2 * 2 }"""
 
 
-def cosign() -> str:
-    found = shutil.which("cosign") or str(Path(sys.prefix) / "bin" / "cosign")
-    if not Path(found).is_file():
-        pytest.fail("cosign is not installed; run `bash setup.sh env` first", pytrace=False)
-    return found
-
-
 def key_pair(folder: Path) -> tuple[Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run([cosign(), "generate-key-pair"], cwd=folder, env={**os.environ, "COSIGN_PASSWORD": PASSWORD},
-                   check=True, capture_output=True)
-    return folder / "cosign.key", folder / "cosign.pub"
+    return cosign_key_pair(folder, PASSWORD)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

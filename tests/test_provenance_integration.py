@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import docker
@@ -20,7 +18,7 @@ import pytest
 import requests
 
 from faultproxy import fault_proxy
-from stacks import MakeStack, Stack, registry_digest, small_stack
+from stacks import MakeStack, Stack, cosign, cosign_key_pair, registry_digest, small_stack
 
 pytestmark = pytest.mark.integration
 
@@ -33,18 +31,8 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return str(output)
 
 
-def cosign() -> str:
-    found = shutil.which("cosign") or str(Path(sys.prefix) / "bin" / "cosign")
-    if not Path(found).is_file():
-        pytest.fail("cosign is not installed; run `bash setup.sh env` first", pytrace=False)
-    return found
-
-
 def key_pair(folder: Path) -> tuple[Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run([cosign(), "generate-key-pair"], cwd=folder, env={**os.environ, "COSIGN_PASSWORD": PASSWORD},
-                   check=True, capture_output=True)
-    return folder / "cosign.key", folder / "cosign.pub"
+    return cosign_key_pair(folder, PASSWORD)
 
 
 def cosign_run(*args: str) -> subprocess.CompletedProcess[str]:

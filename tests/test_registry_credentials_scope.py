@@ -6,13 +6,12 @@ dripped body held the request for as long as it lasted.
 """
 from __future__ import annotations
 
-import socket
 import threading
 from typing import Any
 
 import pytest
 
-from faultproxy import fault_proxy, recording_server
+from faultproxy import fault_proxy, non_loopback_address, recording_server
 from stack_builder.errors import RegistryError
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import Credentials
@@ -59,15 +58,6 @@ def test_an_upload_location_on_another_host_gets_no_credentials(registry: str) -
             client.upload_blob("scope/repo", b"a blob that goes nowhere")
     assert seen, "the upload went to the other host"
     assert all("Authorization" not in request for request in seen), seen
-
-
-def non_loopback_address() -> str:
-    """This machine's address on its default route (no packet is sent)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("192.0.2.200", 9))
-        address = str(probe.getsockname()[0])
-    assert not address.startswith("127."), "the test needs an address that is not loopback"
-    return address
 
 
 def test_a_token_service_over_plain_http_gets_no_credentials(registry: str) -> None:

@@ -92,6 +92,10 @@ def test_signing_comes_from_the_environment_with_clear_errors(tmp_path: Path) ->
         Signing.from_env({"STACK_SIGNING": "keyless"})
     with pytest.raises(StackError, match="is not a signing mode"):
         Signing.from_env({"STACK_SIGNING": "yes"})
+    with pytest.raises(StackError, match="STACK_SIGNING=key but STACK_SIGNING_KEY is not set"):
+        Signing.from_env({"STACK_SIGNING": "key"})  # before: None, so the run went on unsigned
+    with pytest.raises(StackError, match="STACK_SIGNING=key but STACK_SIGNING_KEY is not set"):
+        Signing.from_env({"STACK_SIGNING": "key", "STACK_SIGNING_PUBKEY": str(key)})
     keyless = Signing.from_env({"STACK_SIGNING": "keyless", "STACK_SIGNING_IDENTITY": r"^https://github\.com/o/r/\.github/workflows/main\.yml@refs/heads/main$"})
     assert keyless is not None and keyless.keyless and keyless.issuer == "https://token.actions.githubusercontent.com"
 

@@ -5,6 +5,7 @@ signatures are written once the digests are in the registry, after the tests pas
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from typing import IO, Any, Mapping, Sequence
@@ -14,7 +15,7 @@ from stack_builder.errors import RegistryError, StepFailed, shown
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.checks import inventory
 from stack_builder.records import sbom
-from stack_builder.registry import referrers, statements
+from stack_builder.registry import multiarch, referrers, statements
 from stack_builder.registry.statements import BuildStatement
 from stack_builder.version import version as tool_version
 from stack_builder.registry.mediatypes import SBOM_ARTIFACT
@@ -112,12 +113,18 @@ def sign_built(ctx: BuildContext, name: str, repo: Repository, built: Sequence[P
             done.append(str(outcome.digest))
             continue
         parent = (outcome.parent or "").rpartition("@")[2]
-        _sign(ctx, repo, BuildStatement(
+        statement = BuildStatement(
             str(outcome.digest), name, ctx.revision.commit, outcome.input_key or "", outcome.platform,
             parents=(parent,) if parent.startswith("sha256:") else (),
             tests={"passed": outcome.tests.passed, "failed": outcome.tests.failed, "skipped": outcome.tests.skipped},
             content_tags=_filled(ctx.plan.tag, content), builder=tool_version(),
-            example_output=outcome.model.functional.output if outcome.model is not None else ""), log)
+            example_output=outcome.model.functional.output if outcome.model is not None else "")
+        _sign(ctx, repo, statement, log)
+        # An engine with the containerd image store pushes even one platform as an index: its platform manifest
+        # is signed too, since a promotion verifies every manifest a tag serves.
+        for entry in multiarch.platform_manifests(ctx.registry, repo.path, str(outcome.digest)):
+            _sign(ctx, repo, dataclasses.replace(statement, digest=entry), log)
+            done.append(entry)
         done.append(str(outcome.digest))
     if index is not None and index not in done:
         _sign(ctx, repo, BuildStatement(index, name, ctx.revision.commit, "", parents=tuple(

@@ -166,3 +166,15 @@ def _matches(registry: RegistryClient, repository: str, digest: str, platform: s
         return True
     except RegistryError:
         return False
+
+
+def platform_manifests(registry: RegistryClient, repository: str, digest: str) -> list[str]:
+    """The platform image manifests inside ``repository@digest`` when it is an index (attestations left out);
+    none when it is a platform manifest itself, or is not there."""
+    manifest = registry.get_manifest(repository, digest)
+    if manifest is None or manifest.media_type not in INDEX_TYPES:
+        return []
+    try:
+        return [str(item["digest"]) for item in image_entries(json.loads(manifest.body))]
+    except (ValueError, KeyError, TypeError):
+        raise RegistryError(f"the index {repository}@{digest} from {registry.host} is malformed") from None

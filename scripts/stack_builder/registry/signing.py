@@ -84,6 +84,10 @@ class Signing:
         if wanted.mode not in ("", "key", "keyless"):
             raise StackError(f"{MODE_VAR}='{wanted.mode[:40]}' is not a signing mode: use keyless, or unset it and "
                              f"set {KEY_VAR} to a cosign key file")
+        if wanted.mode == "key" and not wanted.key:
+            raise StackError(f"{MODE_VAR}=key but {KEY_VAR} is not set: give the cosign private key file to sign "
+                             f"with (`cosign generate-key-pair` writes cosign.key), or unset {MODE_VAR}; nothing "
+                             "is built unsigned on a set-up that asks for signing")
         identity, any_ref = keyless_identities(wanted) if wanted.mode == "keyless" else ("", "")
         key, public = ("", "") if wanted.mode == "keyless" else _key_files(wanted)
         if wanted.mode != "keyless" and not key and not public:
@@ -265,12 +269,15 @@ def keyless_identities(wanted: SigningSettings) -> tuple[str, str]:
 
 
 def _registry_args(registry: RegistrySettings, reference: str) -> list[str]:
-    """How cosign reaches the registry: as our client does (a loopback or plain-HTTP registry allowed, the
-    registry's own CA trusted as dockerd trusts it)."""
+    """How cosign reaches the registry: as our client does. Plain HTTP where the client allows it (a loopback
+    registry, STACK_REGISTRY_INSECURE=1, STACK_REGISTRY_TLS=0): cosign's verify falls back to HTTP only with
+    --allow-insecure-registry as well, which also lets it accept an unverified certificate there, as dockerd
+    does for an insecure registry. Elsewhere TLS is verified, against the registry's own CA as dockerd trusts it."""
     host = reference.split("/", 1)[0]
-    plain = is_loopback(host) or registry.tls == "0"
+    plain = is_loopback(host) or registry.insecure or registry.tls == "0"
     ca = trusted_ca(host, registry.ca)
-    return [*(["--allow-insecure-registry"] if plain else []), *(["--registry-cacert", ca] if ca else [])]
+    return [*(["--allow-http-registry", "--allow-insecure-registry"] if plain else []),
+            *(["--registry-cacert", ca] if ca else [])]
 
 
 def _last_line(output: str) -> str:
