@@ -97,6 +97,7 @@ def test_the_config_builds_the_registry_client_from_its_settings(tmp_path: Path)
     from stack_builder.settings import Settings
     from stack_builder.spec.stack_spec import Spec
 
+    (tmp_path / "ca.crt").write_text("a CA certificate\n")  # (a missing one is an error)
     settings = Settings.from_env({"STACK_REGISTRY_CA": str(tmp_path / "ca.crt"), "STACK_REGISTRY_TLS": "1",
                                   "STACK_REGISTRY_USER": "bot", "STACK_REGISTRY_PASSWORD": CANARY,
                                   "HOME": str(tmp_path)})

@@ -45,3 +45,16 @@ def test_uncommitted_inputs_give_no_immutable_tag(make_stack: MakeStack) -> None
     stack = make(make_stack, None)
     stack.write("images/a/Dockerfile", "FROM scratch\n")
     assert read_revision(stack.root, env={}).tags("2024.1")[1] is None
+
+
+def test_a_change_to_any_input_makes_the_checkout_dirty_but_the_tools_own_outputs_do_not(make_stack: MakeStack) -> None:
+    stack = make(make_stack, None)
+    stack.write("wiki/Home.md", "written by a build\n")
+    stack.write("artifacts/build-report.json", "{}\n")
+    stack.write(".doit.json", "{}\n")
+    assert read_revision(stack.root, env={}).tags("2024.1")[1] is not None  # outputs only: still clean
+    # Inputs outside images/ and spec.yml: a conftest.py above the tests, a model's files, a shared context.
+    for path in ("conftest.py", "models/iris/weights.bin", "shared/context/requirements.txt"):
+        stack.write(path, "changed\n")
+        assert read_revision(stack.root, env={}).tags("2024.1")[1] is None, path
+        (stack.root / path).unlink()

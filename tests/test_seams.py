@@ -241,12 +241,12 @@ def test_config_imports_the_registry_only_to_build_its_client() -> None:
 
 def test_the_secrets_and_settings_modules_sit_at_the_bottom() -> None:
     # Importable by engine/ and registry/ alike: they import nothing of the package but each other (and the
-    # import-free defaults the command line shows).
+    # import-free defaults the command line shows, and the errors a bad setting raises).
     for name in ("secrets.py", "settings.py", "defaults.py"):
         inside = {f"{n.module}.{a.name}" if n.module == "stack_builder" else str(n.module)
                   for n in ast.walk(modules()[Path(name)]) if isinstance(n, ast.ImportFrom)
                   and (n.module or "").startswith("stack_builder") for a in n.names}
-        assert inside <= {"stack_builder.secrets", "stack_builder.defaults"}, (name, inside)
+        assert inside <= {"stack_builder.secrets", "stack_builder.defaults", "stack_builder.errors"}, (name, inside)
 
 
 # -- rooms that keep their promise ---------------------------------------------------------------------------

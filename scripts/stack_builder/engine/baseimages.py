@@ -22,6 +22,7 @@ from pathlib import Path
 import docker
 
 from stack_builder.engine import client as engine
+from stack_builder.engine import package_sources
 from stack_builder.errors import StackError
 from stack_builder.settings import EngineSettings
 from stack_builder.spec.dockerfile import base_images
@@ -32,11 +33,11 @@ LOGGER = logging.getLogger(__name__)
 HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 MOZILLA_ROOTS = Path("/usr/share/ca-certificates/mozilla")
 DEBIAN_RE = re.compile(r"^(?:docker\.io/)?(?:library/)?debian:(?P<suite>[a-z]+)(?P<slim>-slim)?$")
-MIRROR = "http://deb.debian.org/debian"
 
 
-def network_intercepts_tls(host: str = "pypi.org", settings: EngineSettings | None = None) -> bool:
-    """True when ``host``'s certificate verifies with the host's bundle but not with the public roots.
+def network_intercepts_tls(host: str | None = None, settings: EngineSettings | None = None) -> bool:
+    """True when ``host``'s certificate verifies with the host's bundle but not with the public roots. ``host``:
+    by default the first HTTPS package index pip is configured with (``package_sources``).
 
     The public roots are Debian's copy of Mozilla's set (certifi may have been patched locally).
     STACK_TRUST_HOST_CA=1 or 0 overrides the check (``settings``: default, the environment as it is now).
@@ -47,6 +48,13 @@ def network_intercepts_tls(host: str = "pypi.org", settings: EngineSettings | No
     public = sorted(MOZILLA_ROOTS.glob("*.crt"))
     if not public or not HOST_BUNDLE.is_file():
         return False
+    if host is None:
+        hosts = package_sources.pip_index_hosts()
+        if not hosts:
+            LOGGER.info("no HTTPS package index is configured to check for TLS interception; set "
+                        "STACK_TRUST_HOST_CA=1 if this network intercepts TLS")
+            return False
+        host = hosts[0]
     public_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     public_ctx.load_verify_locations(cadata="".join(p.read_text() for p in public))
     host_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -111,10 +119,14 @@ def seed_debian(client: docker.DockerClient, name: str, *, suite: str, trust_hos
                     '--customize-hook=chroot "$1" update-ca-certificates']
         changes += ["ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
                     "ENV REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt"]
+    mirror = package_sources.apt_mirror()
+    if mirror is None:
+        raise StackError(f"cannot seed {name}: no Debian archive in apt's sources (/etc/apt/sources.list.d/*.sources "
+                         "or /etc/apt/sources.list); add one, or load the image under that name")
     with tempfile.TemporaryDirectory(prefix="seed-") as tmp:
         tarball = Path(tmp) / "rootfs.tar"
         try:
-            subprocess.run([*command, suite, str(tarball), MIRROR], check=True, stdin=subprocess.DEVNULL)
+            subprocess.run([*command, suite, str(tarball), mirror], check=True, stdin=subprocess.DEVNULL)
         except FileNotFoundError:
             raise StackError("mmdebstrap is not installed: apt-get install mmdebstrap (setup.sh does)") from None
         except subprocess.CalledProcessError as exc:

@@ -47,11 +47,24 @@ def read_revision(stack_dir: Path, env: Mapping[str, str] | None = None) -> Revi
             branch = repo.active_branch.name
         except TypeError:  # detached HEAD
             branch = "detached"
-    # Only uncommitted changes to what is built count: the wiki and artifacts a build writes do not.
-    inputs = [str(stack_dir / "images"), str(stack_dir / "spec.yml")]
-    dirty = bool(repo.git.status("--porcelain", "--", *inputs)) if commit != "unknown" else True
+    dirty = _dirty(repo, stack_dir) if commit != "unknown" else True
     secrets.keep(commit, branch)  # checked values: never redacted
     return Revision(commit, branch, dirty, _source_url(repo, env))
+
+
+# What a build writes into the stack folder itself: changes there do not make the checkout dirty.
+OUTPUTS = ("wiki", "artifacts", ".doit.json*", ".doit.db*", ".stack-run")
+
+
+def _dirty(repo: git.Repo, stack_dir: Path) -> bool:
+    """Whether anything in the stack folder differs from the commit (untracked files too), but the tool's own
+    outputs. Wider than the input key (spec, Dockerfiles, contexts, tests, conftest files, model files), so an
+    input changed anywhere never gets the per-commit tag."""
+    root = Path(repo.working_tree_dir or stack_dir).resolve()
+    folder = stack_dir.resolve().relative_to(root).as_posix() if stack_dir.resolve() != root else "."
+    outputs = [f":(exclude,glob){'' if folder == '.' else folder + '/'}{name}{'' if '*' in name else '/**'}"
+               for name in OUTPUTS]
+    return bool(repo.git.status("--porcelain", "--untracked-files=all", "--", folder, *outputs))
 
 
 def _source_url(repo: git.Repo, env: Mapping[str, str]) -> str | None:

@@ -84,10 +84,6 @@ class Signing:
         if wanted.mode not in ("", "key", "keyless"):
             raise StackError(f"{MODE_VAR}='{wanted.mode[:40]}' is not a signing mode: use keyless, or unset it and "
                              f"set {KEY_VAR} to a cosign key file")
-        if wanted.mode == "key" and not wanted.key:
-            raise StackError(f"{MODE_VAR}=key but {KEY_VAR} is not set: give the cosign private key file to sign "
-                             f"with (`cosign generate-key-pair` writes cosign.key), or unset {MODE_VAR}; nothing "
-                             "is built unsigned on a set-up that asks for signing")
         identity, any_ref = keyless_identities(wanted) if wanted.mode == "keyless" else ("", "")
         key, public = ("", "") if wanted.mode == "keyless" else _key_files(wanted)
         if wanted.mode != "keyless" and not key and not public:
@@ -220,6 +216,10 @@ class Signing:
 
 
 def _key_files(wanted: SigningSettings) -> tuple[str, str]:
+    if wanted.mode == "key" and not wanted.key:
+        raise StackError(f"{MODE_VAR}=key but {KEY_VAR} is not set: give the cosign private key file to sign with "
+                         f"(`cosign generate-key-pair` writes cosign.key), or unset {MODE_VAR}; nothing is built "
+                         "unsigned on a set-up that asks for signing")
     for var, value in ((KEY_VAR, wanted.key), (PUBKEY_VAR, wanted.public_key)):
         if value and not Path(value).is_file():
             raise StackError(f"{var}={value[:200]} is not a file: give the path of a cosign key "

@@ -47,6 +47,14 @@ PLAIN_HTTP = ("WRONG_VERSION_NUMBER", "wrong version number", "RECORD_LAYER_FAIL
               "UNKNOWN_PROTOCOL", "unknown protocol", "HTTP_REQUEST")  # what TLS to a plain-HTTP server says
 
 
+def _existing(ca: str) -> str:
+    """STACK_REGISTRY_CA as given, when it names a file; a clear error when it does not."""
+    if ca and not Path(ca).is_file():
+        raise RegistryError(f"STACK_REGISTRY_CA={ca!r}: no such file. Give the path of the PEM certificate of the "
+                            "authority that signed the registry's certificate, or unset it")
+    return ca
+
+
 def trusted_ca(host: str, named: str = "") -> str | None:
     """The CA certificate to trust for ``host``: ``named`` (STACK_REGISTRY_CA), else the engine's certs.d file."""
     if named:
@@ -79,10 +87,7 @@ class RegistryTransport:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         # Passed on every request: a Session's own verify loses to REQUESTS_CA_BUNDLE from the environment.
-        self.verify: str | bool = trusted_ca(host, self.settings.ca) or True
-        if self.settings.ca and not Path(self.settings.ca).is_file():
-            raise RegistryError(f"STACK_REGISTRY_CA={self.settings.ca!r}: no such file. Give the path of the PEM "
-                                "certificate of the authority that signed the registry's certificate, or unset it")
+        self.verify: str | bool = trusted_ca(host, _existing(self.settings.ca)) or True
         self.policy = RetryPolicy(retries=retries, backoff_s=backoff, sleep=sleep)
         self.timeout = timeout or self.settings.timeout_s
         self.auth = RegistryAuth(host, credentials, insecure=self.insecure, fetch_token=self._token_request)
