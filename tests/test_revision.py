@@ -53,8 +53,14 @@ def test_a_change_to_any_input_makes_the_checkout_dirty_but_the_tools_own_output
     stack.write("artifacts/build-report.json", "{}\n")
     stack.write(".doit.json", "{}\n")
     assert read_revision(stack.root, env={}).tags("2024.1")[1] is not None  # outputs only: still clean
+    stack.write("downloaded/plan.json", "{}\n")  # an untracked file outside the inputs: a CI job's artifact
+    assert read_revision(stack.root, env={}).tags("2024.1")[1] is not None
     # Inputs outside images/ and spec.yml: a conftest.py above the tests, a model's files, a shared context.
     for path in ("conftest.py", "models/iris/weights.bin", "shared/context/requirements.txt"):
+        stack.write(path, "committed\n")
+        stack.commit(f"add {path}")
         stack.write(path, "changed\n")
         assert read_revision(stack.root, env={}).tags("2024.1")[1] is None, path
-        (stack.root / path).unlink()
+        stack.repo.git.checkout("--", path)
+    stack.write("tests/conftest.py", "new\n")  # an untracked conftest.py: pytest reads it
+    assert read_revision(stack.root, env={}).tags("2024.1")[1] is None

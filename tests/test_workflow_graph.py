@@ -31,7 +31,8 @@ from stacks import REPO, STACK_BUILDER, Stack, publish_test_base_index
 
 pytestmark = pytest.mark.integration
 
-INSTALL_STEP = "python -m pip install ."
+INSTALL_STEP = ("python -m pip install --require-hashes -r requirements/workflows.lock\n"
+                "python -m pip install --no-deps --no-build-isolation .")
 
 
 def empty_engine_of(engine: docker.DockerClient, prefixes: tuple[str, ...]) -> None:

@@ -329,3 +329,35 @@ def test_gpu_statements_are_signed_by_test_gpu_yml_and_believed_from_it_alone() 
     assert not believed.binds_commits and "test_gpu" in believed.describe()
     model = gates.signer_for(promotion, gates.MODEL)
     assert model.identity == promotion.identity and not re.search(model.identity, gpu_san)
+
+
+def test_container_images_in_workflows_are_pinned_by_digest() -> None:
+    images = []
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            container = job.get("container")
+            images += [(path.name, name, container if isinstance(container, str) else (container or {}).get("image"))]
+            images += [(path.name, name, service.get("image")) for service in (job.get("services") or {}).values()]
+            images += [(path.name, name, step["uses"][len("docker://"):]) for step in job.get("steps", [])
+                       if str(step.get("uses", "")).startswith("docker://")]
+    named = [entry for entry in images if entry[2]]
+    assert named, "the suite's job runs in a container: the check must see it"
+    assert [entry for entry in named if not re.search(r"@sha256:[0-9a-f]{64}$", str(entry[2]))] == []
+
+
+def test_the_jobs_install_the_builder_from_the_lock_with_hashes() -> None:
+    lock = (REPO / "requirements" / "workflows.lock").read_text()
+    installs = [(path.name, step["run"]) for path in WORKFLOWS for step in steps(load(path))
+                if "pip install" in str(step.get("run", ""))]
+    assert installs
+    for name, run in installs:
+        assert "--require-hashes -r requirements/workflows.lock" in run, (name, run)
+        assert "--no-deps --no-build-isolation ." in run, (name, run)
+    # The lock holds every dependency of pyproject.toml (and the build backend), each with its hashes.
+    pyproject = (REPO / "pyproject.toml").read_text()
+    dependencies = re.findall(r'^    "([A-Za-z0-9_.-]+)[<>=!~]', pyproject.split("[project.optional-dependencies]")[0],
+                              flags=re.MULTILINE)
+    locked = {m.lower().replace("_", "-") for m in re.findall(r"^([A-Za-z0-9_.-]+)==", lock, flags=re.MULTILINE)}
+    assert len(dependencies) >= 10
+    assert {d.lower().replace("_", "-") for d in dependencies} | {"setuptools"} <= locked
+    assert all("--hash=sha256:" in block for block in re.split(r"\n(?=[A-Za-z])", lock.split("\n\n", 1)[-1]) if "==" in block)

@@ -57,14 +57,18 @@ OUTPUTS = ("wiki", "artifacts", ".doit.json*", ".doit.db*", ".stack-run")
 
 
 def _dirty(repo: git.Repo, stack_dir: Path) -> bool:
-    """Whether anything in the stack folder differs from the commit (untracked files too), but the tool's own
-    outputs. Wider than the input key (spec, Dockerfiles, contexts, tests, conftest files, model files), so an
-    input changed anywhere never gets the per-commit tag."""
+    """Whether what a build reads differs from the commit: a change to any tracked file of the stack folder (the
+    spec, Dockerfiles, contexts, tests, conftest files, model files, wherever the spec points), but the tool's
+    own outputs; and an untracked file under images/, spec.yml, or an untracked conftest.py anywhere. Other
+    untracked files (a CI job's downloaded artifacts) are no input: the input key reads tracked files there."""
     root = Path(repo.working_tree_dir or stack_dir).resolve()
     folder = stack_dir.resolve().relative_to(root).as_posix() if stack_dir.resolve() != root else "."
-    outputs = [f":(exclude,glob){'' if folder == '.' else folder + '/'}{name}{'' if '*' in name else '/**'}"
-               for name in OUTPUTS]
-    return bool(repo.git.status("--porcelain", "--untracked-files=all", "--", folder, *outputs))
+    inside = "" if folder == "." else folder + "/"
+    outputs = [f":(exclude,glob){inside}{name}{'' if '*' in name else '/**'}" for name in OUTPUTS]
+    if repo.git.status("--porcelain", "--untracked-files=no", "--", folder, *outputs):
+        return True
+    untracked = [f"{inside}images", f"{inside}spec.yml", f":(glob){inside}**/conftest.py"]
+    return bool(repo.git.status("--porcelain", "--untracked-files=all", "--", *untracked))
 
 
 def _source_url(repo: git.Repo, env: Mapping[str, str]) -> str | None:
