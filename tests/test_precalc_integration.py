@@ -23,10 +23,13 @@ from stacks import DODO, Stack
 
 pytestmark = pytest.mark.integration
 
-# y = 2x, one output row per input row; a row whose x is 13 is dropped (an invalid output for its shard).
+# y = 2x, one output row per input row; a row whose x is 13 is dropped (an invalid output for its shard); x
+# in [5000, 6000) gets no y (an empty field, quoted as a one-column CSV must: an empty line is no row); x = 7777
+# gets a y of 256 KiB (over the csv module's field limit).
 PREDICT = """#!/bin/sh
 sleep 1
-awk -F, 'NR == 1 { print "y"; next } $1 == 13 { next } { print $1 * 2 }' "$1" > "$2"
+awk -F, 'NR == 1 { print "y"; next } $1 == 13 { next } $1 >= 5000 && $1 < 6000 { print "\\"\\""; next }
+         $1 == 7777 { s = "1"; while (length(s) <= 131072) s = s s; print s; next } { print $1 * 2 }' "$1" > "$2"
 """
 
 
@@ -112,6 +115,40 @@ def test_precalculation_is_stored_once_per_key_looked_up_and_exported(doubler: S
         assert sample.returncode == 0 and "stored now: 40 rows in 2 shard(s)" in sample.stdout, sample.stdout
         keys.append(sorted(k for _, k, _ in stored(doubler)))
     assert keys[0] == keys[1] and len(keys[0]) == 40 and keys[0] != sorted(f"k{n}" for n in range(40))
+
+
+def predictions(stack: Stack) -> dict[str, float | None]:
+    with duckdb.connect(str(stack.root / "artifacts" / "precalc.duckdb"), read_only=True) as db:
+        return {str(k): y for k, y in db.execute("SELECT key, y FROM predictions").fetchall()}
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_the_all_null_rule_is_judged_on_the_whole_run_whatever_the_shards(doubler: Stack, tmp_path: Path,
+                                                                          shards: int) -> None:
+    reset(doubler)
+    half = library(tmp_path / "half.csv", 20, start=5990)  # y is null for x < 6000: the first 10 rows
+    result = doubler.doit("precalc", "--image", "doubler", "--library", str(half), "--shards", str(shards))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert predictions(doubler) == {f"k{n}": None if n < 10 else 2.0 * (5990 + n) for n in range(20)}
+    reset(doubler)
+    none = library(tmp_path / "none.csv", 20, start=5000)  # y is null in every row
+    result = doubler.doit("precalc", "--image", "doubler", "--library", str(none), "--shards", str(shards))
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert "REFUSED run: column y is null in every row of the run: the model predicts nothing there; nothing of " \
+           "it is stored" in result.stdout, result.stdout
+    assert predictions(doubler) == {}
+
+
+def test_a_field_over_128_kib_fails_its_shard_only_and_a_rerun_is_not_stuck(doubler: Stack, tmp_path: Path) -> None:
+    reset(doubler)
+    lib = library(tmp_path / "lib.csv", 20, start=7770)  # x = 7777: in shard 0
+    for attempt in range(2):
+        result = doubler.doit("precalc", "--image", "doubler", "--library", str(lib), "--shards", "2")
+        assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr, result.stderr
+        assert "FAILED shard 0: the model's output is not CSV precalc can read (field larger than field limit " \
+               "(131072); a value may have at most 128 KiB)" in result.stdout, result.stdout + result.stderr
+        assert ("already stored (skipped): 1 shard(s)" in result.stdout) == (attempt == 1)
+        assert predictions(doubler) == {f"k{n}": 2.0 * (7770 + n) for n in range(10, 20)}
 
 
 def test_an_interrupted_run_resumes_without_a_duplicate_or_a_loss(doubler: Stack, tmp_path: Path,

@@ -25,6 +25,6 @@ def main(image: str, library: str, tag: str, key: str, shards: int, workers: int
             image=image, library=library, tag=tag, key=key, shards=shards, workers=workers, sample=sample,
             only_shard=only_shard, export=export))
         print("\n".join(summary.lines()))
-        return not summary.failed and not summary.interrupted
+        return not summary.failed and not summary.interrupted and not summary.refused
 
     return run_task(work)

@@ -25,8 +25,8 @@ from stack_builder.engine import containers, images
 from stack_builder.errors import StackError, StepFailed
 from stack_builder.plan.revision import read_revision
 from stack_builder.precalc import library as libraries
-from stack_builder.precalc import validate
-from stack_builder.precalc.store import Store, check_columns
+from stack_builder.precalc import loading, validate, values
+from stack_builder.precalc.store import Store, check_columns, export_target
 from stack_builder.records.wiki import Wiki
 from stack_builder.spec.references import check_tag
 from stack_builder.spec.stack_spec import ModelSpec
@@ -60,6 +60,7 @@ class Summary:
     stored_rows: int = 0
     seconds: float = 0.0
     failed: dict[int, str] = field(default_factory=dict)
+    refused: str = ""  # the whole run, judged once every shard is stored: why it was not kept
     total_rows: int = 0  # stored for this digest, all runs
     interrupted: bool = False
     exported: str = ""
@@ -71,6 +72,8 @@ class Summary:
                f"{rate:.0f} rows/s",
                f"  already stored (skipped): {self.skipped} shard(s); rows stored for this digest: {self.total_rows}"]
         out += [f"  FAILED shard {n}: {why}" for n, why in sorted(self.failed.items())]
+        if self.refused:
+            out.append(f"  REFUSED run: {self.refused}; nothing of it is stored")
         if self.interrupted:
             out.append(f"  interrupted by {signals.signal_name()}: run the same command again to resume")
         if self.exported:
@@ -108,6 +111,7 @@ def precalc(config: Config, options: PrecalcOptions) -> Summary:
     shards = libraries.shards(indices, options.shards)
     if options.only_shard < -1:
         raise StackError(f"--only-shard {options.only_shard}: give a shard number from 0 (or leave it out)")
+    target = export_target(Path(options.export), options.image) if options.export else None
     spec = config.spec
     tag = options.tag or read_revision(config.stack_dir).tags(spec.tag_prefix)[0]
     check_tag(tag)
@@ -134,11 +138,24 @@ def precalc(config: Config, options: PrecalcOptions) -> Summary:
         _run_shards(engine, reference, model, library, shards, todo, store, summary, options, digest,
                     timeout_s=spec.images[options.image].timeouts.get("model", modelcheck.RUN_TIMEOUT_S))
         summary.seconds = time.monotonic() - started
+        if options.only_shard < 0 and not summary.failed and not summary.interrupted:
+            _judge(store, summary, model, digest, library.keys(indices))
         summary.total_rows = store.count(digest)
-        if options.export and not summary.interrupted:
-            summary.exported = str(store.export(options.image, Path(options.export), model.columns))
+        if target is not None and not summary.interrupted and not summary.refused:
+            summary.exported = str(store.export(options.image, digest, target, model.columns))
         _record_coverage(config, options.image, store)
     return summary
+
+
+def _judge(store: Store, summary: Summary, model: ModelSpec, digest: str, keys: list[str]) -> None:
+    """The all-null rule, on the whole run once every shard is stored (so it does not depend on --shards): a
+    column without a value in any row refuses the run, and its rows and records go."""
+    why = validate.all_null(validate.total(store.run_filled(digest, summary.run, model.columns)), model,
+                            what="the run")
+    if why is not None:
+        store.drop_run(digest, summary.run, keys)
+        summary.refused = why
+        LOGGER.error("run %s refused: %s", summary.run, why)
 
 
 def _record_coverage(config: Config, image: str, store: Store) -> None:
@@ -161,7 +178,11 @@ def _run_shards(engine: engine_client.Engine, reference: str, model: ModelSpec, 
 
     def one(number: int) -> modelcheck.Table:
         table = library.model_input(shards[number], input_columns)
-        return modelcheck.run_model(engine, reference, model, table, timeout_s=timeout_s)
+        try:
+            return modelcheck.run_model(engine, reference, model, table, timeout_s=timeout_s)
+        except csv.Error as exc:  # e.g. a field over the csv module's limit: this shard fails, not the run
+            raise StepFailed(f"the model's output is not CSV precalc can read ({exc}; a value may have at most "
+                             f"{values.MAX_FIELD // 1024} KiB)") from None
 
     try:
         with containers.run_labelled(run_label), signals.handling(on_stop=stop_containers), \
@@ -185,20 +206,20 @@ def _run_shards(engine: engine_client.Engine, reference: str, model: ModelSpec, 
 
 def _settle(future: Future[modelcheck.Table], number: int, shards: list[list[int]], library: libraries.Library,
             model: ModelSpec, store: Store, summary: Summary, image: str, digest: str) -> None:
-    rows = len(shards[number])
     try:
         output = future.result()
     except StepFailed as exc:
         summary.failed[number] = f"interrupted ({signals.signal_name()})" if signals.stopping() else str(exc)
         return
-    why = validate.problem(output, model, rows)
-    if why is not None:
-        summary.failed[number] = f"invalid output, not stored: {why}"
-        LOGGER.error("shard %d: invalid output, not stored: %s", number, why)
+    try:
+        checked = validate.check(output, model, library.keys(shards[number]))
+    except validate.InvalidOutput as exc:
+        summary.failed[number] = f"invalid output, not stored: {exc}"
+        LOGGER.error("shard %d: invalid output, not stored: %s", number, exc)
         return
     try:
-        added = store.put_shard(image=image, digest=digest, run=summary.run, shard=number,
-                                keys=library.keys(shards[number]), output=output, columns=model.columns)
+        added = store.put_shard(image=image, digest=digest, run=summary.run, shard=number, rows=checked,
+                                columns=model.columns)
     except StepFailed as exc:
         summary.failed[number] = str(exc)
         LOGGER.error("shard %d: %s", number, exc)
@@ -228,13 +249,14 @@ def lookup(config: Config, image: str, keys: list[str]) -> list[str]:
 
 
 def load(config: Config, image: str, folder: str) -> int:
-    """Load the Parquet files a CI fan-out's shard jobs exported (any depth under ``folder``)."""
+    """Load the Parquet files a CI fan-out's shard jobs exported (any depth under ``folder``), each checked
+    as a shard's output is, all in one transaction."""
     model = model_of(config, image)
     files = sorted(Path(folder).rglob("*.parquet"))
     if not files:
         raise StackError(f"--load {folder}: no .parquet files there")
     with Store(config.artifacts / STORE) as store:
         store.ensure(model.columns)
-        added = store.load(files, model.columns)
+        added = loading.load(store, files, image, model)
         _record_coverage(config, image, store)
         return added

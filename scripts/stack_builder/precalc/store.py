@@ -9,15 +9,17 @@ re-run skips exactly those.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import re
 import tempfile
+from collections import Counter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Sequence
 
-from stack_builder.checks.modelcheck import Table, is_null
-from stack_builder.errors import StackError, StepFailed
+from stack_builder.errors import StackError, StepFailed, shown
+from stack_builder.precalc.validate import Rows
 from stack_builder.records.files import utc_now
 
 LOGGER = logging.getLogger(__name__)
@@ -27,24 +29,30 @@ FIXED = ("image", "digest", "key")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
-def _value(kind: str, text: str) -> Any:
-    if is_null(text):
-        return None
-    if kind == "float":
-        return float(text)
-    if kind == "integer":
-        return int(float(text))
-    if kind == "boolean":
-        return text.strip().lower() in ("true", "1")
-    return text
-
-
 def check_columns(columns: Sequence[tuple[str, str]]) -> None:
-    """Output column names become SQL columns: plain identifiers only, and not one of ours."""
+    """Output column names become SQL columns: plain identifiers only, not one of ours, and no two that differ
+    only in case (SQL does not tell them apart)."""
     for name, _ in columns:
         if not NAME_RE.fullmatch(name) or name.lower() in FIXED:
             raise StackError(f"model column '{name[:70]}' cannot be a column of the prediction store: use letters, "
                              f"digits and _ (not starting with a digit), and not {', '.join(FIXED)}")
+    twice = [n for n, count in Counter(name.lower() for name, _ in columns).items() if count > 1]
+    if twice:
+        same = [name for name, _ in columns if name.lower() in twice]
+        raise StackError(f"model columns {', '.join(same)} (spec.yml, the image's model: block) differ only in "
+                         "case, and the prediction store cannot tell them apart: rename one of them")
+
+
+def export_target(folder: Path, image: str) -> Path:
+    """Where ``--export`` writes ``image``'s predictions; refused when that would overwrite anything."""
+    target = folder / f"predictions-{image}.parquet"
+    if folder.exists() and not folder.is_dir():
+        raise StackError(f"--export {shown(str(folder), 200)}: a file, not a folder; give a folder for "
+                         f"{target.name}")
+    if target.exists() or target.is_symlink():
+        raise StackError(f"--export {shown(str(folder), 200)}: {target.name} is already there and precalc never "
+                         "overwrites an export; remove that file to replace it, or give another folder")
+    return target
 
 
 class Store:
@@ -62,6 +70,9 @@ class Store:
         self.db.execute("CREATE TABLE IF NOT EXISTS precalc_shards (digest VARCHAR NOT NULL, run VARCHAR NOT NULL, "
                         "shard INTEGER NOT NULL, rows INTEGER NOT NULL, stored VARCHAR NOT NULL, "
                         "PRIMARY KEY (digest, run, shard))")
+        # values per column, for the all-null rule judged on the whole run (NULL: a shard stored before there
+        # was this column, when each shard was judged alone, so every column had a value)
+        self.db.execute("ALTER TABLE precalc_shards ADD COLUMN IF NOT EXISTS filled VARCHAR")
 
     def __enter__(self) -> "Store":
         return self
@@ -89,21 +100,23 @@ class Store:
         rows = self.db.execute("SELECT shard FROM precalc_shards WHERE digest = ? AND run = ?", [digest, run])
         return {int(r[0]) for r in rows.fetchall()}
 
-    def put_shard(self, *, image: str, digest: str, run: str, shard: int, keys: list[str], output: Table,
+    def put_shard(self, *, image: str, digest: str, run: str, shard: int, rows: Rows,
                   columns: Sequence[tuple[str, str]]) -> int:
-        """Store a validated shard and its record in one transaction; return the rows written. Nothing of a
+        """Store a checked shard and its record in one transaction; return the rows written. Nothing of a
         shard is stored unless all of it is."""
+        self.put(image, digest, [rows], columns, record=[digest, run, shard, len(rows.keys), utc_now(),
+                                                          json.dumps(rows.filled)])
+        return len(rows.keys)
+
+    def put(self, image: str, digest: str, parts: Sequence[Rows], columns: Sequence[tuple[str, str]], *,
+            record: list[Any] | None = None) -> None:
+        """Store ``parts`` (and a shard's ``record``) in one transaction: all of it, or nothing (StepFailed)."""
         import duckdb
 
-        values = [[image, digest, key, *(_value(kind, row[i]) for i, (_, kind) in enumerate(columns))]
-                  for key, row in zip(keys, output.rows, strict=True)]
         # Through a CSV file DuckDB reads itself: row by row from Python (executemany) costs ~1.5 ms a row.
         with tempfile.NamedTemporaryFile("w", suffix=".csv", dir=self.path.parent, delete=False,
                                          encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["image", "digest", "key", *(n for n, _ in columns)])
-            writer.writerows([["" if v is None else ("true" if v is True else "false" if v is False else v)
-                               for v in row] for row in values])
+            _write_csv(handle, image, digest, parts, columns)
         names = ", ".join(f'"{n}"' for n, _ in columns)
         types = ", ".join(f"'{n}': '{t}'" for n, t in [("image", "VARCHAR"), ("digest", "VARCHAR"),
                                                         ("key", "VARCHAR"), *((n, SQL_TYPES[k]) for n, k in columns)])
@@ -114,16 +127,34 @@ class Store:
             # prediction: one row per (digest, key), the newest.
             self.db.execute(f"INSERT OR REPLACE INTO predictions (image, digest, key, {names}) SELECT * FROM "
                             f"read_csv('{escaped}', header = true, columns = {{{types}}}, nullstr = '', "
-                            "auto_detect = false)")
-            self.db.execute("INSERT OR REPLACE INTO precalc_shards VALUES (?, ?, ?, ?, ?)",
-                            [digest, run, shard, len(keys), utc_now()])
+                            "auto_detect = false, max_line_size = 1073741824)")
+            if record is not None:
+                self.db.execute("INSERT OR REPLACE INTO precalc_shards (digest, run, shard, rows, stored, filled) "
+                                "VALUES (?, ?, ?, ?, ?, ?)", record)
             self.db.execute("COMMIT")
         except (duckdb.Error, OverflowError, ValueError) as exc:
             self.db.execute("ROLLBACK")
-            raise StepFailed(f"not stored: {exc}") from None
+            raise StepFailed(f"not stored: {shown(str(exc), 400)}") from None
         finally:
             Path(handle.name).unlink(missing_ok=True)
-        return len(values)
+
+    def run_filled(self, digest: str, run: str, columns: Sequence[tuple[str, str]]) -> list[dict[str, int]]:
+        """Values per column of each stored shard of ``run``."""
+        found = self.db.execute("SELECT rows, filled FROM precalc_shards WHERE digest = ? AND run = ?", [digest, run])
+        return [json.loads(filled) if filled is not None else {n: int(rows) for n, _ in columns}
+                for rows, filled in found.fetchall()]
+
+    def drop_run(self, digest: str, run: str, keys: Sequence[str]) -> None:
+        """Remove a refused run: its rows and its shards' records, in one transaction."""
+        self.db.execute("BEGIN TRANSACTION")
+        try:
+            self.db.execute("DELETE FROM predictions WHERE digest = ? AND key IN (SELECT unnest(?::VARCHAR[]))",
+                            [digest, list(keys)])
+            self.db.execute("DELETE FROM precalc_shards WHERE digest = ? AND run = ?", [digest, run])
+            self.db.execute("COMMIT")
+        except Exception:
+            self.db.execute("ROLLBACK")
+            raise
 
     def count(self, digest: str | None = None) -> int:
         query = "SELECT count(*) FROM predictions" + (" WHERE digest = ?" if digest else "")
@@ -141,28 +172,40 @@ class Store:
         return self.db.execute(f"SELECT digest, key, {names} FROM predictions WHERE image = ? AND key IN ({marks}) "
                                "ORDER BY key, digest", [image, *keys]).fetchall()
 
-    def export(self, image: str, folder: Path, columns: Sequence[tuple[str, str]]) -> Path:
-        """Write ``image``'s predictions to ``folder/predictions-<image>.parquet``."""
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"predictions-{image}.parquet"
+    def export(self, image: str, digest: str, target: Path, columns: Sequence[tuple[str, str]]) -> Path:
+        """Write the predictions of ``image`` at ``digest`` to ``target`` (a Parquet file; see ``export_target``)."""
+        target.parent.mkdir(parents=True, exist_ok=True)
         names = ", ".join(f'"{n}"' for n, _ in columns)
         escaped = str(target).replace("'", "''")
-        self.db.execute(f"COPY (SELECT image, digest, key, {names} FROM predictions WHERE image = ? "
-                        f"ORDER BY digest, key) TO '{escaped}' (FORMAT PARQUET)", [image])
+        self.db.execute(f"COPY (SELECT image, digest, key, {names} FROM predictions WHERE image = ? AND digest = ? "
+                        f"ORDER BY key) TO '{escaped}' (FORMAT PARQUET)", [image, digest])
         return target
 
-    def load(self, files: Sequence[Path], columns: Sequence[tuple[str, str]]) -> int:
-        """Add the rows of Parquet files written by ``export`` (or by shard jobs); return the rows added."""
-        names = ", ".join(f'"{n}"' for n, _ in columns)
-        before = self.count()
-        self.db.execute("BEGIN TRANSACTION")
+    def read_parquet(self, path: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The columns and rows of a Parquet file; a file DuckDB cannot read is refused, naming it."""
+        import duckdb
+
+        escaped = str(path).replace("'", "''")
         try:
-            for path in files:
-                escaped = str(path).replace("'", "''")
-                self.db.execute(f"INSERT OR REPLACE INTO predictions (image, digest, key, {names}) "
-                                f"SELECT image, digest, key, {names} FROM read_parquet('{escaped}')")
-            self.db.execute("COMMIT")
-        except Exception:
-            self.db.execute("ROLLBACK")
-            raise
-        return self.count() - before
+            found = self.db.execute(f"SELECT * FROM read_parquet('{escaped}')")
+            return [str(d[0]) for d in found.description or []], found.fetchall()
+        except duckdb.Error as exc:
+            raise StackError(f"--load {shown(str(path), 200)}: not a Parquet file precalc can read "
+                             f"({shown(str(exc), 200)})") from None
+
+
+def _cell(value: Any) -> Any:
+    """A value as CSV text DuckDB reads back exactly: ints as they are, floats by repr (the shortest text
+    that reads back to the same double), missing as the empty field."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else value
+
+
+def _write_csv(handle: Any, image: str, digest: str, parts: Sequence[Rows], columns: Sequence[tuple[str, str]]) -> None:
+    writer = csv.writer(handle)
+    writer.writerow(["image", "digest", "key", *(n for n, _ in columns)])
+    for part in parts:
+        writer.writerows([[image, digest, key, *map(_cell, row)] for key, row in zip(part.keys, part.typed, strict=True)])
