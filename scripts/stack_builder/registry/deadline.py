@@ -10,8 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from requests.adapters import HTTPAdapter
 from urllib3 import PoolManager
@@ -23,29 +22,36 @@ POLL_S = 0.25  # how late, at most, the watchdog notices a deadline
 
 
 class Deadline:
-    """One request's deadline and the sockets it has used so far."""
+    """One request's deadline and the sockets it has used so far; a context manager that runs the request on
+    this thread under it (``within``)."""
+
+    __slots__ = ("seconds", "at", "passed", "_sockets")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.at = time.monotonic() + seconds
         self.passed = False
-        self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
+
+    def __enter__(self) -> "Deadline":
+        _WATCHDOG.add(self)
+        _CURRENT.deadline = self
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        _CURRENT.deadline = None
+        _WATCHDOG.remove(self)
 
     def watch(self, sock: socket.socket | None) -> None:
         if sock is None:
             return
-        with self._lock:
-            self._sockets.append(sock)
-            passed = self.passed
-        if passed:
+        self._sockets.append(sock)  # (list.append is atomic; the watchdog reads a copy)
+        if self.passed:
             _shut(sock)
 
     def expire(self) -> None:
-        with self._lock:
-            self.passed = True
-            sockets = list(self._sockets)
-        for sock in sockets:
+        self.passed = True
+        for sock in list(self._sockets):
             _shut(sock)
 
 
@@ -93,17 +99,9 @@ _WATCHDOG = _Watchdog()
 _CURRENT = threading.local()  # .deadline: the deadline of the request this thread is making
 
 
-@contextmanager
-def within(seconds: float) -> Iterator[Deadline]:
-    """Run one request (with its redirects and body) on this thread under a deadline of ``seconds``."""
-    deadline = Deadline(seconds)
-    _WATCHDOG.add(deadline)
-    _CURRENT.deadline = deadline
-    try:
-        yield deadline
-    finally:
-        _CURRENT.deadline = None
-        _WATCHDOG.remove(deadline)
+def within(seconds: float) -> Deadline:
+    """A deadline of ``seconds`` for one request (with its redirects and body) on this thread: ``with within(s)``."""
+    return Deadline(seconds)
 
 
 def _register(sock: socket.socket | None) -> None:
