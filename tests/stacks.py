@@ -231,6 +231,21 @@ def _import_test_base(engine: docker.DockerClient) -> None:
     engine.api.import_image_from_data(buffer.getvalue(), repository=repository, tag=tag)
 
 
+DEBIAN = "debian:bookworm-slim"
+
+
+def debian_base(engine: docker.DockerClient) -> str:
+    """The name Dockerfiles use for the set-up's Debian base (``debian:bookworm-slim``): fails the test when
+    the engine holds neither it nor its local stand-in (``localhost/host-ca/...``, seeded with the host's CA)."""
+    for name in (DEBIAN, "localhost/host-ca/" + DEBIAN):
+        try:
+            engine.images.get(name)
+            return DEBIAN
+        except docker.errors.ImageNotFound:
+            continue
+    pytest.fail(f"{DEBIAN} is missing: `bash setup.sh env` seeds it", pytrace=False)
+
+
 def registry_digest(host: str, repository: str, tag: str) -> str | None:
     response = requests.head(f"http://{host}/v2/{repository}/manifests/{tag}", timeout=10, headers={
         "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"})

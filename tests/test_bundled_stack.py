@@ -12,16 +12,13 @@ from pathlib import Path
 import docker
 import pytest
 
-from stacks import REPO, Stack, registry_digest
+from stacks import REPO, Stack, debian_base, registry_digest
 
 pytestmark = pytest.mark.integration
 
 
 def test_bundled_stack_builds_tests_and_pushes(tmp_path: Path, registry: str, engine: docker.DockerClient) -> None:
-    try:
-        engine.images.get("debian:bookworm-slim")
-    except docker.errors.ImageNotFound:
-        pytest.fail("debian:bookworm-slim is missing: `bash setup.sh env` seeds it", pytrace=False)
+    debian_base(engine)
     stack = Stack(tmp_path / "bundled", registry)
     shutil.copytree(REPO / "images", stack.root / "images")
     shutil.copy(REPO / "spec.yml", stack.root / "spec.yml")

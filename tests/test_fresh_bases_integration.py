@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import random
+import string
 import tarfile
 import uuid
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any, Iterator
 import docker
 import pytest
 
+from stack_builder.engine import baseimages
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.lookups import Lookups
 from stacks import BUSYBOX, MakeStack, Stack, applets, free_port, running_registry
@@ -28,8 +31,9 @@ PLATFORM = "linux/amd64"
 TAG = "2024.1-main"
 
 
-def seed_base(engine: docker.DockerClient, name: str, marker: str) -> str:
-    """A busybox base under ``name`` whose /base-marker says ``marker``, imported (never pulled); its image ID."""
+def seed_base(engine: docker.DockerClient, name: str, marker: str, changes: list[str] | None = None) -> str:
+    """A busybox base under ``name`` whose /base-marker says ``marker``, imported (never pulled) with the
+    Dockerfile ``changes``; its image ID."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(BUSYBOX, arcname="bin/busybox")
@@ -39,7 +43,7 @@ def seed_base(engine: docker.DockerClient, name: str, marker: str) -> str:
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     repository, _, tag = name.rpartition(":")
-    engine.api.import_image_from_data(buffer.getvalue(), repository=repository, tag=tag)
+    engine.api.import_image_from_data(buffer.getvalue(), repository=repository, tag=tag, changes=changes)
     return str(engine.images.get(name).id)
 
 
@@ -221,3 +225,39 @@ def test_a_base_pulled_from_a_registry_is_recorded_by_digest_and_pulled_again_wh
         assert engine.images.get(base).id == second_id  # pulled again
         assert file_in(engine, f"{registry}/{namespace}/a:{TAG}", "/a.txt") == "pulled-second"
         assert plan(stack, "--refresh-base")["images"] == []
+
+
+def test_a_base_seeded_with_the_host_ca_gets_a_local_name_and_roots_build_on_it(
+        make_stack: MakeStack, registry: str, engine: docker.DockerClient, base_names: list[str]) -> None:
+    """An earlier set-up's seed that trusts the host's CA, under the official name, is renamed
+    localhost/host-ca/<name>; roots that say FROM <name> (directly, or as ARG BASE_IMAGE's default) build on it
+    and record it by its local name, and the official name never comes back."""
+    run = uuid.uuid4().hex[:10]
+    official = "debian:" + "".join(random.choices(string.ascii_lowercase, k=12))  # a suite the set-up seeds
+    local = f"localhost/host-ca/{official}"
+    base_names += [official, local]
+    seed_id = seed_base(engine, official, "host-ca-seed", changes=[
+        "LABEL org.opencontainers.image.description=seeded-with-mmdebstrap",
+        "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt"])
+    namespace = f"local{run}"
+    stack = make_stack(registry=registry)
+    stack.write("spec.yml", f"images:\n  a:\n    image_name: ghcr.io/{namespace}/a\n"
+                            f"  b:\n    image_name: ghcr.io/{namespace}/b\ntag:\n  prefix: \"2024.1\"\n")
+    stack.write(".gitignore", "artifacts/\n.doit.json*\n")
+    stack.write("images/a/Dockerfile", f"FROM {official}\nRUN cat /base-marker > /a.txt\n")
+    stack.write("images/b/Dockerfile", f"ARG BASE_IMAGE={official}\nFROM ${{BASE_IMAGE}}\nRUN cat /base-marker > /b.txt\n")
+    stack.commit("stack")
+
+    assert baseimages.ensure(stack.root) == []  # present already: renamed, nothing seeded or pulled
+    assert engine.images.get(local).id == seed_id
+    with pytest.raises(docker.errors.ImageNotFound):
+        engine.images.get(official)
+
+    ok(stack.doit("build"))
+    for name in ("a", "b"):
+        _, labels = published_labels(registry, namespace, name)
+        assert (labels[BASE_NAME], labels[BASE_DIGEST]) == (local, seed_id), name
+    assert file_in(engine, f"{registry}/{namespace}/a:{TAG}", "/a.txt") == "host-ca-seed"
+    with pytest.raises(docker.errors.ImageNotFound):
+        engine.images.get(official)  # nothing pulled or tagged the official name
+    assert plan(stack, "--refresh-base")["images"] == []  # the stand-in did not move

@@ -6,11 +6,10 @@ import json
 import docker
 import pytest
 
-from stacks import MakeStack, registry_digest, small_stack
+from stacks import DEBIAN, MakeStack, debian_base, registry_digest, small_stack
 
 pytestmark = pytest.mark.integration
 
-DEBIAN = "debian:bookworm-slim"
 # A real Debian package made in the build with dpkg-deb (no network needed), installed with dpkg.
 ADD_PACKAGE = ("RUN mkdir -p /tmp/p/DEBIAN && printf 'Package: stack-test-pkg\\nVersion: 1.0\\nArchitecture: all\\n"
                "Maintainer: tests\\nDescription: test package\\n' > /tmp/p/DEBIAN/control "
@@ -19,11 +18,7 @@ ADD_PACKAGE = ("RUN mkdir -p /tmp/p/DEBIAN && printf 'Package: stack-test-pkg\\n
 
 @pytest.fixture(scope="module")
 def debian(engine: docker.DockerClient) -> str:
-    try:
-        engine.images.get(DEBIAN)
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"{DEBIAN} is missing: `bash setup.sh env` seeds it", pytrace=False)
-    return DEBIAN
+    return debian_base(engine)
 
 
 def test_manifest_records_and_shows_a_package_added_between_builds(make_stack: MakeStack, registry: str,

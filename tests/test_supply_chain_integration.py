@@ -18,12 +18,12 @@ import docker
 import pytest
 import requests
 
-from stacks import MakeStack, Stack, publish_test_base_index, registry_digest, running_registry, two_platform_stack
+from stacks import (DEBIAN, MakeStack, Stack, debian_base, publish_test_base_index, registry_digest, running_registry,
+                    two_platform_stack)
 
 pytestmark = pytest.mark.integration
 
 CANARY = "cosign-canary-7f3e9d21"
-DEBIAN = "debian:bookworm-slim"
 REFERRERS_INDEX = "application/vnd.oci.image.index.v1+json"
 ACCEPT = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
           "application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json")
@@ -68,8 +68,7 @@ class Built:
 @pytest.fixture(scope="module")
 def built(registry_binary: str, tmp_path_factory: pytest.TempPathFactory,
           engine: docker.DockerClient) -> Iterator[Built]:
-    if not engine.images.list(name=DEBIAN):
-        pytest.fail(f"{DEBIAN} is not in the engine; run `bash setup.sh env` (it seeds it)", pytrace=False)
+    debian_base(engine)
     data = tmp_path_factory.mktemp("supply-registry")
     with running_registry(registry_binary, data) as host:
         keys = tmp_path_factory.mktemp("keys")

@@ -3,7 +3,9 @@
 Pull them; where no registry can be reached, seed Debian images from Debian's archive with
 mmdebstrap under the name the Dockerfile uses. When the network intercepts TLS (the host
 trusts an authority that the public bundle does not), the seeded image trusts it too:
-an opt-in of the set-up, never something a stack's Dockerfiles must carry.
+an opt-in of the set-up, never something a stack's Dockerfiles must carry. Such an image is not the
+official one, so it gets a local name (``localhost/host-ca/debian:bookworm-slim``, see
+``local_bases``), and builds FROM the official name use it.
 
 Usage: python -m stack_builder.engine.baseimages --stack DIR
 """
@@ -22,7 +24,7 @@ from pathlib import Path
 import docker
 
 from stack_builder.engine import client as engine
-from stack_builder.engine import package_sources
+from stack_builder.engine import images, local_bases, package_sources
 from stack_builder.errors import StackError
 from stack_builder.settings import EngineSettings
 from stack_builder.spec.dockerfile import base_images
@@ -32,6 +34,8 @@ LOGGER = logging.getLogger(__name__)
 
 HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 MOZILLA_ROOTS = Path("/usr/share/ca-certificates/mozilla")
+DESCRIPTION = "org.opencontainers.image.description"
+SEEDED = "seeded-with-mmdebstrap"
 DEBIAN_RE = re.compile(r"^(?:docker\.io/)?(?:library/)?debian:(?P<suite>[a-z]+)(?P<slim>-slim)?$")
 
 
@@ -78,12 +82,17 @@ def ensure(stack_dir: Path) -> list[str]:
     wanted = sorted({name for root in spec.roots for name in base_images(spec.images[root].dockerfile)})
     done = []
     for name in wanted:
-        try:
-            client.images.get(name)
+        local = local_bases.local_name(name)
+        if local is not None and images.find(client, local) is not None:
+            LOGGER.info("base image %s is present as %s", name, local)
+            continue
+        present = images.find(client, name)
+        if present is not None and local is not None and _carries_host_ca(client, name):
+            _rename(client, name, local)
+            continue
+        if present is not None:
             LOGGER.info("base image %s is present", name)
             continue
-        except docker.errors.ImageNotFound:
-            pass
         if _pull(client, name):
             done.append(name)
             continue
@@ -91,9 +100,25 @@ def ensure(stack_dir: Path) -> list[str]:
         if not match:
             raise StackError(f"base image {name} is not in the engine and cannot be pulled; load it "
                              "(docker load / docker import) under that name, then run the set-up again")
-        seed_debian(client, name, suite=match.group("suite"), trust_host_ca=network_intercepts_tls())
-        done.append(name)
+        trust_host_ca = network_intercepts_tls()
+        seeded = local if trust_host_ca and local is not None else name
+        seed_debian(client, seeded, suite=match.group("suite"), trust_host_ca=trust_host_ca)
+        done.append(seeded)
     return done
+
+
+def _carries_host_ca(client: docker.DockerClient, name: str) -> bool:
+    """Whether the engine's ``name`` is an earlier set-up's seed that trusts the host's CA under the official name."""
+    config = client.images.get(name).attrs.get("Config") or {}
+    return (config.get("Labels") or {}).get(DESCRIPTION) == SEEDED and f"PIP_CERT={HOST_BUNDLE}" in (config.get("Env") or [])
+
+
+def _rename(client: docker.DockerClient, name: str, local: str) -> None:
+    """Give an earlier set-up's host-CA seed its local name, and take the official name off it."""
+    repository, _, tag = local.rpartition(":")
+    client.api.tag(name, repository, tag)
+    client.api.remove_image(name, noprune=True)
+    LOGGER.info("base image %s carries this host's certificate authority: renamed %s", name, local)
 
 
 def _pull(client: docker.DockerClient, name: str) -> bool:
@@ -112,7 +137,7 @@ def seed_debian(client: docker.DockerClient, name: str, *, suite: str, trust_hos
     LOGGER.info("seeding %s from Debian's archive with mmdebstrap%s", name,
                 " (trusting the host's certificate authority)" if trust_host_ca else "")
     command = ["mmdebstrap", "--quiet", "--variant=minbase", "--include=ca-certificates"]
-    changes = ["LABEL org.opencontainers.image.description=seeded-with-mmdebstrap"]
+    changes = [f"LABEL {DESCRIPTION}={SEEDED}"]
     if trust_host_ca:
         # Fixed hook text; "$1" is the root filesystem mmdebstrap passes to the hook.
         command += [f'--customize-hook=cp {HOST_BUNDLE} "$1/usr/local/share/ca-certificates/host-ca.crt"',

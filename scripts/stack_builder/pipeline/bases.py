@@ -7,7 +7,8 @@ build used, and ``org.opencontainers.image.base.digest``:
 - for a base in a registry, the digest its tag names there. For a multi-platform base that is the
   index's digest, the same for every platform: what ``docker pull`` prints and records as the image's
   RepoDigest, and what the engine can ask any registry for without pulling;
-- for a base only in the local engine (seeded with mmdebstrap, imported, built here), its image ID;
+- for a base only in the local engine (seeded with mmdebstrap, imported, built here), its image ID. A
+  local stand-in for an official name (``engine.local_bases``) is recorded by its local name;
 - for a FROM pinned by digest, that digest.
 
 Where the build finds the base follows ``image_job._root_base`` and BuildKit: a root with
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from stack_builder.engine import images
+from stack_builder.engine import images, local_bases
 from stack_builder.engine.client import Engine
 from stack_builder.engine.images import LocalImage
 from stack_builder.errors import EngineError, RegistryError, StepFailed
@@ -81,6 +82,8 @@ class BaseFinder:
         if self.engine is None:
             return None
         for name in self._candidates(image, platform) or []:
+            if local_bases.find(self.engine, name, platform) is not None:
+                return None  # this machine's own copy: nothing to pull
             found = self._local(name, platform)
             if found is None:
                 continue
@@ -126,6 +129,9 @@ class BaseFinder:
         for name in self._candidates(image, platform) or []:
             if "@" in name:
                 return self._in_registry(name)
+            stand_in = local_bases.find(self.engine, name, platform)
+            if stand_in is not None:
+                return Base(stand_in.name, stand_in.id, LOCAL)
             found = self._local(name, platform)
             if found is None:
                 continue

@@ -13,7 +13,7 @@ from typing import IO, Mapping
 
 from stack_builder import signals
 from stack_builder.checks import imagetests, modelcheck
-from stack_builder.engine import containers, images, inputkey
+from stack_builder.engine import containers, images, inputkey, local_bases
 from stack_builder.engine.build import BuildRequest, build_image
 from stack_builder.errors import Interrupted, RegistryError, StepFailed
 from stack_builder.pipeline import bases, pins, trust
@@ -272,10 +272,16 @@ def _root_base(ctx: BuildContext, image: ImageSpec, platform: str) -> ParentRef 
     A default in the target registry is resolved there, to the digest of this platform's image,
     whatever the engine holds under the same name. Otherwise a local image of this platform under
     <default> (or <default>-<os>-<arch>) is used by name, which BuildKit finds for the engine's own
-    platform only.
+    platform only. A local stand-in for an official default (``engine.local_bases``) comes first, for the
+    engine's own platform too, since the Dockerfile's default names the official image.
     """
     default = base_arg_default(image.dockerfile)
-    if default is None or (platform == ctx.native and not ctx.multi(image.name)):
+    if default is None:
+        return None
+    stand_in = local_bases.find(ctx.engine, default, platform)
+    if stand_in is not None:
+        return ParentRef(stand_in.name, "", f"local base {stand_in.name} (for {default})")
+    if platform == ctx.native and not ctx.multi(image.name):
         return None
     host, _, rest = default.partition("/")
     if host == ctx.registry_host and rest:

@@ -3,8 +3,10 @@ into the build, so a tag that moves upstream is built on anew, never "reused" as
 
 A ``FROM`` of a stage or a tool image, and the ``# syntax=`` frontend, are resolved in their registry (for
 the platform being built). An image only the engine holds (a seeded base) counts by its image ID, as BuildKit
-finds it by name. A name that cannot be resolved counts as unique to this run: the image is built, never
-reused on a guess. The parent (``FROM ${BASE_IMAGE}``) is pinned by the plan already.
+finds it by name. An official name the engine holds a local stand-in for (``engine.local_bases``) is built
+from the stand-in, which the Dockerfile copy names, and counts by its local name and image ID. A name that
+cannot be resolved counts as unique to this run: the image is built, never reused on a guess. The parent
+(``FROM ${BASE_IMAGE}``) is pinned by the plan already.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from stack_builder.engine import images
+from stack_builder.engine import images, local_bases
 from stack_builder.errors import RegistryError
 from stack_builder.pipeline.context import BuildContext
 from stack_builder.registry import multiarch
@@ -114,6 +116,9 @@ def _only_directives(text: str, number: int) -> bool:
 def _count(ctx: BuildContext, name: str, platform: str | None,
            root_base: tuple[str, str] | None) -> tuple[str, str | None]:
     """(what counts in the key, the pinned reference to build with, or None to build with the name)."""
+    stand_in = local_bases.find(ctx.engine, name, platform) if platform is not None else None
+    if stand_in is not None:
+        return f"{stand_in.name}@{stand_in.id}", stand_in.name  # this machine's own copy, built by its name
     if root_base is not None and root_base[0] == name:
         return f"{name}@{root_base[1]}", None
     found = images.find(ctx.engine, name) if "@" not in name and platform is not None else None
