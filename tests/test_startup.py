@@ -6,10 +6,12 @@ benchmarks/bench_startup.py's and bench_promote.py's (no timing is asserted here
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+from stack_builder.defaults import FD_VAR, SECRET_VARS
 
 from stacks import REPO, STACK_BUILDER
 
@@ -17,10 +19,10 @@ from stacks import REPO, STACK_BUILDER
 HEAVY = ("anytree", "cyclonedx", "docker", "duckdb", "git", "jsonschema", "requests", "rich", "tabulate",
          "urllib3", "yaml")
 # Layers of ours that only a task body needs: listing the tasks or starting the command loads none of them.
-# (The task table, its parameters, the configuration and settings they name, and the credentials hand-over
-# are light and may load.)
+# (The task table, its parameters, and the configuration and settings they name are light and may load; the
+# credentials hand-over loads only when the environment holds a secret to hand over.)
 TASK_BODY_LAYERS = ("checks", "engine", "pipeline", "plan", "precalc", "records", "release", "spec")
-TASK_BODY_MODULES = ("stack_builder.registry.client", "stack_builder.registry.signing", "stack_builder.apps.runtime",
+TASK_BODY_MODULES = ("stack_builder.registry.client", "stack_builder.registry.credentials", "stack_builder.registry.signing", "stack_builder.apps.runtime",
                      "stack_builder.apps.tag", "stack_builder.apps.build", "stack_builder.apps.live")
 # A promotion moves tags registry-side: it never builds, runs containers, renders live output or writes SBOMs.
 NOT_FOR_TAG = ("anytree", "cyclonedx", "docker", "duckdb", "git", "rich")
@@ -30,7 +32,9 @@ NOT_FOR_TAG_LAYERS = ("checks", "engine", "pipeline", "plan", "precalc")
 def loaded(code: str) -> set[str]:
     """The modules a fresh interpreter holds after running ``code``."""
     probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    env = {name: value for name, value in os.environ.items() if name not in (*SECRET_VARS, FD_VAR)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO,
+                            env=env)
     return set(json.loads(result.stdout.splitlines()[-1]))
 
 
@@ -52,7 +56,8 @@ def test_the_probe_sees_what_an_import_loads() -> None:
     # The checks below must be able to fail: a heavy import is seen, and so is one of ours.
     modules = loaded("import tabulate, stack_builder.records.files")
     assert heavy(modules) == ["tabulate"]
-    assert task_body(modules) == ["stack_builder.records", "stack_builder.records.files"]
+    assert task_body(modules) == ["stack_builder.records", "stack_builder.records.files",
+                                  "stack_builder.registry.credentials"]
 
 
 @pytest.mark.parametrize("entry", ["import stack_builder.apps.doit_tasks",

@@ -17,11 +17,12 @@ import re
 import threading
 from typing import Iterable, Mapping
 
-USER_VAR = "STACK_REGISTRY_USER"
-PASSWORD_VAR = "STACK_REGISTRY_PASSWORD"
-SIGNING_PASSWORD_VAR = "COSIGN_PASSWORD"  # the password of the cosign key in STACK_SIGNING_KEY
-SECRET_VARS = (PASSWORD_VAR, SIGNING_PASSWORD_VAR)
-FD_VAR = "STACK_CREDENTIALS_FD"  # the pipe the credentials come through after `stack-builder` re-executes itself
+# The variables' names live in ``defaults`` (cheap to import); re-exported here, where they are used.
+from stack_builder.defaults import FD_VAR as FD_VAR
+from stack_builder.defaults import PASSWORD_VAR as PASSWORD_VAR
+from stack_builder.defaults import SECRET_VARS as SECRET_VARS
+from stack_builder.defaults import SIGNING_PASSWORD_VAR as SIGNING_PASSWORD_VAR
+from stack_builder.defaults import USER_VAR as USER_VAR
 
 _LOCK = threading.Lock()
 _VALUES: set[str] = set()  # every secret value known to this process

@@ -16,7 +16,7 @@ from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand
 
 from stack_builder.apps import doit_tasks
-from stack_builder.registry import credentials
+from stack_builder.defaults import FD_VAR, SECRET_VARS
 
 STACK_DIR_OPTION = {
     "section": "task loader",
@@ -59,8 +59,10 @@ def keep_secrets_home() -> None:
     """For ``doit -f dodo.py ...`` (a dodo.py calls this first): the same hand-over as ``stack-builder``'s, so
     the top process's environment never holds the secrets either. Anywhere but in doit's own command (a
     dodo.py imported by another program), it does nothing."""
-    if not _running_doit():
+    if not _running_doit() or not _holds_secrets():
         return
+    from stack_builder.registry import credentials
+
     if credentials.must_hand_over(os.environ):
         from doit import loader
 
@@ -75,11 +77,20 @@ def _running_doit() -> bool:
     return getattr(spec, "name", "") in ("doit.__main__", "doit") or os.path.basename(sys.argv[0]) == "doit"
 
 
+def _holds_secrets() -> bool:
+    """Whether the environment holds a secret to hand over, or names a hand-over to receive (cheap to ask:
+    a command without any, such as ``list``, never loads the credentials module)."""
+    return any(os.environ.get(name) for name in (*SECRET_VARS, FD_VAR))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if credentials.must_hand_over(os.environ) and argv is None:
-        credentials.hand_over(args, os.environ)  # never returns: the same command, without them in its environment
-    credentials.receive(os.environ)
+    if _holds_secrets():
+        from stack_builder.registry import credentials
+
+        if credentials.must_hand_over(os.environ) and argv is None:
+            credentials.hand_over(args, os.environ)  # never returns: the same command, without them in its environment
+        credentials.receive(os.environ)
     return int(StackBuilderMain(StackTaskLoader()).run(args))
 
 
