@@ -15,6 +15,9 @@ from stacks import DODO, REPO, MakeStack, Stack, ensure_test_base, registry_dige
 from xdist_groups import (  # noqa: F401  (pytest-xdist's hooks: tests that share a fixture run together)
     pytest_collection_modifyitems, pytest_configure_node, pytest_xdist_make_scheduler)
 
+# Stacks kept as test inputs hold image tests of their own: they run in those stacks' containers, never here.
+collect_ignore_glob = ["fixtures/*"]
+
 
 @pytest.fixture(scope="session")
 def engine() -> Iterator[docker.DockerClient]:

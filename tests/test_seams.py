@@ -85,7 +85,7 @@ def test_records_only_write_records() -> None:
 
 
 PUBLISHED_MAY_IMPORT = {"published", "config", "engine", "checks", "records", "registry", "plan", "spec", "errors",
-                        "retry", "signals", "kinds"}
+                        "retry", "signals", "kinds", "version"}
 
 
 def test_published_images_sit_below_the_commands_only() -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 DISTRIBUTION = "stack-builder"
 UNKNOWN = "unknown"
+BUILDER_LABEL = "io.stack-builder.version"  # the label of every image this tool builds: the version that built it
+TOOL_REPOSITORY = "stack-builder/stack-builder"  # the tool's home on GitHub: its reusable workflows live there
 
 
 def version() -> str:

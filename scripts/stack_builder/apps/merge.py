@@ -12,8 +12,8 @@ from stack_builder.apps.runtime import run_task
 from stack_builder.config import make_config
 from stack_builder.pipeline.merge import Merged, merge, planned_images
 from stack_builder.plan.revision import read_revision
-from stack_builder.records.files import read_json, write_json
-from stack_builder.records.report import merge_reports
+from stack_builder.records.files import write_json
+from stack_builder.records.report import merge_reports, read_report
 from stack_builder.registry.signing import Signing
 
 LOGGER = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def _record_indexes(artifacts: Path, results: list[Merged]) -> None:
     """The run's report says what `merge` made: each merged image's index digest and platforms, and the platforms
     left out, so the wiki and the model catalog read the index, not one job's platform image."""
     path = artifacts / "build-report.json"
-    report = read_json(path, what="the run's build report", default=None)
+    report = read_report(path, what="the run's build report", default=None)
     if not isinstance(report, dict) or not isinstance(report.get("images"), dict):
         return
     for result in results:
@@ -69,7 +69,7 @@ def _record_indexes(artifacts: Path, results: list[Merged]) -> None:
 def _report_field(artifacts: Path, key: str) -> dict[str, Any]:
     """Each image's ``key`` as its platform jobs reported it (merged into this run's report): its content tags,
     or its example outputs per platform."""
-    report = read_json(artifacts / "build-report.json", what="the run's build report", default={})
+    report = read_report(artifacts / "build-report.json", what="the run's build report", default={})
     images = report.get("images") if isinstance(report, dict) else None
     return {str(name): result.get(key) or {} for name, result in (images or {}).items() if isinstance(result, dict)}
 
@@ -84,6 +84,6 @@ def merge_job_reports(folder: Path, artifacts: Path) -> None:
     if not found:
         LOGGER.warning("no build-report.json under %s: no run report to merge", folder)
         return
-    merged = merge_reports([read_json(path, what="a CI job's build report", missing_ok=False) for path in found])
+    merged = merge_reports([read_report(path, what="a CI job's build report", missing_ok=False) for path in found])
     write_json(artifacts / "build-report.json", merged)
     LOGGER.info("merged %d job reports into %s", len(found), artifacts / "build-report.json")

@@ -6,14 +6,14 @@ from doit.exceptions import TaskFailed
 
 from stack_builder.apps.runtime import run_task
 from stack_builder.config import make_config
-from stack_builder.records.files import read_json
+from stack_builder.records.report import read_report
 from stack_builder.records.wiki import Wiki, rerender
 
 
 def main() -> bool | TaskFailed:
     def work() -> bool:
         config = make_config(uses_registry=False)
-        report = read_json(config.artifacts / "build-report.json", what="the run's build report", default=None)
+        report = read_report(config.artifacts / "build-report.json", what="the run's build report", default=None)
         if isinstance(report, dict) and report.get("pushed"):  # (CI: the run's report, from the merge job)
             Wiki(config.wiki_dir).record_models(config.spec, report)
         pages = rerender(config.spec, config.wiki_dir)

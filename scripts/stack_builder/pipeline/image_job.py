@@ -30,6 +30,7 @@ from stack_builder.registry.credentials import redact_all
 from stack_builder.spec.dockerfile import base_arg_default
 from stack_builder.spec.references import split_reference
 from stack_builder.spec.stack_spec import ImageSpec, ModelSpec
+from stack_builder.version import BUILDER_LABEL, version as tool_version
 
 LOGGER = logging.getLogger(__name__)
 
@@ -328,6 +329,7 @@ def _labels(ctx: BuildContext) -> dict[str, str]:
         "org.opencontainers.image.revision": ctx.revision.commit,
         "org.opencontainers.image.created": utc_now(),
         "org.opencontainers.image.version": ctx.plan.tag,
+        BUILDER_LABEL: tool_version(),  # which builder made it (not an input: a new builder reuses what is published)
     }
     if ctx.revision.source_url:
         labels["org.opencontainers.image.source"] = ctx.revision.source_url

@@ -26,6 +26,7 @@ from stack_builder.records.results import ModelResult, TestCounts
 from stack_builder.registry import github_packages, multiarch, statements
 from stack_builder.registry.signing import SigningError
 from stack_builder.spec.stack_spec import ImageSpec
+from stack_builder.version import version as tool_version
 
 LOGGER = logging.getLogger(__name__)
 
@@ -252,7 +253,8 @@ def _collect(ctx: BuildContext, image: ImageSpec, gathered: Gathered, ref: str, 
                                         "skipped": tests.skipped} if tests.junit else None,
                                  model=gathered.model.as_dict() if gathered.model else None,
                                  dockerfile=_repository_path(ctx, image, gathered.recipe),
-                                 recipe=gathered.recipe, recipes_failed=gathered.recipes_failed)
+                                 recipe=gathered.recipe, recipes_failed=gathered.recipes_failed,
+                                 builder=tool_version())
     commands = {key: ctx.spec.all_info_cmds[key] for key in image.info_cmds}
     try:
         return inventory.collect(ctx.engine, gathered.image_id or "", facts, commands,

@@ -27,6 +27,7 @@ from stack_builder.records.wiki import Wiki
 from stack_builder.registry.signing import Signing, cosign_binary
 from stack_builder.registry.lookups import Lookups
 from stack_builder.spec.stack_spec import Spec
+from stack_builder.version import version as tool_version
 
 LOGGER = logging.getLogger(__name__)
 
@@ -152,7 +153,8 @@ def initial_report(spec: Spec, plan: Plan, *, revision: Revision, registry: str,
     images = {name: ImageResult(Status.PENDING, plan.reasons[name]) if name in plan.reasons
               else ImageResult(Status.UNCHANGED, Reason(ReasonKind.NOT_SELECTED, why)) for name in spec.images}
     return BuildReport(commit=revision.commit, branch=revision.branch, tag=plan.tag, registry=registry, pushed=push,
-                       base=plan.base, base_source=plan.base_source, images=images, started=utc_now())
+                       base=plan.base, base_source=plan.base_source, images=images, started=utc_now(),
+                       builder=tool_version())
 
 
 def _record_build(pages: Wiki, planned: Planned, result: BuildReport) -> None:

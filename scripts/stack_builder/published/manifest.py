@@ -14,6 +14,7 @@ from stack_builder.records import manifests
 from stack_builder.records.files import utc_now
 from stack_builder.records.runs import RunKind
 from stack_builder.records.wiki import Wiki
+from stack_builder.version import BUILDER_LABEL
 
 LOGGER = logging.getLogger(__name__)
 
@@ -51,4 +52,4 @@ def _facts(config: Config, published: PublishedImage, found: images.LocalImage |
         digest=published.digest, commit=commit, branch=revision.branch if commit == revision.commit else "",
         commit_url=f"{source}/commit/{commit}" if source and commit != "unknown" else None,
         parent=labels.get("org.opencontainers.image.base.name"),
-        platforms=config.spec.images[published.name].platforms)
+        platforms=config.spec.images[published.name].platforms, builder=labels.get(BUILDER_LABEL, ""))

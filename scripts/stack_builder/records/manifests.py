@@ -42,6 +42,7 @@ class BuildFacts:
     dockerfile: str | None = None  # the Dockerfile's path in the repository, for a link at this commit
     recipe: str | None = None  # which of several recipes built it
     recipes_failed: Mapping[str, str] | None = None  # the recipes tried before, and why they failed
+    builder: str = ""  # the version of stack-builder that built it ("" when unknown)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def build_record(facts: BuildFacts, image: ImageFacts, inventory: Inventory, com
         "size": image.size, "parent": facts.parent, "platforms": list(facts.platforms),
         "tags": list(facts.tags), "tests": dict(facts.tests) if facts.tests else None,
         "model": dict(facts.model) if facts.model else None, "dockerfile": facts.dockerfile,
-        "recipe": facts.recipe, "recipes_failed": dict(facts.recipes_failed or {}),
+        "recipe": facts.recipe, "recipes_failed": dict(facts.recipes_failed or {}), "builder": facts.builder,
         "architecture": image.platform.partition("/")[2],
         "layers": [{"id": layer.get("Id"), "created": layer.get("Created"), "created_by": layer.get("CreatedBy", ""),
                     "size": layer.get("Size", 0), "tags": layer.get("Tags") or []} for layer in image.history],
@@ -194,6 +195,8 @@ def _build_section(record: Mapping[str, Any], parent_page: str | None) -> list[s
              f"| Parent | {_code(record.get('parent') or 'none (a root)')}"
              f"{f' ([its page]({parent_page}))' if parent_page else ''} |",
              f"| Platforms | {_cell(', '.join(record.get('platforms') or []))} |"]
+    if record.get("builder"):
+        lines.append(f"| Built by | stack-builder {_cell(record['builder'])} |")
     if record.get("tags"):
         lines.append(f"| Tags | {', '.join(_code(t) for t in record['tags'])} |")
     if record.get("recipe"):

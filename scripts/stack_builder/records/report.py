@@ -12,14 +12,17 @@ from typing import Any
 
 from tabulate import tabulate
 
-from stack_builder.errors import shown
+from stack_builder.errors import StackError, shown
 from stack_builder.kinds import Reason, ReasonKind, Status
 from stack_builder.records import markdown
-from stack_builder.records.files import write_json, write_lines
+from stack_builder.records.files import read_json, write_json, write_lines
 from stack_builder.registry.credentials import redact_all
 from stack_builder.records.results import ModelResult, TestCounts
 
 MAX_REASON = 1000  # characters of a reason kept in the report and the table
+# build-report.json's format. 1: since the first release (0.1.0, which wrote no number: a report without one is 1).
+# A reader refuses a newer format, naming the file, rather than misread it.
+FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,12 @@ class BuildReport:
     registry_stats: dict[str, int] = field(default_factory=dict)
     run_id: str = ""  # the label io.stack-builder.run of every container this run started
     interrupted: str | None = None  # the signal that stopped the run, if one did
+    builder: str = ""  # the version of stack-builder that made the run
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        data = {"format_version": FORMAT_VERSION,
+                **{f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}}
         data["images"] = {name: result.as_dict() for name, result in self.images.items()}
         return data
 
@@ -149,6 +154,7 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     if not reports:
         raise ValueError("no reports to merge")
     merged: dict[str, Any] = {k: v for k, v in reports[0].items() if k != "images"}
+    merged["format_version"] = FORMAT_VERSION
     merged["jobs"] = len(reports)
     merged["started"] = min(str(r.get("started") or "") for r in reports)
     merged["finished"] = max(str(r.get("finished") or "") for r in reports) or None
@@ -196,3 +202,26 @@ def pending(reason: Reason) -> ImageResult:
 def not_run(status: Status, kind: ReasonKind, text: str) -> ImageResult:
     """The result of an image that never reached its publish step (skipped, interrupted)."""
     return ImageResult(status, Reason(kind, text))
+
+
+def read_report(path: Path, *, what: str, default: Any = None, missing_ok: bool = True) -> Any:
+    """A build report from ``path`` (as ``read_json`` reads it), refused with a clear error when a newer
+    stack-builder wrote it in a format this one does not know."""
+    data = read_json(path, what=what, default=default, missing_ok=missing_ok)
+    if isinstance(data, dict):
+        check_format(data, f"{path} ({what})")
+    return data
+
+
+def check_format(report: dict[str, Any], where: str) -> None:
+    """Raise ``StackError`` unless ``report`` is in a format this builder reads (1 when it names none)."""
+    found = report.get("format_version", 1)
+    if isinstance(found, bool) or not isinstance(found, int) or found < 1:
+        raise StackError(f"{where}: format_version {shown(repr(found))} is not a format version (a whole number "
+                         "from 1): the file was not written by stack-builder; delete or repair it")
+    if found > FORMAT_VERSION:
+        from stack_builder.version import version
+
+        raise StackError(f"{where}: written in build-report format {found} by a newer stack-builder; this one "
+                         f"({version()}) reads formats up to {FORMAT_VERSION}: upgrade stack-builder "
+                         "(pip install -U stack-builder), or pin the workflows to the version that wrote it")

@@ -11,7 +11,7 @@ from stack_builder.spec import yamlsource
 from stack_builder.spec.assemble import assemble
 from stack_builder.spec.images import Spec
 from stack_builder.spec.problems import Problems, display_path
-from stack_builder.spec.shape import check_schema
+from stack_builder.spec.shape import check_schema, check_version
 
 SPEC_NAMES = ("spec.yml", "images/spec.yml")
 MAX_SPEC_BYTES = 1024 * 1024  # a spec of a thousand images is a few hundred kB
@@ -58,6 +58,8 @@ def parse_spec(text: str, *, path: Path, stack_dir: Path, check_files: bool = Tr
     data = located.data
     if not isinstance(data, dict):
         problems.add((), "the spec must be a mapping with an 'images' key")
+        raise SpecError(problems.messages)
+    if not check_version(data, problems):  # a newer format: its other keys would only be reported as unknown
         raise SpecError(problems.messages)
     check_schema(data, problems)
     if problems.messages:

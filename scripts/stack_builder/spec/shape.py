@@ -42,6 +42,29 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(inlined(schema()))
 
 
+def spec_version() -> int:
+    """The newest spec format this builder reads: the schema's ``x-spec-version`` (its ``version`` key's maximum)."""
+    return int(schema()["x-spec-version"])
+
+
+def check_version(data: dict[str, Any], problems: Problems) -> bool:
+    """Whether ``data`` is in a format this builder reads; if not, one problem that says what to do. A spec
+    without ``version`` is version 1, the first release's format."""
+    found = data.get("version", 1)
+    if isinstance(found, bool) or not isinstance(found, int) or found < 1:
+        problems.add(("version",), f"{shown(repr(found))} is not a spec version: write a whole number from 1 "
+                                   f"(this builder reads up to {spec_version()}), or leave the key out")
+        return False
+    if found > spec_version():
+        from stack_builder.version import version
+
+        problems.add(("version",), f"this spec is written for spec format {found}, newer than this stack-builder "
+                                   f"({version()}) reads (up to {spec_version()}): upgrade stack-builder "
+                                   "(pip install -U stack-builder, or the workflows' @vX.Y.Z)")
+        return False
+    return True
+
+
 def json_type(value: Any) -> str:
     """What a YAML value is, in the words a message uses."""
     if isinstance(value, bool):
