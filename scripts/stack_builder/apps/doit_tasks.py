@@ -48,6 +48,11 @@ def task_build() -> dict[str, Any]:
     return _task("build", params.BUILD, task_build.__doc__ or "")
 
 
+def task_init() -> dict[str, Any]:
+    """Start a new stack here: spec.yml, a root image with a test, workflows calling stack-builder's, .gitignore, README. Example: init --name base-notebook --model"""
+    return _task("init", params.INIT, task_init.__doc__ or "")
+
+
 def task_tree() -> dict[str, Any]:
     """Print the stack as a tree, marking what would be built and why. Example: tree --base-ref HEAD~3"""
     return _task("show_tree", params.TREE, task_tree.__doc__ or "")

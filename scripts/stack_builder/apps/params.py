@@ -106,3 +106,12 @@ GPU = [
     _param("test_timeout", "test-timeout", 0, "seconds each image's GPU tests may run (spec: "
            "`timeouts: {gpu_tests: N}`, default 3600)", int),
 ]
+INIT = [
+    _param("name", "name", "base", "the root image's name (its folder is images/NAME/; e.g. base-notebook)"),
+    _param("owner", "owner", "", "the registry owner in each image_name, ghcr.io/OWNER/NAME (default: the GitHub "
+           "owner of the git remote origin, else my-org)"),
+    _param("model", "model", False, "also add a model image, NAME-model: a child that turns an input CSV into an "
+           "output CSV, with its columns, examples and reference output", bool),
+    _param("force", "force", False, "overwrite files that exist already (without it, init names them and writes "
+           "nothing)", bool),
+]
