@@ -46,7 +46,7 @@ ensure_python_env() {
   if [ ! -f "$stamp" ]; then
     say "installing Python dependencies"
     "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$venv/bin/python" -m pip install -q -e ".[test]"
+    "$venv/bin/python" -m pip install -q -e ".[test,docs]"
     rm -f "$venv"/.installed-*
     touch "$stamp"
   fi
