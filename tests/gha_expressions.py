@@ -18,7 +18,12 @@ actions", "Contexts", "Using conditions to control job execution"):
   functions ``success()``, ``failure()``, ``cancelled()``, ``always()``;
 * a job's or step's ``if:`` with no status function means ``success() && (if)``; a job's
   ``success()`` is true only when every job it needs, directly or through other jobs, succeeded
-  (a skipped ancestor makes it false: actions/runner#2205), ``failure()`` when one of them failed.
+  (a skipped ancestor makes it false: actions/runner#2205), ``failure()`` when one of them failed;
+* reusable workflows ("Reuse workflows"): a job with ``uses:`` runs the called workflow's jobs, in the
+  caller's ``github`` context, with ``inputs`` from its ``with:`` (rendered in the caller's context, each
+  declared by the called workflow's ``on.workflow_call.inputs``, of its type, required ones given, defaults
+  applied), ``secrets`` inherited or passed; the calling job fails when one of the called jobs failed, and
+  its outputs are the called workflow's ``on.workflow_call.outputs`` (from the ``jobs`` context).
 """
 from __future__ import annotations
 
@@ -26,10 +31,13 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+import yaml
+
 CONTEXTS = {"github", "inputs", "needs", "steps", "matrix", "secrets", "env", "vars", "runner", "job",
-            "strategy"}
+            "strategy", "jobs"}
 STATUS_FUNCTIONS = {"success", "failure", "cancelled", "always"}
 FUNCTIONS = {"contains": 2, "startswith": 2, "endswith": 2, "fromjson": 1, "tojson": 1} | {
     name: 0 for name in STATUS_FUNCTIONS}
@@ -450,29 +458,160 @@ def needs_context(jobs: Mapping[str, Any], name: str, results: Mapping[str, str]
     return {n: {"result": results[n], "outputs": dict(outputs.get(n, {}))} for n in needs_of(jobs[name])}
 
 
+@dataclass(frozen=True)
+class Job:
+    """A job of a run: its definition, and the workflow it is a job of (``locate`` finds it by its name)."""
+
+    definition: Mapping[str, Any]
+    workflow: Mapping[str, Any]
+
+
 @dataclass
 class Run:
-    """One simulated run of a workflow: each job's result and outputs."""
+    """One simulated run of a workflow: each job's result and outputs; ``calls`` the runs of the workflows that
+    its jobs with ``uses:`` called, by job name."""
 
     results: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    calls: dict[str, "Run"] = field(default_factory=dict)
 
     def ran(self) -> list[str]:
         return [n for n, r in self.results.items() if r != "skipped"]
 
+    def flat(self) -> dict[str, str]:
+        """Every job's result, those of called workflows too, by qualified name ("build", "build/plan")."""
+        found: dict[str, str] = {}
+        for name, result in self.results.items():
+            found[name] = result
+            if name in self.calls:
+                found.update({f"{name}/{inner}": r for inner, r in self.calls[name].flat().items()})
+        return found
 
-def simulate(workflow: Mapping[str, Any], contexts: Mapping[str, Any],
-             job: Callable[[str, Mapping[str, Any]], tuple[str, Mapping[str, str]]], *, cancelled: bool = False) -> Run:
-    """Run the job graph: each job whose ``if:`` holds is handed to ``job(name, contexts)``, which
-    returns (result, outputs); a job whose ``if:`` does not hold is skipped."""
+
+# A job's name, with the calling jobs before it ("build/plan": the plan job of the workflow the job "build" calls).
+Runner = Callable[[str, Mapping[str, Any]], tuple[str, Mapping[str, str]]]
+Resolver = Callable[[str], Mapping[str, Any]]
+
+
+def locate(workflow: Mapping[str, Any], name: str, resolve: Resolver) -> Job:
+    """The job ``name`` ("build/plan") as ``simulate`` names it: through the workflows its callers call."""
+    *callers, last = name.split("/")
+    for caller in callers:
+        workflow = resolve(str(workflow["jobs"][caller]["uses"]))
+    return Job(workflow["jobs"][last], workflow)
+
+
+class CallError(ValueError):
+    """A call of a reusable workflow that GitHub would refuse: an unknown or missing input, or a wrong type."""
+
+
+def read_workflow(path: Path) -> dict[str, Any]:
+    """A workflow file, with its ``on`` key as written (YAML 1.1 reads the key ``on`` as true)."""
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise CallError(f"{path}: not a workflow")
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def resolver(folder: Path, repositories: tuple[str, ...] = ()) -> Resolver:
+    """Reads a job's ``uses:`` from ``folder`` (a repository's .github/workflows): ``./.github/workflows/NAME``,
+    or ``OWNER/REPO/.github/workflows/NAME@REF`` for OWNER/REPO in ``repositories`` (this repository's homes)."""
+    local = re.compile(r"\./\.github/workflows/(?P<name>[A-Za-z0-9_.-]+\.ya?ml)")
+    remote = re.compile(r"(?P<repository>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)/\.github/workflows/"
+                        r"(?P<name>[A-Za-z0-9_.-]+\.ya?ml)@[A-Za-z0-9_./-]+")
+
+    def resolve(uses: str) -> Mapping[str, Any]:
+        found = local.fullmatch(uses) or remote.fullmatch(uses)
+        if found is None or ("repository" in found.groupdict() and found["repository"] not in repositories):
+            raise CallError(f"uses: {uses} is not a workflow of this repository")
+        path = folder / found["name"]
+        if not path.is_file():
+            raise CallError(f"uses: {uses}: {path} does not exist")
+        return read_workflow(path)
+
+    return resolve
+
+
+INPUT_TYPES: dict[str, tuple[type, ...]] = {"boolean": (bool,), "number": (int, float), "string": (str,)}
+ZERO: dict[str, Any] = {"boolean": False, "number": 0, "string": ""}
+
+
+def call_inputs(callee: Mapping[str, Any], given: Mapping[str, Any] | None, contexts: Mapping[str, Any],
+                where: str = "") -> dict[str, Any]:
+    """The ``inputs`` context of a called workflow: ``given`` (a job's ``with:``) rendered in the caller's
+    ``contexts``, checked against the called workflow's declared inputs, defaults applied."""
+    triggers = callee.get("on")
+    call = triggers.get("workflow_call") if isinstance(triggers, Mapping) else None
+    if not isinstance(triggers, Mapping) or "workflow_call" not in triggers:
+        raise CallError(f"{where}: the called workflow has no workflow_call trigger")
+    declared = dict((call or {}).get("inputs") or {})
+    unknown = sorted(set(given or {}) - set(declared))
+    if unknown:
+        raise CallError(f"{where}: with: {', '.join(unknown)}, not inputs of the called workflow "
+                        f"(it has: {', '.join(declared) or 'none'})")
+    inputs: dict[str, Any] = {}
+    for name, spec in declared.items():
+        spec = spec or {}
+        kind = spec.get("type")
+        if kind not in INPUT_TYPES:
+            raise CallError(f"{where}: input {name} has no type GitHub knows ({kind!r}): boolean, number or string")
+        if given is not None and name in given:
+            value = render(given[name], contexts)
+        elif spec.get("required"):
+            raise CallError(f"{where}: the required input {name} is not given")
+        else:
+            value = spec.get("default", ZERO[kind])
+        if not isinstance(value, INPUT_TYPES[kind]) or (kind == "number" and isinstance(value, bool)):
+            raise CallError(f"{where}: input {name} is a {kind}, but gets {value!r}")
+        inputs[name] = value
+    return inputs
+
+
+def call_secrets(job: Mapping[str, Any], contexts: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``secrets`` of a called workflow: the caller's (``secrets: inherit``) or those passed, and the token."""
+    passed = job.get("secrets")
+    mine = dict(contexts.get("secrets") or {})
+    token = {k: v for k, v in mine.items() if k == "GITHUB_TOKEN"}
+    if passed == "inherit":
+        return mine
+    return {**token, **{k: render(v, contexts) for k, v in (passed or {}).items()}}
+
+
+def simulate(workflow: Mapping[str, Any], contexts: Mapping[str, Any], job: Runner, *, cancelled: bool = False,
+             resolve: Resolver | None = None, prefix: str = "") -> Run:
+    """Run the job graph: each job whose ``if:`` holds is handed to ``job(name, contexts)``, which returns
+    (result, outputs); a job whose ``if:`` does not hold is skipped. A job with ``uses:`` runs the workflow
+    ``resolve(uses)`` gives, its jobs handed to ``job`` too, named after the calling job ("build/plan"); without
+    ``resolve``, such a job is handed to ``job`` itself, as one job."""
     jobs = workflow["jobs"]
     run = Run()
     for name in order_jobs(jobs):
         here = {**contexts, "needs": needs_context(jobs, name, run.results, run.outputs)}
-        if condition(jobs[name].get("if"), here, job_status(jobs, name, run.results, cancelled=cancelled)):
-            result, outputs = job(name, here)
-        else:
+        definition = jobs[name]
+        outputs: Mapping[str, str]
+        if not condition(definition.get("if"), here, job_status(jobs, name, run.results, cancelled=cancelled)):
             result, outputs = "skipped", {}
+        elif "uses" in definition and resolve is not None:
+            result, outputs, run.calls[name] = _call(definition, here, job, cancelled, resolve, f"{prefix}{name}")
+        else:
+            result, outputs = job(f"{prefix}{name}", here)
         run.results[name] = result
         run.outputs[name] = dict(outputs)
     return run
+
+
+def _call(definition: Mapping[str, Any], here: Mapping[str, Any], job: Runner, cancelled: bool,
+          resolve: Resolver, name: str) -> tuple[str, dict[str, str], Run]:
+    callee = resolve(str(definition["uses"]))
+    inputs = call_inputs(callee, definition.get("with"), here, where=f"{name} (uses: {definition['uses']})")
+    # A called workflow's github context is the caller's; it has no needs, steps or matrix of the caller's.
+    inner = {"github": here["github"], "inputs": inputs, "secrets": call_secrets(definition, here),
+             **({"vars": here["vars"]} if "vars" in here else {})}
+    called = simulate(callee, inner, job, cancelled=cancelled, resolve=resolve, prefix=f"{name}/")
+    result = "failure" if "failure" in called.results.values() else "success"
+    declared = (callee["on"].get("workflow_call") or {}).get("outputs") or {}
+    jobs = {n: {"result": r, "outputs": called.outputs.get(n, {})} for n, r in called.results.items()}
+    outputs = {k: to_string(render((spec or {}).get("value"), {**inner, "jobs": jobs})) for k, spec in declared.items()}
+    return result, outputs, called

@@ -92,13 +92,14 @@ def test_the_newest_statement_counts_and_a_tie_counts_as_the_failure() -> None:
     assert gate_statements.latest(Stub(), f"h/r@{DIGEST}", None, gates.GPU).passed  # type: ignore[union-attr]
 
 
-def test_keyless_gpu_statements_are_believed_from_test_gpu_yml_on_main_alone() -> None:
+def test_keyless_gpu_statements_are_believed_from_stack_gpu_yml_on_main_alone() -> None:
     build = Signing.from_env(KEYLESS)
     assert build is not None
     gpu = gates.signer_for(build, gates.GPU)
-    assert re.search(gpu.identity, SAN.format("test_gpu.yml"))
-    wrong = [SAN.format("main.yml"), SAN.format("test_gpu.yml").replace("main", "feature"),
-             SAN.format("test_gpu.yml") + "x", SAN.format("test_gpu.yml").replace("org/", "evil/")]
+    assert re.search(gpu.identity, SAN.format("stack-gpu.yml"))
+    wrong = [SAN.format("main.yml"), SAN.format("test_gpu.yml"), SAN.format("stack-build.yml"),
+             SAN.format("stack-gpu.yml").replace("main", "feature"), SAN.format("stack-gpu.yml") + "x",
+             SAN.format("stack-gpu.yml").replace("org/", "evil/")]
     assert [w for w in wrong if re.search(gpu.identity, w)] == []
     assert not gpu.binds_commits  # never the any-ref fallback, whatever commit
     assert gates.signer_for(build, gates.MODEL) is build  # the build's jobs run the model checks
@@ -107,6 +108,18 @@ def test_keyless_gpu_statements_are_believed_from_test_gpu_yml_on_main_alone() -
     keyed = Signing(key=Path("cosign.key"))
     assert gates.signer_for(keyed, gates.GPU) is keyed
 
+
+
+def test_a_stack_calling_the_released_workflows_believes_gpu_statements_of_the_released_stack_gpu_yml() -> None:
+    released = "stack-builder/stack-builder/.github/workflows/stack-build.yml@refs/tags/v0.2.0"
+    build = Signing.from_env({**KEYLESS, "STACK_SIGNING_WORKFLOW": released})
+    assert build is not None
+    gpu = gates.signer_for(build, gates.GPU)
+    tool = "https://github.com/stack-builder/stack-builder/.github/workflows/{}@refs/tags/v0.2.0"
+    assert re.search(gpu.identity, tool.format("stack-gpu.yml"))
+    assert not re.search(gpu.identity, tool.format("stack-build.yml"))
+    assert not re.search(gpu.identity, tool.format("stack-gpu.yml").replace("v0.2.0", "v0.1.0"))
+    assert not re.search(gpu.identity, SAN.format("stack-gpu.yml"))
 
 # -- the attack, on the real registry and cosign ----------------------------------------------------------------
 

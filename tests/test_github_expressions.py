@@ -126,7 +126,7 @@ def test_render() -> None:
 def test_order_jobs_puts_needs_first() -> None:
     jobs = {"c": {"needs": ["a", "b"]}, "b": {"needs": "a"}, "a": {}, "d": {}}
     assert order_jobs(jobs) == ["a", "b", "c", "d"]
-    assert order_jobs(load("main.yml")["jobs"]) == ["plan", "level0", "level1", "level2", "level3", "level4",
+    assert order_jobs(load("stack-build.yml")["jobs"]) == ["plan", "level0", "level1", "level2", "level3", "level4",
                                                      "merge", "wiki"]
 
 
@@ -151,7 +151,7 @@ MATRIX_ENTRY = {"image": "root", "platform": "linux/amd64", "runner": "ubuntu-la
 
 
 def plan_outputs(depth: int) -> dict[str, str]:
-    """What main.yml's plan job hands on for a stack whose changed images fill ``depth`` levels."""
+    """What stack-build.yml's plan job hands on for a stack whose changed images fill ``depth`` levels."""
     levels = {f"level{i}": json.dumps([MATRIX_ENTRY] if i < depth else []) for i in range(5)}
     return {**levels, "images": json.dumps(["root"] * min(depth, 1)), "tag": "2024.1-main"}
 
@@ -159,8 +159,8 @@ def plan_outputs(depth: int) -> dict[str, str]:
 # Jobs with outputs, and the outputs they give in real runs. A job with outputs not listed here
 # fails the tests below: model what it can hand on before trusting conditions that read it.
 OUTPUTS: dict[tuple[str, str], list[dict[str, str]]] = {
-    ("main.yml", "plan"): [plan_outputs(depth) for depth in range(6)],
-    ("precalc.yml", "shards"): [{"shards": json.dumps([{"shard": i} for i in range(n)])} for n in (1, 3)],
+    ("stack-build.yml", "plan"): [plan_outputs(depth) for depth in range(6)],
+    ("stack-precalc.yml", "shards"): [{"shards": json.dumps([{"shard": i} for i in range(n)])} for n in (1, 3)],
 }
 
 
@@ -344,8 +344,8 @@ def expressions_in(node: Any, where: str) -> Iterator[tuple[str, str]]:
 
 def run_main(event: dict[str, Any], depth: int, failing: str | None = None,
              workflow: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
-    """(jobs that ran, jobs skipped) in a run of main.yml whose plan fills ``depth`` levels."""
-    workflow = workflow or load("main.yml")
+    """(jobs that ran, jobs skipped) in a run of stack-build.yml (main.yml's build) whose plan fills ``depth`` levels."""
+    workflow = workflow or load("stack-build.yml")
 
     def job(name: str, here: Mapping[str, Any]) -> tuple[str, Mapping[str, str]]:
         entries = matrix_of(workflow["jobs"][name], here)
@@ -387,14 +387,14 @@ def test_a_shallow_stack_publishes_only_after_a_clean_build_on_main() -> None:
     """GitHub adds success() to an if: without a status function, which is false when any job needed even
     indirectly was skipped (a shallow stack skips level2-4; actions/runner#2205): the wiki job says
     !cancelled() && !failure() instead, so it runs after skipped levels but never after a failed one."""
-    workflow = load("main.yml")
+    workflow = load("stack-build.yml")
     ran, _ = run_main(push(), depth=2, workflow=workflow)
     assert ran == ["plan", "level0", "level1", "merge", "wiki"]
     ran, _ = run_main(push(), depth=2, failing="level1", workflow=workflow)
     assert "merge" not in ran and "wiki" not in ran, "a failed build must not publish"
     ran, _ = run_main(PULL_REQUEST, depth=2, workflow=workflow)
     assert "wiki" not in ran
-    assert never_true("main.yml", workflow) == ([], [])
+    assert never_true("stack-build.yml", workflow) == ([], [])
 
 
 def test_a_pull_request_builds_but_does_not_publish() -> None:
@@ -409,7 +409,7 @@ def test_a_push_to_a_branch_does_not_publish() -> None:
 
 def test_skip_ci_runs_nothing() -> None:
     ran, skipped = run_main(push(message="Typo (skip ci)"), depth=5)
-    assert ran == [] and skipped == list(load("main.yml")["jobs"])
+    assert ran == [] and skipped == list(load("stack-build.yml")["jobs"])
 
 
 def test_nothing_changed_runs_only_the_plan() -> None:
@@ -461,10 +461,10 @@ def test_a_gate_that_can_never_open_is_found() -> None:
     assert never_true("tag.yml", never) == (["tag"], [])
     assert never_true("tag.yml", original) == ([], [])
     # A step's condition that cannot hold: dry_run is a boolean input, never the string 'yes'.
-    dead_step = copy.deepcopy(original)
-    dead_step["jobs"]["tag"]["steps"][6]["if"] = "${{ inputs.dry_run == 'yes' }}"
-    assert never_true("tag.yml", dead_step)[0] == ["tag.steps[6] (Publish the wiki)"]
+    dead_step = load("stack-tag.yml")  # tag.yml's tag job calls it
+    dead_step["jobs"]["tag"]["steps"][7]["if"] = "${{ inputs.dry_run == 'yes' }}"
+    assert never_true("stack-tag.yml", dead_step)[0] == ["tag.steps[7] (Publish the wiki)"]
     # A level job with no guard on an empty level runs with an empty matrix, which GitHub fails.
-    unguarded = load("main.yml")
+    unguarded = load("stack-build.yml")
     unguarded["jobs"]["level4"]["if"] = "${{ !cancelled() && needs.plan.result == 'success' }}"
-    assert any("level4 runs with an empty matrix" in p for p in never_true("main.yml", unguarded)[1])
+    assert any("level4 runs with an empty matrix" in p for p in never_true("stack-build.yml", unguarded)[1])

@@ -1,5 +1,6 @@
-"""main.yml's job graph, run locally: each job whose `if:` holds, its own `run:` scripts, in `needs` order,
-per matrix entry, for a push to main (conditions and expressions: gha_expressions.py).
+"""main.yml's job graph, run locally through the reusable workflow it calls (stack-build.yml): each job whose
+`if:` holds, its own `run:` scripts, in `needs` order, per matrix entry, for a push to main (conditions,
+expressions and calls: gha_expressions.py).
 
 Every job starts in a fresh clone of the stack with none of the stack's images in the engine, so
 a child's parent can only come from the registry: the fan-out works across machines that share
@@ -9,6 +10,7 @@ run keeps what upload-artifact uploads for download-artifact.
 """
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import gzip
 import hashlib
@@ -25,14 +27,14 @@ import git
 import pytest
 import yaml
 
-from gha_expressions import Status, condition, render, simulate, to_string
+from gha_expressions import Status, condition, locate, render, resolver, simulate, to_string
 from stack_builder.registry.client import RegistryClient
 from stacks import REPO, STACK_BUILDER, Stack, publish_test_base_index
 
 pytestmark = pytest.mark.integration
 
-INSTALL_STEP = ("python -m pip install --require-hashes -r requirements/workflows.lock\n"
-                "python -m pip install --no-deps --no-build-isolation .")
+INSTALL_STEP = "Install the builder"  # this interpreter has the builder; the shim runs it
+WORKFLOWS = REPO / ".github" / "workflows"
 
 
 def empty_engine_of(engine: docker.DockerClient, prefixes: tuple[str, ...]) -> None:
@@ -135,7 +137,8 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
     shim = tmp_path / "bin"
     shim.mkdir()
     (shim / "stack-builder").symlink_to(STACK_BUILDER)  # what `pip install .` puts on the runner's PATH
-    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "main.yml").read_text())
+    workflow = yaml.safe_load((WORKFLOWS / "main.yml").read_text())
+    resolve = resolver(WORKFLOWS)
     # Keyless signing needs Sigstore's Fulcio, which these machines cannot reach: a key pair stands in for it.
     cosign = shutil.which("cosign") or str(Path(sys.prefix) / "bin" / "cosign")
     subprocess.run([cosign, "generate-key-pair"], cwd=tmp_path, env={**os.environ, "COSIGN_PASSWORD": "graph-key"},
@@ -161,25 +164,31 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
         uploads.mkdir(parents=True)
 
         def run_job(name: str, here: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
-            job = workflow["jobs"][name]
+            found = locate(workflow, name, resolve)  # build/plan: the plan job of stack-build.yml, main.yml's build
+            job, called = found.definition, found.workflow
+            workflow_env = {k: to_string(render(v, here)) for k, v in (called.get("env") or {}).items()}
             include = job.get("strategy", {}).get("matrix", {}).get("include")
             entries = render(include, here) if include is not None else [{}]
             assert isinstance(entries, list) and entries, f"{name}: its if: held, but its matrix is {entries!r}"
             outputs: dict[str, str] = {}
             for index, entry in enumerate(entries):
-                workspace = tmp_path / run_name / f"{name}-{index}"
+                workspace = tmp_path / run_name / f"{name.replace('/', '-')}-{index}"
                 git.Repo.clone_from(origin.root, workspace)
                 empty_engine_of(engine, (f"{registry}/graph/", "ghcr.io/graph/"))
                 steps: dict[str, Any] = {}
                 for number, step in enumerate(job["steps"]):
-                    step_contexts = {**here, "matrix": entry, "steps": steps, "env": {}}
+                    step_contexts = {**here, "matrix": entry, "steps": steps, "env": workflow_env}
                     if not condition(step.get("if"), step_contexts, Status()):
                         continue
                     if "uses" in step:
-                        given = step.get("with", {})
+                        given = {k: render(v, step_contexts) if k in ("path", "repository") else v
+                                 for k, v in (step.get("with") or {}).items()}
                         if str(given.get("repository", "")).endswith(".wiki"):
-                            assert render(given["repository"], step_contexts) == "org/stack.wiki"
+                            assert given["repository"] == "org/stack.wiki"
                             git.Repo.clone_from(wiki_remote, workspace / given["path"])
+                        elif str(step["uses"]).startswith("actions/checkout@"):
+                            # The builder's release is fetched only when the caller's checkout is not the builder.
+                            assert "repository" not in given, f"{name}: fetches {given['repository']}"
                         elif str(step["uses"]).startswith("actions/upload-artifact@"):  # kept for later jobs
                             found = workspace / render(given["path"], step_contexts)
                             if found.is_dir():
@@ -193,17 +202,18 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
                                 if fnmatch.fnmatch(upload.name, given["pattern"]):
                                     shutil.copytree(upload, workspace / given["path"] / upload.name)
                         continue
-                    if step["run"].strip() == INSTALL_STEP:
+                    if step.get("name") == INSTALL_STEP:
                         continue  # this interpreter has the builder; the shim runs it
-                    github_output = tmp_path / run_name / f"{name}-{index}-{number}.out"
+                    github_output = tmp_path / run_name / f"{name.replace('/', '-')}-{index}-{number}.out"
                     github_output.write_text("")
-                    env = {**base_env, **{k: to_string(render(v, step_contexts)) for k, v in {
-                        **workflow.get("env", {}), **job.get("env", {}), **step.get("env", {})}.items()}}
+                    env = {**base_env, **workflow_env, **{k: to_string(render(v, step_contexts)) for k, v in {
+                        **job.get("env", {}), **step.get("env", {})}.items()}}
                     env.update(github_env, GITHUB_OUTPUT=str(github_output), PATH=f"{shim}:{env['PATH']}")
                     if env.pop("STACK_SIGNING", "") == "keyless":
                         env.pop("STACK_SIGNING_IDENTITY", None)
                         env.update(STACK_SIGNING_KEY=str(tmp_path / "cosign.key"), COSIGN_PASSWORD="graph-key")
-                    cwd = workspace / step.get("working-directory", ".")
+                    cwd = workspace / render(step.get("working-directory", (job.get("defaults") or {}).get(
+                        "run", {}).get("working-directory", ".")), step_contexts)
                     result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["run"]], cwd=cwd, env=env,
                                             capture_output=True, text=True, timeout=900, check=False)
                     assert result.returncode == 0, f"{name}[{entry}] step {step.get('name')}:\n{result.stdout}\n" \
@@ -217,14 +227,16 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
                 ran.append(f"{name}:{entry.get('image', '')}:{entry.get('platform', '')}".rstrip(":"))
             return "success", outputs
 
-        return ran, simulate(workflow, contexts, run_job)
+        return ran, simulate(workflow, contexts, run_job, resolve=resolve)
 
     first_sha = origin.repo.head.commit.hexsha
     ran, run = push(before, "run1")
     # An image's arm64 job waits for its amd64 one (and for its parent's arm64 image).
-    assert ran == ["plan", "level0:root:linux/amd64", "level1:root:linux/arm64", "level1:child:linux/amd64",
-                   "level1:solo:linux/amd64", "level2:child:linux/arm64", "merge", "wiki"], ran
-    assert [n for n, r in run.results.items() if r == "skipped"] == ["level3", "level4"]
+    assert ran == ["build/plan", "build/level0:root:linux/amd64", "build/level1:root:linux/arm64",
+                   "build/level1:child:linux/amd64", "build/level1:solo:linux/amd64", "build/level2:child:linux/arm64",
+                   "build/merge", "build/wiki"], ran
+    assert [n for n, r in run.calls["build"].results.items() if r == "skipped"] == ["level3", "level4"]
+    assert run.results == {"build": "success"} and run.outputs["build"]["tag"] == "2024.1-main"
     client = RegistryClient(registry)
     for name in ("root", "child"):
         index = client.get_manifest(f"graph/{name}", "2024.1-main")
@@ -249,7 +261,7 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
     origin.write("images/solo/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo solo two > /solo\n")
     second_sha = origin.commit("root: stack-pkg 2.0; solo changed")
     ran, _ = push(first_sha, "run2")
-    assert "wiki" in ran and "merge" in ran, ran
+    assert "build/wiki" in ran and "build/merge" in ran, ran
     assert client.manifest_digest("graph/root", "2024.1-main-pkg-2.0") == client.manifest_digest("graph/root",
                                                                                                 "2024.1-main")
 
@@ -273,11 +285,15 @@ def test_main_workflow_job_graph_across_empty_machines(tmp_path: Path, registry:
     assert f"| 2024.1-main | ` {client.manifest_digest('graph/child', '2024.1-main')} ` | 0 |" in models, models
 
 
-# Fulcio, stood in for by key pairs: one per certificate, as Fulcio would issue it to a job (its identity is
-# the job's workflow file at its ref, GITHUB_WORKFLOW_REF; its commit, GITHUB_SHA). Keyless signing gets the
-# job's certificate's key; keyless verification takes the arguments the tool gave cosign, and tries the keys of
-# exactly the certificates those arguments admit (the identity searched as cosign does, the commit compared
-# when --certificate-github-workflow-sha is given). Everything else is the real cosign on the real registry.
+# Fulcio, stood in for by key pairs: one per certificate, as Fulcio would issue it to a job. Its identity is the
+# file of the job's workflow at its ref, the called one for a job of a reusable workflow (the token's
+# job_workflow_ref, which no runner variable holds: the tests give it as FAKE_JOB_WORKFLOW_REF; else
+# GITHUB_WORKFLOW_REF, the run's own workflow); its GitHub Workflow Repository, Ref and SHA extensions are the
+# calling run's (GITHUB_REPOSITORY, GITHUB_REF, GITHUB_SHA). Keyless signing gets the job's certificate's key;
+# keyless verification takes the arguments the tool gave cosign, and tries the keys of exactly the certificates
+# those arguments admit (the identity searched as cosign does, the extensions compared when
+# --certificate-github-workflow-sha, -repository or -ref is given). Everything else is the real cosign on the
+# real registry.
 FULCIO = '''\
 import hashlib, json, os, re, subprocess, sys
 from pathlib import Path
@@ -296,21 +312,25 @@ def take(flag):
     return None
 
 if args[0] in ("sign", "attest") and "--key" not in args:
-    identity = os.environ["GITHUB_SERVER_URL"] + "/" + os.environ["GITHUB_WORKFLOW_REF"]
-    commit = os.environ["GITHUB_SHA"]
-    folder = certificates / hashlib.sha256(f"{identity} {commit}".encode()).hexdigest()[:16]
+    job_workflow = os.environ.get("FAKE_JOB_WORKFLOW_REF") or os.environ["GITHUB_WORKFLOW_REF"]
+    certificate = {"identity": os.environ["GITHUB_SERVER_URL"] + "/" + job_workflow, "commit": os.environ["GITHUB_SHA"],
+                   "repository": os.environ["GITHUB_REPOSITORY"], "ref": os.environ["GITHUB_REF"]}
+    folder = certificates / hashlib.sha256(json.dumps(certificate, sort_keys=True).encode()).hexdigest()[:16]
     if not folder.is_dir():
         folder.mkdir(parents=True)
         subprocess.run([real, "generate-key-pair"], cwd=folder, env=env, check=True, capture_output=True)
-        (folder / "certificate.json").write_text(json.dumps({"identity": identity, "commit": commit}))
+        (folder / "certificate.json").write_text(json.dumps(certificate))
     os.execve(real, [real, args[0], "--key", str(folder / "cosign.key"), "--tlog-upload=false", *args[1:]], env)
 if args[0] in ("verify", "verify-attestation") and "--key" not in args:
     regexp, issuer = take("--certificate-identity-regexp"), take("--certificate-oidc-issuer")
-    commit = take("--certificate-github-workflow-sha")
+    extensions = {"commit": take("--certificate-github-workflow-sha"),
+                  "repository": take("--certificate-github-workflow-repository"),
+                  "ref": take("--certificate-github-workflow-ref")}
     assert regexp and issuer == "https://token.actions.githubusercontent.com", (regexp, issuer)
     for folder in sorted(p for p in certificates.iterdir() if p.is_dir()):
         certificate = json.loads((folder / "certificate.json").read_text())
-        if re.search(regexp, certificate["identity"]) and commit in (None, certificate["commit"]):
+        if re.search(regexp, certificate["identity"]) and all(
+                wanted in (None, certificate[name]) for name, wanted in extensions.items()):
             done = subprocess.run([real, args[0], "--key", str(folder / "cosign.pub"), "--insecure-ignore-tlog=true",
                                    *args[1:]], env=env, capture_output=True, text=True)
             if done.returncode == 0:
@@ -343,17 +363,25 @@ def test_a_branch_jobs_statement_serves_its_own_commit_only(tmp_path: Path, regi
     shim.chmod(0o755)
     real = shutil.which("cosign") or str(Path(sys.prefix) / "bin" / "cosign")
     monkeypatch.setenv("PATH", f"{bin_folder}:{os.environ['PATH']}")
-    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "main.yml").read_text())
+    workflow = yaml.safe_load((WORKFLOWS / "stack-build.yml").read_text())
     step = next(s for s in workflow["jobs"]["level0"]["steps"] if "STACK_SIGNING" in (s.get("env") or {}))
 
-    def job(ref: str, commit: str, workflow_file: str = "main.yml") -> Signing:
-        """The Signing a job of ``workflow_file`` on ``ref`` at ``commit`` makes of main.yml's step environment."""
-        contexts = {"github": {"repository": "org/stack", "actor": "a", "ref": ref, "sha": commit},
+    def job(ref: str, commit: str, workflow_file: str = "stack-build.yml", *, repository: str = "org/stack",
+            released: bool = False) -> Signing:
+        """The Signing a job of ``workflow_file`` (called by main.yml) on ``ref`` at ``commit`` makes of
+        stack-build.yml's step environment; ``released``: called by ``repository`` from the builder's repository
+        at the tag of the version stack-build.yml pins, as a stack calls it."""
+        contexts = {"github": {"repository": repository, "actor": "a", "ref": ref, "sha": commit},
+                    "inputs": {"builder_from_checkout": not released, "directory": "."}, "env": workflow["env"],
                     "secrets": {"GITHUB_TOKEN": "not-a-real-token"}, "matrix": {"image": "root", "platform": "linux/amd64"}}
         env = {k: to_string(render(str(v), contexts)) for k, v in step["env"].items()}
+        # The called workflow: this repository's (org/stack: whoever calls it), or the builder's release.
+        called = workflow["env"]["STACK_BUILDER_WORKFLOW"] if released else \
+            f"org/stack/.github/workflows/{workflow_file}@{ref}"
         env.update(PATH=os.environ["PATH"], HOME=os.environ.get("HOME", "/tmp"), REAL_COSIGN=real,
                    FAKE_FULCIO=str(certificates), GITHUB_SERVER_URL="https://github.com", GITHUB_SHA=commit,
-                   GITHUB_WORKFLOW_REF=f"org/stack/.github/workflows/{workflow_file}@{ref}")
+                   GITHUB_REPOSITORY=repository, GITHUB_REF=ref, FAKE_JOB_WORKFLOW_REF=called,
+                   GITHUB_WORKFLOW_REF=f"{repository}/.github/workflows/main.yml@{ref}")  # the caller's
         signing = Signing.from_settings(Settings.from_env(env))
         assert signing is not None and signing.keyless
         return signing
@@ -393,7 +421,25 @@ def test_a_branch_jobs_statement_serves_its_own_commit_only(tmp_path: Path, regi
     statements.attach(job("refs/heads/main", third, "test.yml"), ref(arm64), statement(arm64, third), None)
     assert statements.verified(job("refs/heads/main", third), ref(arm64), None, commit=third) == []
 
-    # main.yml on main at the third commit: its statement serves the fourth commit too (same input key).
+    # Another repository calling this repository's stack-build.yml (as any public repository can) signs with the
+    # very identity main.yml's jobs have on main: its statements serve no commit here (the caller is bound).
+    statements.attach(job("refs/heads/main", third, repository="evil/stack"), ref(arm64), statement(arm64, third),
+                      None)
+    assert statements.verified(job("refs/heads/main", third), ref(arm64), None) == []
+    assert statements.verified(job("refs/heads/main", third), ref(arm64), None, commit=third) == []
+    unbound = dataclasses.replace(job("refs/heads/main", third), caller_repository="", caller_ref="")
+    assert statements.verified(unbound, ref(arm64), None) != []  # what the binding refuses: the same identity
+
+    # Stacks calling the builder's released stack-build.yml: each believes its own main's statements only.
+    stack = job("refs/heads/main", third, repository="ucsd/stack", released=True)
+    statements.attach(stack, ref(amd64), statement(amd64, third), None)
+    assert statements.verified(job("refs/heads/main", fourth, repository="ucsd/stack", released=True), ref(amd64),
+                               None) != []
+    assert statements.verified(job("refs/heads/main", fourth, repository="other/stack", released=True), ref(amd64),
+                               None) == []
+    assert statements.verified(job("refs/heads/main", fourth), ref(amd64), None, commit=third) == []  # not ours
+
+    # stack-build.yml on main at the third commit: its statement serves the fourth commit too (same input key).
     statements.attach(job("refs/heads/main", third), ref(arm64), statement(arm64, third), None)
     later = statements.vouching(statements.verified(job("refs/heads/main", fourth), ref(arm64), None, commit=fourth),
                                 input_key="key-1")

@@ -31,7 +31,7 @@ KEY_VAR, PUBKEY_VAR, MODE_VAR = "STACK_SIGNING_KEY", "STACK_SIGNING_PUBKEY", "ST
 IDENTITY_VAR, ISSUER_VAR = "STACK_SIGNING_IDENTITY", "STACK_SIGNING_ISSUER"
 # Keyless: whose certificates are believed, as plain values (the identity's regular expression is built from them).
 REPOSITORY_VAR, WORKFLOW_VAR, REF_VAR = "STACK_SIGNING_REPOSITORY", "STACK_SIGNING_WORKFLOW", "STACK_SIGNING_REF"
-DEFAULT_WORKFLOW, DEFAULT_REF = ".github/workflows/main.yml", "refs/heads/main"
+DEFAULT_WORKFLOW, DEFAULT_REF = ".github/workflows/stack-build.yml", "refs/heads/main"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 # The engine and its containers (engine/).
 DOCKER_HOST_VAR = "DOCKER_HOST"

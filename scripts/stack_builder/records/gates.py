@@ -30,7 +30,7 @@ KINDS = (GPU, MODEL)
 # (STACK_SIGNING_WORKFLOW, main.yml): the GPU tests run on a GPU host in test_gpu.yml, and a certificate
 # names the workflow file that ran (a reusable workflow's own, when tag.yml calls it). The model checks and
 # drift run in the build's jobs, whose identity the build statements are verified against already.
-GATE_WORKFLOWS = {GPU: ".github/workflows/test_gpu.yml"}
+GATE_WORKFLOWS = {GPU: ".github/workflows/stack-gpu.yml"}  # the reusable workflow whose jobs run the GPU gate
 
 
 @dataclass(frozen=True)

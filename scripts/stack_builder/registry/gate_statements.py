@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stack_builder.registry.credentials import Credentials
-from stack_builder.registry.signing import Signing, keyless_identities
+from stack_builder.registry.signing import Signing, keyless_identities, sibling_workflow
 from stack_builder.settings import SigningSettings
 
 LOGGER = logging.getLogger(__name__)
@@ -105,5 +105,6 @@ def signer(signing: Signing, workflow: str) -> Signing:
     if not signing.keyless or not signing.any_ref_identity:
         return signing
     wanted = SigningSettings.from_env(signing.environment)
-    identity, _ = keyless_identities(replace(wanted, workflow=workflow))
+    # Beside the build's workflow: in this repository, or (called from a stack) in the tool's at the same ref.
+    identity, _ = keyless_identities(replace(wanted, workflow=sibling_workflow(wanted.workflow, workflow)))
     return replace(signing, identity=identity, any_ref_identity="")

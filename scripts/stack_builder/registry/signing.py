@@ -14,6 +14,16 @@ Signing is configured by the environment (read by ``settings``, passed in as ``S
   any other ref (a branch job) serves only the commit its certificate names (cosign's
   ``--certificate-github-workflow-sha``), e.g. that commit fast-forwarded onto main.
 
+  A job of a reusable workflow gets a certificate naming the *called* workflow file (GitHub's
+  ``job_workflow_ref``), while the calling run's repository, ref and commit are in the certificate's GitHub
+  Workflow Repository, Ref and SHA extensions. So ``STACK_SIGNING_WORKFLOW`` is either a file of
+  ``STACK_SIGNING_REPOSITORY`` (``.github/workflows/stack-build.yml``, at the ref the job runs on: the
+  repository calls its own workflow by ``./`` path), or ``OWNER/REPO/.github/workflows/FILE@REF``, a
+  reusable workflow of another repository at the ref the caller pinned (``stack-builder/stack-builder/
+  .github/workflows/stack-build.yml@refs/tags/v0.2.0``). Either way the calling repository is bound too
+  (``--certificate-github-workflow-repository``; on the trusted ref, ``--certificate-github-workflow-ref``):
+  another repository calling the same workflow signs with the same identity, but not for this stack.
+
 cosign reads registry credentials from a Docker config of its own, written for the one call into a
 private folder and removed after it; the key's password reaches cosign only through its standard input.
 """
@@ -29,7 +39,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from stack_builder import signals
 from stack_builder.errors import StackError, StepFailed
@@ -43,12 +53,16 @@ from stack_builder.settings import (GITHUB_ISSUER, IDENTITY_VAR, ISSUER_VAR, KEY
 LOGGER = logging.getLogger(__name__)
 
 __all__ = ["GITHUB_ISSUER", "IDENTITY_VAR", "ISSUER_VAR", "KEY_VAR", "MODE_VAR", "PUBKEY_VAR", "Signing",
-           "SigningError", "cosign_binary"]
+           "SigningError", "cosign_binary", "sibling_workflow"]
 COSIGN_TIMEOUT_S = 300
 GITHUB_URL = "https://github.com/"  # a certificate's identity: GITHUB_URL + OWNER/REPO/WORKFLOW@REF
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-_WORKFLOW = re.compile(r"\.github/workflows/[A-Za-z0-9_.-]+\.ya?ml")
-_REF = re.compile(r"refs/(heads|tags)/[A-Za-z0-9_./-]+")
+_WORKFLOW_FILE = r"\.github/workflows/[A-Za-z0-9_.-]+\.ya?ml"
+_REF_FORM = r"refs/(?:heads|tags)/[A-Za-z0-9_./-]+"
+# A file of the signing repository, or OWNER/REPO/FILE@REF: a reusable workflow of another repository at one ref.
+_WORKFLOW = re.compile(rf"(?:(?P<repository>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)/)?(?P<file>{_WORKFLOW_FILE})"
+                       rf"(?:@(?P<ref>{_REF_FORM}))?")
+_REF = re.compile(_REF_FORM)
 
 
 class SigningError(StepFailed):
@@ -71,6 +85,8 @@ class Signing:
     identity: str = ""  # keyless: the trusted identity (an anchored regular expression)
     any_ref_identity: str = ""  # keyless: the same workflow on any ref, believed for one commit only ("": never)
     issuer: str = GITHUB_ISSUER
+    caller_repository: str = ""  # keyless: the calling run's repository and trusted ref, the certificate's extensions
+    caller_ref: str = ""
     _derived: dict[str, Path] = field(default_factory=dict, compare=False, repr=False)
     password: str = field(default="", repr=False)  # the key's password (COSIGN_PASSWORD, or handed over)
     registry: RegistrySettings = field(default_factory=RegistrySettings.from_env)  # how cosign reaches the registry
@@ -91,12 +107,11 @@ class Signing:
         keyless = wanted.mode == "keyless"
         return cls(key=Path(key) if key else None, public_key=Path(public) if public else None, keyless=keyless,
                    identity=identity, any_ref_identity=any_ref, issuer=wanted.issuer if keyless else GITHUB_ISSUER,
-                   password=wanted.password, registry=settings.registry, environment=settings.environment)
+                   password=wanted.password, registry=settings.registry, environment=settings.environment, **_caller(wanted))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Signing | None":
-        """The signing set up in ``env`` (default: the environment now); a task passes its config's settings to
-        ``from_settings`` instead."""
+        """The signing set up in ``env`` (default: the environment now); a task uses ``from_settings``."""
         return cls.from_settings(Settings.from_env(env))
 
     @property
@@ -104,7 +119,7 @@ class Signing:
         return self.keyless or self.key is not None
 
     def describe(self) -> str:
-        return f"keyless ({self.identity})" if self.keyless else f"key {self.key or self.public_key}"
+        return f"keyless ({self.identity}{_run_by(self)})" if self.keyless else f"key {self.key or self.public_key}"
 
     def sign(self, reference: str, credentials: Credentials | None) -> str:
         """Sign ``host/repository@digest``; return cosign's output (redacted). Raises ``SigningError``."""
@@ -129,10 +144,10 @@ class Signing:
         ``commit`` (keyless): the workflow on any ref, for a certificate naming that commit only."""
         if not self.keyless:
             return ["--key", str(self._public_key(credentials)), "--insecure-ignore-tlog=true"]
-        if commit:
-            return ["--certificate-identity-regexp", self.any_ref_identity, "--certificate-oidc-issuer", self.issuer,
-                    "--certificate-github-workflow-sha", commit]
-        return ["--certificate-identity-regexp", self.identity, "--certificate-oidc-issuer", self.issuer]
+        identity, last = (self.any_ref_identity, _extension("sha", commit)) if commit else \
+            (self.identity, _extension("ref", self.caller_ref))  # a commit of any ref, or the trusted ref
+        return ["--certificate-identity-regexp", identity, "--certificate-oidc-issuer", self.issuer,
+                *_extension("repository", self.caller_repository), *last]
 
     def verify(self, reference: str, credentials: Credentials | None, *, commit: str = "") -> str | None:
         """None when ``host/repository@digest`` carries a valid signature; else why not. ``commit`` (keyless):
@@ -215,6 +230,22 @@ class Signing:
         return proc.returncode, output
 
 
+def _run_by(signing: Signing) -> str:
+    return f", run by {signing.caller_repository}" if signing.caller_repository else ""
+
+
+def _caller(wanted: SigningSettings) -> dict[str, Any]:
+    """Keyless with an identity built from the repository: the calling run's repository and trusted ref, which
+    the certificate's GitHub Workflow Repository and Ref extensions name (bound apart from the called workflow)."""
+    bound = wanted.mode == "keyless" and not wanted.identity
+    return {"caller_repository": wanted.repository if bound else "", "caller_ref": wanted.ref if bound else ""}
+
+
+def _extension(name: str, value: str) -> list[str]:
+    """cosign's check of the certificate's GitHub Workflow ``name`` extension (none when ``value`` is empty)."""
+    return [f"--certificate-github-workflow-{name}", value] if value else []
+
+
 def _key_files(wanted: SigningSettings) -> tuple[str, str]:
     if wanted.mode == "key" and not wanted.key:
         raise StackError(f"{MODE_VAR}=key but {KEY_VAR} is not set: give the cosign private key file to sign with "
@@ -255,7 +286,9 @@ def keyless_identities(wanted: SigningSettings) -> tuple[str, str]:
             raise StackError(f"{IDENTITY_VAR} is not a regular expression: {exc}") from None
         return f"^(?:{pattern[1:-1]})$", ""  # grouped, so that an alternative cannot escape the anchors
     checks = ((REPOSITORY_VAR, wanted.repository, _REPOSITORY, "OWNER/REPO, e.g. ${{ github.repository }}"),
-              (WORKFLOW_VAR, wanted.workflow, _WORKFLOW, "the signing workflow's file, e.g. .github/workflows/main.yml"),
+              (WORKFLOW_VAR, wanted.workflow, _WORKFLOW, "the signing workflow's file, e.g. "
+               ".github/workflows/stack-build.yml, or a reusable workflow of another repository at its ref, "
+               "OWNER/REPO/.github/workflows/FILE@REF"),
               (REF_VAR, wanted.ref, _REF, "the trusted ref, e.g. refs/heads/main"))
     if not wanted.repository:
         raise StackError(f"{MODE_VAR}=keyless needs {IDENTITY_VAR} or {REPOSITORY_VAR}: set {REPOSITORY_VAR}="
@@ -264,8 +297,26 @@ def keyless_identities(wanted: SigningSettings) -> tuple[str, str]:
     for var, value, form, meaning in checks:
         if not form.fullmatch(value):
             raise StackError(f"{var}={value[:200]} is not {meaning}")
+    called = _WORKFLOW.fullmatch(wanted.workflow)
+    if called is None or bool(called["repository"]) != bool(called["ref"]):
+        raise StackError(f"{WORKFLOW_VAR}={wanted.workflow[:200]} is not {checks[1][3]}: a workflow of another "
+                         "repository needs both OWNER/REPO/ and @REF")
+    if called["repository"]:
+        # Another repository's reusable workflow, at the ref the caller pinned whatever ref the caller runs on:
+        # the same identity on every ref (the caller's ref and commit are checked in the extensions).
+        pinned = f"^{re.escape(f'{GITHUB_URL}{wanted.workflow}')}$"
+        return pinned, pinned
     workflow = re.escape(f"{GITHUB_URL}{wanted.repository}/{wanted.workflow}@")
     return f"^{workflow}{re.escape(wanted.ref)}$", f"^{workflow}refs/[^@]+$"
+
+
+def sibling_workflow(workflow: str, file: str) -> str:
+    """The workflow ``file`` (``.github/workflows/X.yml``) where ``workflow`` (a ``STACK_SIGNING_WORKFLOW``) is:
+    in the same repository at the same ref, when ``workflow`` names another repository's at a ref."""
+    called = _WORKFLOW.fullmatch(workflow)
+    if called is None or not called["repository"] or not called["ref"]:
+        return file
+    return f"{called['repository']}/{file}@{called['ref']}"
 
 
 def _registry_args(registry: RegistrySettings, reference: str) -> list[str]:
