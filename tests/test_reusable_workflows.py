@@ -48,8 +48,8 @@ def needed(workflow: Mapping[str, Any]) -> dict[str, str]:
 
 
 def test_there_is_a_reusable_workflow_for_each_part_of_the_release() -> None:
-    assert REUSABLE == ["stack-build.yml", "stack-gpu.yml", "stack-precalc.yml", "stack-rollback.yml",
-                        "stack-tag-global-stable.yml", "stack-tag.yml", "stack-yank.yml"]
+    assert REUSABLE == ["stack-build.yml", "stack-gc.yml", "stack-gpu.yml", "stack-precalc.yml",
+                        "stack-rollback.yml", "stack-tag-global-stable.yml", "stack-tag.yml", "stack-yank.yml"]
 
 
 @pytest.mark.parametrize("name", REUSABLE)
@@ -163,7 +163,7 @@ def test_a_new_stack_gets_a_caller_of_each_workflow_a_stack_runs() -> None:
     called = {str(job["uses"]).split("/")[-1].split("@")[0] for text in templates().values()
               for job in yaml.safe_load(text)["jobs"].values()}
     assert called == {"stack-build.yml", "stack-tag.yml", "stack-tag-global-stable.yml", "stack-rollback.yml",
-                      "stack-yank.yml", "stack-gpu.yml", "stack-precalc.yml"}
+                      "stack-yank.yml", "stack-gpu.yml", "stack-precalc.yml", "stack-gc.yml"}
 
 
 @pytest.mark.parametrize("name", sorted(templates()))

@@ -53,7 +53,7 @@ def callee_inputs(caller: str, job: str, contexts: dict[str, Any]) -> dict[str, 
 
 REUSABLE = {"main.yml": "stack-build.yml", "tag.yml": "stack-tag.yml", "tag_global_stable.yml":
             "stack-tag-global-stable.yml", "rollback.yml": "stack-rollback.yml", "yank.yml": "stack-yank.yml",
-            "test_gpu.yml": "stack-gpu.yml", "precalc.yml": "stack-precalc.yml"}
+            "test_gpu.yml": "stack-gpu.yml", "precalc.yml": "stack-precalc.yml", "gc.yml": "stack-gc.yml"}
 
 
 def test_all_workflows_exist() -> None:
@@ -123,12 +123,15 @@ def test_permissions_are_explicit_and_minimal(path: Path) -> None:
             else job.get("steps", [])
         reports = any(str(s.get("uses", "")).startswith("mikepenz/action-junit-report@") for s in inner)
         pages = any(str(s.get("uses", "")).startswith("actions/deploy-pages@") for s in inner)
+        # gc keeps the heads of open pull requests: it lists them (gh pr list), and nothing else does.
+        lists_pulls = any("gh pr list" in str(s.get("run", "")) for s in inner)
         asked = job.get("permissions")
         assert isinstance(asked, dict) and asked, f"{path.name}:{name} names its permissions"
         for scope, level in asked.items():
             ok = level in allowed.get(scope, set()) or (scope, level, reports) == ("checks", "write", True) or \
                 (scope, level, signs(inner) or pages) == ("id-token", "write", True) or \
-                (scope, level, pages) == ("pages", "write", True)
+                (scope, level, pages) == ("pages", "write", True) or \
+                (scope, level, lists_pulls) == ("pull-requests", "read", True)
             assert ok, f"{path.name}:{name} asks for {scope}: {level}"
         # Keyless signing needs the job's OIDC token: the jobs that sign ask for it, and only they (and Pages).
         assert (signs(inner) or pages) == (asked.get("id-token") == "write"), f"{path.name}:{name}"

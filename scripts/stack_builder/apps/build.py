@@ -19,13 +19,14 @@ from stack_builder.spec.stack_spec import check_timeouts
 
 def main(base_ref: str, all_images: bool, image: list[str], workers: int, registry: str, no_push: bool,
          no_reuse: bool, test_timeout: int, model_timeout: int, info_timeout: int,
-         platform: str, refresh_base: bool = False) -> bool | TaskFailed:
+         platform: str, refresh_base: bool = False, allow_over_budget: bool = False) -> bool | TaskFailed:
     def work() -> bool:
         config = make_config(registry=registry)
         options = BuildOptions(selection=SelectionOptions(base_ref=base_ref, all_images=all_images,
                                                           images=tuple(image), platform=platform,
                                                           refresh_base=refresh_base),
                                workers=workers, push=not no_push, reuse=not no_reuse,
+                               allow_over_budget=allow_over_budget,
                                timeouts=check_timeouts({"tests": test_timeout, "model": model_timeout,
                                                         "info_cmds": info_timeout}))
         if live.wanted(config.settings.ci):  # a terminal: one live line per image in flight

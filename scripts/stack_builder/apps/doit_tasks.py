@@ -88,6 +88,11 @@ def task_yank() -> dict[str, Any]:
     return _task("yank", params.YANK, task_yank.__doc__ or "")
 
 
+def task_gc() -> dict[str, Any]:
+    """Delete from the registry what no kept tag reaches (retention), after a plan; then check every kept tag. Example: gc --dry-run"""
+    return _task("gc", params.GC, task_gc.__doc__ or "")
+
+
 def task_wiki() -> dict[str, Any]:
     """Re-render the wiki's Home and Stable_Tag pages, fold old pages, check every link. Example: wiki"""
     return _task("wiki", [], task_wiki.__doc__ or "")

@@ -43,6 +43,9 @@ BUILD = [
     _param("info_timeout", "info-timeout", 0, "seconds each image's info commands may run together (spec: "
            "`timeouts: {info_cmds: N}`, default 600)", int),
     PLATFORM,
+    _param("allow_over_budget", "allow-over-budget", False, "for an emergency: push an image that is over its "
+           "`budget:` (size, growth or denied packages) anyway; each such image is logged as a warning and "
+           "recorded in the build report (allowed_over_budget)", bool),
 ]
 TREE = [*SELECTION, REGISTRY]
 MERGE = [
@@ -114,4 +117,22 @@ INIT = [
            "output CSV, with its columns, examples and reference output", bool),
     _param("force", "force", False, "overwrite files that exist already (without it, init names them and writes "
            "nothing)", bool),
+]
+GC = [
+    _param("dry_run", "dry-run", False, "make the plan and print it (what goes, why, the bytes freed); delete "
+           "nothing. The plan is also written to artifacts/gc-plan.json", bool),
+    _param("keep", "keep", [], "also keep this digest (sha256:...) and everything it reaches, e.g. the head of an "
+           "open pull request (repeat for several)", list),
+    _param("keep_commit", "keep-commit", [], "also keep the per-commit builds of this commit (its full or 12-digit "
+           "sha), e.g. an open pull request's head (repeat for several)", list),
+    _param("plan", "plan", "", "apply this plan (a gc-plan.json an earlier --dry-run wrote) instead of making a "
+           "new one: refused if any tag moved since it was made"),
+    _param("builds", "builds", 0, "per-commit builds kept per branch, for this run (default: the spec's "
+           "retention.builds, else 10)", int),
+    _param("days", "days", -1, "keep what is younger than this many days, for this run (default: the spec's "
+           "retention.days, else 30)", int),
+    _param("registry_gc", "registry-gc", "", "after deleting, run the registry's own garbage collection with this "
+           "configuration file (a filesystem-backed distribution registry on this machine, e.g. "
+           ".stack-run/registry.yml) and report the storage freed"),
+    REGISTRY,
 ]

@@ -28,7 +28,9 @@ PACKAGE_QUERIES = {
     "apt": "command -v dpkg-query >/dev/null 2>&1 && dpkg-query -W -f='${Package}\\t${Version}\\n'",
     "conda": "command -v conda >/dev/null 2>&1 && conda list --json 2>/dev/null",
 }
-_PACKAGE_KEY, _TAG_KEY = "__{}", "__tag{}"  # section keys no info command can have (spec keys are identifiers)
+# Installed sizes, where a manager knows them: dpkg's Installed-Size is in KiB.
+SIZE_QUERIES = {"apt": "command -v dpkg-query >/dev/null 2>&1 && dpkg-query -W -f='${Package}\\t${Installed-Size}\\n'"}
+_PACKAGE_KEY, _TAG_KEY, _SIZE_KEY = "__{}", "__tag{}", "__size{}"  # section keys no info command can have (spec keys are identifiers)
 
 
 def collect(client: Engine, image_ref: str, facts: BuildFacts, commands: Mapping[str, InfoCmd], *,
@@ -45,11 +47,13 @@ def run_inventory(client: Engine, image_ref: str, commands: Mapping[str, InfoCmd
     sections = _run_sections(client, image_ref, [
         *((key, cmd.command) for key, cmd in commands.items()),
         *((_PACKAGE_KEY.format(m), q) for m, q in PACKAGE_QUERIES.items()),
+        *((_SIZE_KEY.format(m), q) for m, q in SIZE_QUERIES.items()),
         *((_TAG_KEY.format(i), t.command) for i, t in enumerate(content_tags))],
         timeout_s=timeout_s, what=f"the info commands of {image_ref}")
     missing = Output()
     return Inventory(commands={key: sections.get(key, missing) for key in commands}, packages=_packages(sections),
-                     content_tags=tuple(sections.get(_TAG_KEY.format(i), missing) for i in range(len(content_tags))))
+                     content_tags=tuple(sections.get(_TAG_KEY.format(i), missing) for i in range(len(content_tags))),
+                     sizes=_sizes(sections))
 
 
 def image_facts(client: Engine, image_ref: str) -> ImageFacts:
@@ -83,6 +87,19 @@ def _split(text: str, marker: str) -> dict[str, Output]:
     for match in pattern.finditer(text):
         found[match.group(1)] = Output(match.group(2).strip("\n"), int(match.group(3)))
     return found
+
+
+def _sizes(sections: Mapping[str, Output]) -> dict[str, dict[str, int]]:
+    """Installed bytes of each package, where its manager says (apt: Installed-Size, KiB)."""
+    apt = sections.get(_SIZE_KEY.format("apt"), Output(exit_code=1))
+    if apt.exit_code != 0:
+        return {}
+    found = {}
+    for line in apt.text.splitlines():
+        name, _, kib = line.partition("\t")
+        if kib.strip().isdigit():
+            found[name] = int(kib.strip()) * 1024
+    return {"apt": found} if found else {}
 
 
 def _packages(sections: Mapping[str, Output]) -> dict[str, dict[str, str]]:

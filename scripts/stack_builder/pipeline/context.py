@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from stack_builder.engine.client import Engine
+from stack_builder.engine.layersizes import SizeCache
 from stack_builder.kinds import Reason
 from stack_builder.plan.plan import ParentRef, Plan
 from stack_builder.plan.revision import Revision
@@ -140,6 +141,8 @@ class BuildContext:
     push_policy: RetryPolicy = field(default_factory=lambda: RetryPolicy(retries=4, backoff_s=1.0))
     native: str = field(default_factory=multiarch.native_platform)
     wiki_lock: threading.Lock = field(default_factory=threading.Lock)  # the wiki's files are written one at a time
+    allow_over_budget: bool = False  # --allow-over-budget: an image over its budget is pushed, with a warning
+    layer_sizes: SizeCache = field(default_factory=SizeCache)  # compressed layer sizes measured in this run
 
     def repository(self, name: str) -> Repository:
         return self.spec.images[name].repository.on(self.registry_host)

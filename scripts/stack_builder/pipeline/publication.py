@@ -15,7 +15,7 @@ from stack_builder.checks import inventory
 from stack_builder.engine import images
 from stack_builder.errors import GitError, RegistryError, StepFailed
 from stack_builder.kinds import Reason, Status
-from stack_builder.pipeline import attest
+from stack_builder.pipeline import attest, budgets
 from stack_builder.pipeline.context import BuildContext, PlatformOutcome
 from stack_builder.pipeline.image_job import RECIPE_LABEL
 from stack_builder.pipeline.tagging import Tagger
@@ -67,6 +67,7 @@ class Publication:
     recipe: str | None = None
     model: ModelResult | None = None
     for_children: Mapping[str, ParentRef] = field(default_factory=dict)
+    allowed_over_budget: bool = False  # over its budget, published with --allow-over-budget
 
 
 @dataclass(frozen=True)
@@ -91,13 +92,14 @@ def publish(ctx: BuildContext, name: str, built: Sequence[PlatformOutcome], gath
     ref = f"{repo}:{ctx.plan.tag}"
     # What is inside the image is asked before anything is pushed: a bad content tag stops the image here.
     record = None if reused else _collect(ctx, image, gathered, ref, tags, log)
+    record, over = budgets.enforce(ctx, image, built, record, log)  # over budget: it fails here, before any push
     content = attest.content_tags(ctx.plan.tag, record) if record is not None else []
     status = Status.REUSED if reused else Status.BUILT
     if not ctx.push:
         manifest = _save_manifest(ctx, {**record, "tags": [*tags, *content]}) if record is not None else None
         return Publication(status, reason, ref, tags=tuple(tags), reused_from=reused_from,
                            content_tags=tuple(content), manifest=manifest, recipe=gathered.recipe,
-                           model=gathered.model, for_children=_local_parents(ctx, name, built))
+                           model=gathered.model, for_children=_local_parents(ctx, name, built), allowed_over_budget=over)
     pushed = _push(ctx, name, built, tags, tagger, source=sources.pop() if reused and len(sources) == 1 else None)
     digests = {o.platform: str(o.digest) for o in pushed.platforms if o.digest}
     recipe = _reused_recipe(ctx, image, repo.path, digests) if reused else gathered.recipe
@@ -120,7 +122,7 @@ def publish(ctx: BuildContext, name: str, built: Sequence[PlatformOutcome], gath
     def published(manifest: str | None, model: ModelResult | None, sboms: Mapping[str, str]) -> Publication:
         return Publication(status, reason, pushed.ref, digest=pushed.digest, tags=final_tags, reused_from=reused_from,
                            content_tags=tuple(content), sboms=sboms, signed=tuple(signed), manifest=manifest,
-                           recipe=recipe, model=model, for_children=pushed.for_children)
+                           recipe=recipe, model=model, for_children=pushed.for_children, allowed_over_budget=over)
 
     if reused:  # the original build's manifest page, SBOMs and gate records describe this very digest
         return published(ctx.wiki.page_for_digest(pushed.digest) if ctx.wiki is not None and pushed.digest else None,

@@ -136,7 +136,8 @@ def _result(gathered: Gathered, status: Status, reason: Reason, duration_s: floa
         content_tags=list(p.content_tags) if p else [], example_outputs=dict(gathered.example_outputs),
         recipe=p.recipe if p else gathered.recipe, recipes_failed=dict(gathered.recipes_failed),
         sboms=dict(p.sboms) if p else {}, signed=list(p.signed) if p else [],
-        platforms_disagreeing=list(gathered.platforms_disagreeing))
+        platforms_disagreeing=list(gathered.platforms_disagreeing),
+        allowed_over_budget=p.allowed_over_budget if p else False)
 
 
 def _gathered(ctx: BuildContext, name: str, ordered: Sequence[PlatformOutcome], log: str) -> Gathered:

@@ -40,6 +40,7 @@ class BuildOptions:
     reuse: bool = True  # an image whose input key is already published is retagged, not built
     timeouts: Mapping[str, int] = field(default_factory=dict)  # --test-timeout and the like, over the spec's
     observer: Callable[[str, str, int, int], None] | None = None  # (image, step, done, total): a live display
+    allow_over_budget: bool = False  # push an image over its budget (an emergency), with a warning
 
 
 def build(config: Config, options: BuildOptions) -> BuildReport:
@@ -112,7 +113,7 @@ def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Eng
                            push=options.push, artifacts=config.artifacts, engine=engine, registry=registry,
                            credentials=credentials, wiki=pages, lookups=lookups,
                            reuse=options.reuse and options.push and lookups is not None, run_id=run_id,
-                           timeouts=options.timeouts, signing=signing,
+                           timeouts=options.timeouts, signing=signing, allow_over_budget=options.allow_over_budget,
                            progress=Progress(len(plan.images), options.observer), settings=config.settings)
         result = build_run.execute(ctx, report, workers=options.workers)
         result.registry_stats = {**registry.stats, "push_retries": ctx.push_policy.retried}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -71,6 +71,7 @@ class Inventory:
     commands: Mapping[str, Output]
     packages: Mapping[str, Mapping[str, str]]
     content_tags: tuple[Output, ...] = ()
+    sizes: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # manager -> package -> installed bytes
 
 
 def build_record(facts: BuildFacts, image: ImageFacts, inventory: Inventory, commands: Mapping[str, InfoCmd], *,
@@ -91,6 +92,7 @@ def build_record(facts: BuildFacts, image: ImageFacts, inventory: Inventory, com
         "layers": [{"id": layer.get("Id"), "created": layer.get("Created"), "created_by": layer.get("CreatedBy", ""),
                     "size": layer.get("Size", 0), "tags": layer.get("Tags") or []} for layer in image.history],
         "packages": {manager: dict(found) for manager, found in inventory.packages.items()},
+        "package_sizes": {manager: dict(found) for manager, found in inventory.sizes.items()},
         "commands": {key: {"description": cmd.description, "command": cmd.command,
                            "exit_code": inventory.commands.get(key, missing).exit_code,
                            "output": inventory.commands.get(key, missing).text}
@@ -171,7 +173,7 @@ def render(record: Mapping[str, Any], previous: Mapping[str, Any] | None, *, par
               f"{_cell(yanked.get('reason', ''))}. Its tags were removed; promotion, rollback and reuse refuse it.",
               ""] if isinstance(yanked, dict) else []
     lines = [f"# {_cell(record['image'])}:{_cell(record['tag'])}", "", *banner, *_build_section(record, parent_page)]
-    lines += _model_section(record.get("model"))
+    lines += _model_section(record.get("model")) + _budget_section(record.get("budget"))
     if record.get("digest"):
         repository = str(record["ref"]).rpartition(":")[0] if ":" in str(record["ref"]).rpartition("/")[2] \
             else str(record["ref"])
@@ -305,6 +307,38 @@ def _model_section(model: Mapping[str, Any] | None) -> list[str]:
               f"observed disagreement {drift.get('observed_rate', '—')} (allowed {drift.get('max_disagreement', '—')}).",
               ""]
     return lines
+
+
+def _budget_section(budget: Mapping[str, Any] | None) -> list[str]:
+    """Each limit of the image's budget and how much of it the image uses (per platform)."""
+    if not budget:
+        return []
+    lines = ["## Budget", ""]
+    if budget.get("allowed_over"):
+        lines += [f"> **Over budget**, pushed with `--allow-over-budget`: {_cell('; '.join(budget.get('over') or []))}",
+                  ""]
+    lines += ["| budget | limit | platform | used | of the limit |", "| --- | --- | --- | --- | --- |"]
+    size = budget.get("size") or {}
+    for platform, used in sorted((size.get("used") or {}).items()):
+        limit = int(size["limit"])
+        lines.append(f"| size (compressed) | {_size(limit)} | {_cell(platform)} | {_size(int(used))} | "
+                     f"{100 * int(used) / limit:.1f}% |")
+    growth = budget.get("growth") or {}
+    for platform, used in sorted((growth.get("used") or {}).items()):
+        limit_text = f"{float(growth['limit']):g}%"
+        if not isinstance(used, Mapping):
+            lines.append(f"| growth | {limit_text} | {_cell(platform)} | no quarter-stable yet: not applied | |")
+            continue
+        share = f"{100 * float(used['percent']) / float(growth['limit']):.1f}%" if float(growth["limit"]) else "—"
+        lines.append(f"| growth | {limit_text} | {_cell(platform)} | {float(used['percent']):+.2f}% over "
+                     f"{_cell(used['stable'])} ({_size(int(used['stable_size']))}) | {share} |")
+    deny = budget.get("deny") or {}
+    for manager, patterns in sorted((deny.get("patterns") or {}).items()):
+        found = [f"{_cell(f['package'])} {_cell(f['version'])}" for f in deny.get("found") or []
+                 if f.get("manager") == manager]
+        lines.append(f"| deny {_cell(manager)} | {', '.join(_code(p) for p in patterns) or 'none'} | all | "
+                     f"{', '.join(found) or 'none found'} | |")
+    return lines + [""]
 
 
 def _folded(block: list[str], summary: str) -> list[str]:

@@ -55,6 +55,7 @@ class ImageResult:
     sboms: dict[str, str] = field(default_factory=dict)  # platform -> digest of its SBOM artifact
     signed: list[str] = field(default_factory=list)  # every digest of the image signed (or found signed) by cosign
     platforms_disagreeing: list[str] = field(default_factory=list)  # model platforms left out: outputs disagree
+    allowed_over_budget: bool = False  # over its budget, pushed anyway with --allow-over-budget
 
     @property
     def ok(self) -> bool:
@@ -136,6 +137,8 @@ class BuildReport:
                 if r.status is Status.REUSED else r.reason.text
             if r.recipe:
                 detail = f"{detail} {_recipe_note(r)}"
+            if r.allowed_over_budget:
+                detail = f"{detail} (over budget: --allow-over-budget)"
             rows.append([name, r.status, duration, tests, detail])
         return redact_all(tabulate(rows, headers=["image", "status", "time", "tests", "ref / reason"]))
 
@@ -185,6 +188,7 @@ def _merged_image(results: list[dict[str, Any]]) -> dict[str, Any]:
     out["recipes_failed"] = {str(k): v for r in acted for k, v in (r.get("recipes_failed") or {}).items()}
     out["platforms_disagreeing"] = sorted({str(p) for r in acted for p in r.get("platforms_disagreeing") or []})
     out["content_tags"] = list(dict.fromkeys(str(t) for r in acted for t in r.get("content_tags") or []))
+    out["allowed_over_budget"] = any(bool(r.get("allowed_over_budget")) for r in acted)
     counts = [dict(r.get("tests") or {}) for r in acted]
     out["tests"] = {**counts[0], **{key: sum(int(c.get(key, 0)) for c in counts)
                                     for key in ("passed", "failed", "skipped")}}

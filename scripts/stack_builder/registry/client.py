@@ -111,6 +111,10 @@ class RegistryClient(RegistryTransport):
             raise RegistryError(f"blob {digest} from {self.host} does not match its digest")
         return data
 
+    def has_blob(self, repository: str, digest: str) -> bool:
+        """Whether the registry serves the blob ``repository@digest`` (a HEAD: nothing is downloaded)."""
+        return self._request("HEAD", repository, f"/blobs/{digest}", accept_missing=True).status_code == 200
+
     def tags(self, repository: str) -> set[str]:
         """Every tag of ``repository`` (empty when the repository does not exist), following pagination."""
         found: set[str] = set()

@@ -7,6 +7,7 @@ tag on it, which is what a yank asks. The token is the registry password (in Act
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 
-__all__ = ["API_VAR", "GHCR_HOSTS", "delete_version", "is_ghcr"]
+__all__ = ["API_VAR", "GHCR_HOSTS", "PackageVersion", "delete_version", "delete_version_id", "is_ghcr", "list_versions"]
 GHCR_HOSTS = ("ghcr.io",)
 TIMEOUT_S = 30
 MAX_PAGES = 100
@@ -54,6 +55,54 @@ def delete_version(repository: str, digest: str, token: str, *, api: str | None 
                 return True
         else:
             return False
+    raise RegistryError(f"GitHub has no container package {repository} under an organisation or user "
+                        f"{owner}: check the image name, and that the token may read its packages")
+
+
+@dataclass(frozen=True)
+class PackageVersion:
+    """One version of a container package: a manifest (image, index or artifact), tagged or not."""
+
+    id: int
+    digest: str
+    created: str
+    tags: tuple[str, ...]
+
+
+def list_versions(repository: str, token: str, *, api: str | None = None) -> list[PackageVersion]:
+    """Every version of the container package ``repository``, untagged ones included."""
+    versions, headers, session = _versions_url(repository, token, api)
+    found: list[PackageVersion] = []
+    for page in range(1, MAX_PAGES + 1):
+        listed = _call(session, "GET", f"{versions}?per_page=100&page={page}", headers).json()
+        if not isinstance(listed, list) or not listed:
+            return found
+        for item in listed:
+            if not isinstance(item, dict) or not str(item.get("name", "")).startswith("sha256:"):
+                continue
+            container = (item.get("metadata") or {}).get("container") or {}
+            found.append(PackageVersion(int(item["id"]), str(item["name"]), str(item.get("created_at") or ""),
+                                        tuple(str(t) for t in container.get("tags") or [])))
+    raise RegistryError(f"GitHub lists more than {MAX_PAGES * 100} versions of {repository}: delete some by hand first")
+
+
+def delete_version_id(repository: str, version_id: int, token: str, *, api: str | None = None) -> bool:
+    """Delete the package version ``version_id`` of ``repository``; False when it was gone already."""
+    versions, headers, session = _versions_url(repository, token, api)
+    return _call(session, "DELETE", f"{versions}/{version_id}", headers).status_code != 404
+
+
+def _versions_url(repository: str, token: str, api: str | None) -> tuple[str, dict[str, str], requests.Session]:
+    """The versions list of the package (under the organisation, else the user that owns it)."""
+    api = (RegistrySettings.from_env().github_api if api is None else api).rstrip("/")
+    owner, _, package = repository.partition("/")
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+               "X-GitHub-Api-Version": "2022-11-28"}
+    session = requests.Session()
+    for kind in ("orgs", "users"):
+        versions = f"{api}/{kind}/{quote(owner, safe='')}/packages/container/{quote(package, safe='')}/versions"
+        if _call(session, "GET", f"{versions}?per_page=1&page=1", headers).status_code != 404:
+            return versions, headers, session
     raise RegistryError(f"GitHub has no container package {repository} under an organisation or user "
                         f"{owner}: check the image name, and that the token may read its packages")
 

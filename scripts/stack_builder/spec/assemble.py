@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from stack_builder.spec import checks, construct
+from stack_builder.spec import budgets, checks, construct
 from stack_builder.spec.confine import Confinement, image_paths
 from stack_builder.spec.images import ImageSpec, InfoCmd, Spec
 from stack_builder.spec.problems import Problems
@@ -37,6 +37,7 @@ def assemble(data: dict[str, Any], *, path: Path, stack_dir: Path, problems: Pro
     """The ``Spec`` of ``data`` (whose shape the schema accepted); None when any problem was found."""
     images_raw: dict[str, dict[str, Any]] = data["images"]
     prefix = checks.tag_prefix(data["tag"]["prefix"], problems)
+    budgets.check(data.get("budget"), ("budget",), problems)
     stack = _Stack(data, stack_dir, problems, Confinement(stack_dir, problems), construct.info_cmds(data),
                    check_files)
     images: dict[str, ImageSpec] = {}
@@ -69,8 +70,9 @@ def _image(name: str, raw: dict[str, Any], stack: _Stack) -> ImageSpec | None:
     if stack.check_files:
         checks.recipes_exist(name, dockerfiles, where, stack.stack_dir, problems)
     checks.content_and_platforms(raw, where, problems)
+    budgets.check(raw.get("budget"), (*where, "budget"), problems)
     image = construct.image(name, raw, repository=repository, context=context, dockerfiles=dockerfiles,
-                            timeouts=stack.data.get("timeouts") or {})
+                            timeouts=stack.data.get("timeouts") or {}, stack_budget=stack.data.get("budget"))
     if image.model is not None:
         checks.model(image.model, context, where, problems, check_files=stack.check_files)
     return image

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from stack_builder.spec import budgets
 from stack_builder.spec.images import DEFAULT_PLATFORMS, ContentTag, DriftSettings, ImageSpec, InfoCmd, ModelSpec
 from stack_builder.spec.references import Repository
 from stack_builder.spec.timeouts import DEFAULT_TIMEOUTS
@@ -41,8 +42,9 @@ def model(raw: Mapping[str, Any] | None, context: Path) -> ModelSpec | None:
 
 
 def image(name: str, raw: Mapping[str, Any], *, repository: Repository, context: Path,
-          dockerfiles: tuple[Path, ...], timeouts: Mapping[str, int]) -> ImageSpec:
-    """One image; ``timeouts`` are the stack's, which the image's own override."""
+          dockerfiles: tuple[Path, ...], timeouts: Mapping[str, int],
+          stack_budget: Mapping[str, Any] | None = None) -> ImageSpec:
+    """One image; ``timeouts`` and ``stack_budget`` are the stack's, which the image's own override."""
     return ImageSpec(
         name=name,
         repository=repository,
@@ -63,5 +65,6 @@ def image(name: str, raw: Mapping[str, Any], *, repository: Repository, context:
         model=model(raw.get("model"), context),
         timeouts={**DEFAULT_TIMEOUTS, **timeouts, **(raw.get("timeouts") or {})},
         content_tags=tuple(ContentTag(str(t["name"]), str(t["command"])) for t in raw.get("content_tags") or ()),
+        budget=budgets.merged(stack_budget, raw.get("budget")),
         raw=raw,
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from stack_builder.errors import StackError
+from stack_builder.spec.budgets import Budget
 from stack_builder.spec.references import Repository
 from stack_builder.spec.timeouts import DEFAULT_TIMEOUTS
 
@@ -82,6 +83,7 @@ class ImageSpec:
     timeouts: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))  # every kind, in seconds
     content_tags: tuple[ContentTag, ...] = ()
     recipes: tuple[Path, ...] = ()  # several Dockerfiles, tried in order (empty: just ``dockerfile``)
+    budget: Budget | None = None  # the stack's budget with the image's own over it (None: no limit)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
