@@ -139,3 +139,10 @@ def test_growth_over_the_stable_names_the_layer_and_packages_and_allow_over_budg
     assert record["budget"]["allowed_over"] is True and record["budget"]["growth"]["used"]["linux/amd64"]["percent"] > 5
     page = (stack.root / "wiki" / f"{name}.md").read_text()
     assert "## Budget" in page and "pushed with `--allow-over-budget`" in page and "| growth | 5% |" in page
+
+    # Built again without the flag: the same input key is published, so the image is reused, and the reuse is
+    # judged by the registry's numbers: --allow-over-budget does not carry over to later runs.
+    again = build(stack)["app"]
+    assert again["status"] == "failed", again
+    assert "the reused image, by the registry's numbers" in again["reason"] and "over 2024.1-stable" in again["reason"]
+    assert again["allowed_over_budget"] is False

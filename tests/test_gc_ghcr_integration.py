@@ -22,6 +22,7 @@ from urllib.parse import unquote
 import pytest
 import requests
 
+from stack_builder.errors import RegistryError
 from stack_builder.registry import github_packages
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import Credentials
@@ -41,6 +42,7 @@ class GitHubBeforeRegistry(BaseHTTPRequestHandler):
     registry = ""
     storage = Path()
     calls: list[tuple[str, str]] = []
+    api_tags: dict[str, list[str]] = {}  # digest -> the tags GitHub says the version has (beyond the registry's)
 
     def _answer(self, status: int, body: object = None) -> None:
         data = json.dumps(body).encode() if body is not None else b""
@@ -66,7 +68,8 @@ class GitHubBeforeRegistry(BaseHTTPRequestHandler):
             digest = f"sha256:{folder.name}"
             created = datetime.fromtimestamp((folder / "link").stat().st_mtime, timezone.utc)
             found.append({"id": int(folder.name[:12], 16), "name": digest,
-                          "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"), "metadata": {"container": {}}})
+                          "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                          "metadata": {"container": {"tags": self.api_tags.get(digest, [])}}})
         return found
 
     def do_GET(self) -> None:  # noqa: N802
@@ -99,7 +102,7 @@ def ghcr(registry_binary: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     """A client that gc takes for GHCR's: the real registry behind it, the API stand-in in front."""
     with running_registry(registry_binary, tmp_path / "registry") as host:
         GitHubBeforeRegistry.registry, GitHubBeforeRegistry.storage = host, tmp_path / "registry" / "data"
-        GitHubBeforeRegistry.calls = []
+        GitHubBeforeRegistry.calls, GitHubBeforeRegistry.api_tags = [], {}
         server = ThreadingHTTPServer(("127.0.0.1", 0), GitHubBeforeRegistry)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         monkeypatch.setenv(github_packages.API_VAR, f"http://127.0.0.1:{server.server_address[1]}")
@@ -150,3 +153,20 @@ def test_gc_on_ghcr_deletes_unreached_versions_and_keeps_an_untagged_attestation
     assert ghcr.get_manifest(model.repository, attestation) is not None
     assert ghcr.manifest_digest(model.repository, "2024.1-main") == newest
     assert gc.verify(ghcr, [model.repository]).problems == []
+
+
+def test_a_version_github_says_is_tagged_is_kept_and_a_disagreement_stops_the_plan(ghcr: RegistryClient) -> None:
+    """The registry's tag list and GitHub's API are two views of one package: a version the API names a tag of
+    is never taken for untagged, and when the two disagree about a tag nothing is planned."""
+    model = Model("uni/lab")
+    for days_old in (90, 80):
+        build(ghcr, model, "main", days_old, 1)
+    orphan = untagged_artifact(ghcr, model.repository, None)
+    GitHubBeforeRegistry.api_tags = {orphan: ["kept-by-hand"]}
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    plan = gc.make_plan(ghcr, [model.repository], KeepRules(builds=1, days=0, now=later), NOW.isoformat())
+    assert orphan not in {d.digest for d in plan.deletions}
+    assert plan.repositories[0].kept[orphan] == "tag kept-by-hand"
+    GitHubBeforeRegistry.api_tags = {orphan: ["2024.1-main"]}  # the registry says 2024.1-main is the newest build
+    with pytest.raises(RegistryError, match="uni/lab:2024.1-main: the registry serves .* GitHub's API says"):
+        gc.make_plan(ghcr, [model.repository], KeepRules(builds=1, days=0, now=later), NOW.isoformat())

@@ -83,3 +83,22 @@ def test_gc_never_breaks_what_the_keep_rules_name(registry_host: str, operations
     assert checked.problems == [], checked.problems
     for digest in {model.tags[t] for t in left if t in model.tags}:
         assert referrers.find(client, model.repository, digest), digest  # its SBOM or signature survived
+
+
+def test_the_pinned_history_loses_exactly_the_build_no_rule_keeps(registry_host: str) -> None:
+    """The property's pinned example, with what gc must delete said outright: a gc that deletes nothing (or
+    everything) fails here even where the property holds."""
+    client = RegistryClient(registry_host)
+    model = Model(f"prop/{uuid.uuid4().hex[:10]}")
+    for days_old, platforms in ((60, 2), (50, 1), (40, 2)):
+        build(client, model, "main", days_old, platforms)
+        if days_old != 50:
+            promote(client, model, back=False)
+    plan = gc.make_plan(client, [model.repository], KeepRules(builds=1, days=0, now=NOW), NOW.isoformat())
+    gc.apply(client, plan)
+    first, second, third = model.builds
+    assert client.get_manifest(model.repository, second.digest) is None  # neither newest, young, nor promoted
+    assert second.stem not in client.tags(model.repository)
+    assert client.get_manifest(model.repository, first.digest) is not None  # in the history
+    assert client.get_manifest(model.repository, third.digest) is not None  # stable and newest
+    assert {d.digest for d in plan.deletions} >= {second.digest}

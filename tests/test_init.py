@@ -135,3 +135,16 @@ def test_init_does_not_write_through_a_link_with_force(tmp_path: Path) -> None:
     assert init(stack).returncode != 0  # a link is an existing file too
     assert init(stack, "--force").returncode == 0
     assert outside.read_text() == "keep me\n" and not (stack / "README.md").is_symlink()
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_init_never_writes_through_a_linked_folder(tmp_path: Path, force: bool) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    (stack / ".github").symlink_to(outside)
+    done = init(stack, *(["--force"] if force else []))
+    assert done.returncode != 0
+    assert "init would write through 1 linked folder(s)" in done.stderr and ".github" in done.stderr
+    assert list(outside.iterdir()) == [] and not (stack / "spec.yml").exists()

@@ -29,6 +29,9 @@ def main(dry_run: bool, keep: list[str], keep_commit: list[str], plan: str, buil
         config = make_config(registry=registry)
         client = config.registry_client()
         repositories = sorted({image.repository.path for image in config.spec.images.values()})
+        if plan and (keep or keep_commit or builds or days != -1):
+            raise StackError("--plan applies a plan as it was made: --keep, --keep-commit, --builds and --days "
+                             "belong to the plan (gc --dry-run with them), not to its apply")
         rules = _rules(config, keep, keep_commit, builds, days)
         made = _load(Path(plan)) if plan else gc.make_plan(client, repositories, rules, utc_now())
         write_json(config.artifacts / PLAN_FILE, made.as_dict())
@@ -45,7 +48,7 @@ def main(dry_run: bool, keep: list[str], keep_commit: list[str], plan: str, buil
             storage = collect_garbage(Path(registry_gc))
             print(f"registry garbage collection: storage {gc.size_text(storage.before)} -> "
                   f"{gc.size_text(storage.after)}, {gc.size_text(storage.freed)} freed")
-        checked = gc.verify(client, repositories)
+        checked = gc.verify(client, repositories, made)
         if checked.problems:
             for problem in checked.problems:
                 print(f"BROKEN: {problem}")
@@ -65,10 +68,11 @@ def _rules(config: Config, keep: list[str], keep_commit: list[str], builds: int,
     if commits:
         raise StackError(f"--keep-commit {shown(commits[0], 80)} is not a commit: give its sha (12 to 40 "
                          "lowercase hex digits)")
-    if builds < 0:
-        raise StackError(f"--builds {builds}: give the number of per-commit builds to keep per branch (1 or more)")
-    if days < -1:
-        raise StackError(f"--days {days}: give a number of days (0 or more)")
+    if not 0 <= builds <= 100000:
+        raise StackError(f"--builds {builds}: give the number of per-commit builds to keep per branch (1 to 100000; "
+                         "0 or none: the spec's retention.builds)")
+    if not -1 <= days <= 36500:
+        raise StackError(f"--days {days}: give a number of days from 0 to 36500")
     retention = retention_of(config.spec)
     return KeepRules(builds=builds or retention.builds, days=retention.days if days == -1 else days,
                      keep=frozenset(keep), keep_commits=frozenset(c[:12] for c in keep_commit), now=datetime.fromisoformat(utc_now().replace("Z", "+00:00")))

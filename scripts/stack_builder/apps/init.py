@@ -30,6 +30,11 @@ def main(name: str, owner: str, model: bool, force: bool) -> bool | TaskFailed:
             raise StackError("; ".join(wrong))
         files = starter_files(options)
         _check_spec(files["spec.yml"].text, folder)
+        linked = sorted({link for path in files if (link := _linked_folder(folder, path))})
+        if linked:
+            raise StackError(f"init would write through {len(linked)} linked folder(s) in {folder}: "
+                             f"{', '.join(linked)}; init never writes through a link (it could lead anywhere): "
+                             "replace them with real folders; nothing was written")
         existing = sorted(path for path in files if (folder / path).exists() or (folder / path).is_symlink())
         if existing and not force:
             raise StackError(f"init would overwrite {len(existing)} existing file(s) in {folder}: "
@@ -78,6 +83,15 @@ def _git_repository(folder: Path) -> bool:
         git.Repo.init(folder, initial_branch="main")
         LOGGER.info("%s: not in a git repository: initialised one (branch main)", folder)
         return True
+
+
+def _linked_folder(folder: Path, path: str) -> str:
+    """The first folder on the way to ``path`` that is a symbolic link ("" when none is)."""
+    parts = Path(path).parts[:-1]
+    for depth in range(1, len(parts) + 1):
+        if (folder.joinpath(*parts[:depth])).is_symlink():
+            return "/".join(parts[:depth])
+    return ""
 
 
 def _write(path: Path, content: StarterFile) -> None:

@@ -44,12 +44,17 @@ class Checked(NamedTuple):
 
 def enforce(ctx: BuildContext, image: ImageSpec, built: Sequence[PlatformOutcome], record: dict[str, Any] | None,
             log: IO[str]) -> Checked:
-    """Check ``image``'s budget on the platform images built in this run; raise ``BudgetExceeded`` when it is
-    over (unless ``ctx.allow_over_budget``). Reused platforms were checked when they were built."""
+    """Check ``image``'s budget on its platform images; raise ``BudgetExceeded`` when it is over (unless
+    ``ctx.allow_over_budget``). A platform built in this run is measured in the engine; a reused one by the
+    registry's own numbers (its manifest's blob sizes, its SBOM's packages): a budget added or tightened since,
+    or an image once let through with --allow-over-budget, is judged again on every run that publishes it."""
     budget = image.budget
     fresh = [o for o in built if not o.reused_from and o.image_id]
-    if budget is None or not fresh:
+    reused = [o for o in built if o.reused_from and o.digest]
+    if budget is None or not (fresh or reused):
         return Checked(record)
+    if not fresh:
+        return _enforce_reused(ctx, image, reused, record, log)
     ctx.enter(image.name, "the budget")
     if budget.deny and record is None:
         raise StepFailed("budget.deny cannot be checked: the image's package lists could not be read (see the "
@@ -77,6 +82,39 @@ def enforce(ctx: BuildContext, image: ImageSpec, built: Sequence[PlatformOutcome
         return Checked(record, allowed_over=True)
     raise BudgetExceeded(f"{verdict.message()}; nothing was pushed (build --allow-over-budget pushes it anyway, "
                          "for an emergency)")
+
+
+def _enforce_reused(ctx: BuildContext, image: ImageSpec, reused: Sequence[PlatformOutcome],
+                    record: dict[str, Any] | None, log: IO[str]) -> Checked:
+    """The budget of an image every platform of which this run reuses, judged by the registry's numbers."""
+    budget = image.budget
+    assert budget is not None  # (enforce checked it)
+    ctx.enter(image.name, "the budget (of the reused image, by the registry's numbers)")
+    path = ctx.repository(image.name).path
+    stables = {o.platform: _stable(ctx, image.name, o.platform) for o in reused}
+    images, packages = [], {}
+    try:
+        for outcome in reused:
+            images.append(PlatformImage(outcome.platform, registry_layers(ctx, path, str(outcome.digest))))
+            found = referrers.find(ctx.registry, path, str(outcome.digest), SBOM_ARTIFACT)
+            document = referrers.payload(ctx.registry, path, found[-1].digest, str(outcome.digest)) if found else None
+            listed = sbom_packages(document) if document is not None else None
+            if listed is None and budget.deny:
+                raise StepFailed(f"budget.deny cannot be checked on the reused {path}@{str(outcome.digest)[:19]}: it "
+                                 "has no SBOM to read its packages from; nothing was pushed")
+            packages[outcome.platform] = listed or {}
+    except RegistryError as exc:
+        raise StepFailed(f"cannot read the reused image to check its budget: {exc}") from None
+    verdict = verdicts.evaluate(budget, images, stables, packages, None)
+    log.write(f"== budget of the reused image ({'; '.join(describe(budget))}): "
+              + json.dumps(verdict.usage, sort_keys=True) + "\n")
+    if not verdict.over:
+        return Checked(record)
+    if ctx.allow_over_budget:
+        LOGGER.warning("%s (reused): %s; published anyway (--allow-over-budget)", image.name, verdict.message())
+        return Checked(record, allowed_over=True)
+    raise BudgetExceeded(f"{verdict.message()} (the reused image, by the registry's numbers); nothing was pushed "
+                         "(build --allow-over-budget publishes it anyway, for an emergency)")
 
 
 def _packages(ctx: BuildContext, image: ImageSpec, fresh: Sequence[PlatformOutcome],

@@ -48,7 +48,8 @@ class GcPlan:
         return {"format_version": PLAN_FORMAT, "registry": self.registry, "made": self.made, "rules": rules,
                 "tags": {name: dict(tags) for name, tags in self.tags.items()},
                 "repositories": [{"name": r.name, "kept": dict(r.kept), "bytes_freed": r.bytes_freed,
-                                  "deletions": [asdict(d) for d in r.deletions]} for r in self.repositories]}
+                                  "broken": list(r.broken), "deletions": [asdict(d) for d in r.deletions]}
+                                 for r in self.repositories]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> "GcPlan":
@@ -65,7 +66,8 @@ class GcPlan:
                 tuple(RepositoryPlan(str(r["name"]), {str(k): str(v) for k, v in r["kept"].items()}, tuple(
                     Deletion(str(d["repository"]), str(d["digest"]), tuple(str(t) for t in d["tags"]), str(d["why"]),
                              Role(d["role"]))
-                    for d in r["deletions"]), int(r["bytes_freed"])) for r in data["repositories"]),
+                    for d in r["deletions"]), int(r["bytes_freed"]), tuple(str(b) for b in r.get("broken", ())))
+                    for r in data["repositories"]),
                 {str(n): {str(t): str(d) for t, d in tags.items()} for n, tags in data["tags"].items()})
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StackError(f"{where}: not a readable gc plan ({type(exc).__name__}): make it again "
@@ -83,6 +85,9 @@ class GcPlan:
             for deletion in repository.deletions:
                 tags = f" [{', '.join(deletion.tags)}]" if deletion.tags else " (untagged)"
                 lines.append(f"    delete {deletion.digest[:19]}{tags}: {deletion.why}")
+            for digest in repository.broken:
+                lines.append(f"    WARNING: {digest[:19]} is needed by something kept but the registry no longer "
+                             "serves it (broken before this gc): repair or rebuild that image")
         lines.append(f"in all: {len(self.deletions)} manifest(s) to delete, {size_text(self.bytes_freed)} freed once "
                      "the registry collects its garbage")
         return lines
@@ -121,29 +126,49 @@ def check_unmoved(client: RegistryClient, plan: GcPlan) -> None:
 
 
 def apply(client: RegistryClient, plan: GcPlan) -> int:
-    """Delete what ``plan`` says (after ``check_unmoved``); the number of manifests deleted."""
+    """Delete what ``plan`` says (after ``check_unmoved``); the number of manifests deleted. A delete that fails
+    stops the run with what was deleted before it said: the next plan sees what is left."""
     if client.host != plan.registry:
         raise StackError(f"the gc plan is for registry {plan.registry}, not {client.host}: make a plan for this one")
     check_unmoved(client, plan)
     deleted = 0
     for repository in plan.repositories:
-        ids = _version_ids(client, repository.name) if github_packages.is_ghcr(client.host) else {}
+        versions = _versions(client, repository.name) if github_packages.is_ghcr(client.host) else {}
         for deletion in _ordered(repository):
-            if github_packages.is_ghcr(client.host):
-                if deletion.digest in ids:
-                    github_packages.delete_version_id(repository.name, ids[deletion.digest],
-                                                      _token(client), api=client.settings.github_api)
-            else:
-                client.delete_manifest(repository.name, deletion.digest)
-            deleted += 1
-            LOGGER.info("deleted %s@%s (%s)", repository.name, deletion.digest[:19], deletion.why)
+            try:
+                done = _delete(client, repository.name, deletion, versions)
+            except (RegistryError, StackError) as exc:
+                raise StackError(f"gc stopped after deleting {deleted} of {len(plan.deletions)} manifest(s): "
+                                 f"{repository.name}@{deletion.digest[:19]}: {exc}; what is left stays consistent: "
+                                 "make a new plan and apply it") from None
+            deleted += done
+            if done:
+                LOGGER.info("deleted %s@%s (%s)", repository.name, deletion.digest[:19], deletion.why)
     return deleted
 
 
+def _delete(client: RegistryClient, name: str, deletion: Deletion,
+            versions: Mapping[str, github_packages.PackageVersion]) -> int:
+    """Delete one manifest (on GHCR: its package version); 1 if it was deleted, 0 if it was gone already."""
+    if not github_packages.is_ghcr(client.host):
+        return int(client.delete_manifest(name, deletion.digest))
+    version = versions.get(deletion.digest)
+    if version is None:
+        LOGGER.warning("%s@%s: no package version any more (deleted meanwhile)", name, deletion.digest[:19])
+        return 0
+    unplanned = sorted(set(version.tags) - set(deletion.tags))
+    if unplanned:
+        raise StackError(f"GitHub says it is tagged {', '.join(unplanned)}, which the plan did not see")
+    return int(github_packages.delete_version_id(name, version.id, _token(client), api=client.settings.github_api))
+
+
 def _ordered(repository: RepositoryPlan) -> list[Deletion]:
-    """Referrers first, platform manifests next, indexes and images last (see the module's note)."""
+    """Referrers first, platform manifests next, indexes and images last. A run stopped part way leaves only what
+    the next run still sees through a tag (an index whose platform manifests are gone is read as such, and
+    deleted); deleting an index first could leave its untagged platform manifests where no tag leads. For the
+    same reason, within each kind the untagged go before the tagged (an SBOM before the referrers index listing it)."""
     rank = {Role.REFERRER: 0, Role.PLATFORM: 1, Role.TOP: 2}
-    return sorted(repository.deletions, key=lambda d: (rank[d.role], d.digest))
+    return sorted(repository.deletions, key=lambda d: (rank[d.role], bool(d.tags), d.digest))
 
 
 def _token(client: RegistryClient) -> str:
@@ -152,25 +177,48 @@ def _token(client: RegistryClient) -> str:
     return client.credentials.password
 
 
-def _version_ids(client: RegistryClient, name: str) -> dict[str, int]:
-    return {v.digest: v.id for v in github_packages.list_versions(name, _token(client),
-                                                                  api=client.settings.github_api)}
+def _versions(client: RegistryClient, name: str) -> dict[str, github_packages.PackageVersion]:
+    return {v.digest: v for v in github_packages.list_versions(name, _token(client), api=client.settings.github_api)}
 
 
-def verify(client: RegistryClient, repositories: list[str]) -> GcResult:
-    """Read every tag left to the end: manifests, platform manifests, referrers (``scan`` fails on any that is
-    missing), then every blob they use. Problems are returned, not raised, so all of them are told."""
+def verify(client: RegistryClient, repositories: list[str], plan: GcPlan | None = None) -> GcResult:
+    """Read every tag left to the end: manifests, platform manifests, referrers, then every blob they use; with
+    the ``plan`` applied, also every tag and manifest it kept: still there, the same. Problems are returned, not
+    raised, so all of them are told."""
     problems: list[str] = []
     try:
         seen = scan(client, repositories)
     except RegistryError as exc:
         return GcResult(0, 0, 0, 0, [str(exc)])
+    problems += [f"{r.name}@{digest[:19]} is needed by a kept manifest but is gone" for r in seen
+                 for digest in sorted(r.missing) if _reached_by_tag(r, digest)]
+    if plan is not None:
+        problems += _kept_still_there(plan, {r.name: r for r in seen})
     lookups = Lookups(client)
     blobs = sorted({f"{r.name}@{blob}" for r in seen for node in r.nodes.values() for blob, _ in node.blobs})
     present = lookups.each(lambda item: client.has_blob(*item.split("@", 1)), blobs)
     problems += [f"{item.split('@', 1)[0]}: blob {item.split('@', 1)[1][:19]} is gone"
                  for item, ok in zip(blobs, present) if not ok]
     return GcResult(0, sum(len(r.tags) for r in seen), sum(len(r.nodes) for r in seen), len(blobs), problems)
+
+
+def _reached_by_tag(repository: Repository, digest: str) -> bool:
+    return any(digest in node.children for node in repository.nodes.values())
+
+
+def _kept_still_there(plan: GcPlan, seen: Mapping[str, Repository]) -> list[str]:
+    """Every tag the plan kept still points where it did; every manifest it kept is still served."""
+    problems = []
+    for repository in plan.repositories:
+        now = seen.get(repository.name)
+        for tag, digest in plan.tags.get(repository.name, {}).items():
+            if digest in repository.kept and (now is None or now.tags.get(tag) != digest):
+                problems.append(f"{repository.name}:{tag} was kept at {digest[:19]} but now "
+                                f"{'is gone' if now is None or tag not in now.tags else 'points elsewhere'}")
+        for digest in repository.kept:
+            if now is None or digest not in now.nodes:
+                problems.append(f"{repository.name}@{digest[:19]} was kept ({repository.kept[digest]}) but is gone")
+    return problems
 
 
 def size_text(count: int) -> str:

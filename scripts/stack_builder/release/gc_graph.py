@@ -39,6 +39,7 @@ class Repository:
     nodes: Mapping[str, Node]
     history: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # history tag -> the digests it names
     versions: Mapping[str, str] = field(default_factory=dict)  # GHCR: digest -> its package version's created time
+    missing: frozenset[str] = frozenset()  # index entries the registry no longer serves
 
     def node(self, digest: str) -> Node | None:
         return self.nodes.get(digest)

@@ -78,6 +78,7 @@ class RepositoryPlan:
     kept: Mapping[str, str]  # digest -> why it is kept
     deletions: tuple[Deletion, ...]
     bytes_freed: int
+    broken: tuple[str, ...] = ()  # manifests something kept needs that the registry no longer serves
 
 
 def plan_repository(repository: Repository, rules: KeepRules) -> RepositoryPlan:
@@ -93,7 +94,9 @@ def plan_repository(repository: Repository, rules: KeepRules) -> RepositoryPlan:
                                _why_deleted(repository, digest, by_digest.get(digest, []), rules),
                                _role(repository, digest, children))
                       for digest in sorted(gone))
-    return RepositoryPlan(repository.name, kept, deletions, blob_bytes(repository, set(gone)))
+    broken = tuple(sorted(digest for digest in kept if digest in repository.missing))
+    present = {digest: why for digest, why in kept.items() if digest in repository.nodes}  # (not: absent ones)
+    return RepositoryPlan(repository.name, present, deletions, blob_bytes(repository, set(gone)), broken)
 
 
 def _roots(repository: Repository, rules: KeepRules) -> dict[str, str]:

@@ -26,24 +26,33 @@ def scan(client: RegistryClient, repositories: list[str]) -> list[Repository]:
     """Every repository as ``gc`` needs to see it. Raises ``RegistryError`` when any of it cannot be read: a
     plan made from half a picture could delete what the other half keeps."""
     lookups = Lookups(client)
-    lookups.prefetch(repositories)
+    # Each tag list asked for itself: never the catalog's shortcut (a repository it says is absent would read as
+    # empty, and in gc an empty picture deletes).
+    lookups.each(lambda name: len(lookups.tags(name)), repositories)
     return [scan_repository(lookups, name) for name in repositories]
 
 
 def scan_repository(lookups: Lookups, name: str) -> Repository:
     tags = sorted(lookups.tags(name))
     digests = dict(zip(tags, lookups.each(lambda tag: _digest(lookups, name, tag), tags)))
-    versions = _package_versions(lookups.registry, name)
+    listed = _package_versions(lookups.registry, name)
+    versions = {v.digest: v.created for v in listed}
+    _merge_api_tags(name, digests, listed)
     nodes: dict[str, Node] = {}
+    missing: set[str] = set()
     # The subjects that referrers tags name: an image whose tags are all gone is still there, untagged, and still
     # has its referrers; it is found here (or it was deleted already, and is skipped).
     named = sorted({s for tag in tags if (s := subject_of_tag(tag))} - set(digests.values()) - set(versions))
     present = lookups.each(lambda digest: lookups.manifest(name, digest) is not None, named)
     todo = sorted(set(digests.values()) | set(versions) | {d for d, ok in zip(named, present) if ok})
+    first = True
     while todo:
-        found = lookups.each(lambda digest: _node(lookups, name, digest), todo)
-        nodes.update((node.digest, node) for node in found)
-        todo = sorted({child for node in found for child in node.children} - set(nodes))
+        found = lookups.each(lambda digest: _node(lookups, name, digest, required=first), todo)
+        missing.update(d for d, node in zip(todo, found) if node is None)
+        present_nodes = [node for node in found if node is not None]
+        nodes.update((node.digest, node) for node in present_nodes)
+        todo = sorted({child for node in present_nodes for child in node.children} - set(nodes) - missing)
+        first = False
     for tag, digest in digests.items():  # a scheme's tag names the subject its manifest may not
         subject = subject_of_tag(tag)
         if subject and digest in nodes and nodes[digest].subject is None:
@@ -51,7 +60,7 @@ def scan_repository(lookups: Lookups, name: str) -> Repository:
     _label_builds(lookups, name, digests, nodes)
     history = {tag: _history_digests(lookups.registry, name, tag) for tag in tags if tag_kind(tag) is TagKind.HISTORY}
     LOGGER.info("%s: %d tags, %d manifests", name, len(tags), len(nodes))
-    return Repository(name, digests, nodes, history, versions)
+    return Repository(name, digests, nodes, history, versions, frozenset(missing))
 
 
 def _digest(lookups: Lookups, name: str, tag: str) -> str:
@@ -62,9 +71,13 @@ def _digest(lookups: Lookups, name: str, tag: str) -> str:
     return manifest.digest
 
 
-def _node(lookups: Lookups, name: str, digest: str) -> Node:
+def _node(lookups: Lookups, name: str, digest: str, *, required: bool) -> Node | None:
+    """The manifest ``digest`` as a node; None for an index entry the registry no longer serves (an index broken
+    before, or by a gc stopped part way: it is deleted with its index, or reported when something kept needs it)."""
     manifest = lookups.manifest(name, digest)
     if manifest is None:
+        if not required:
+            return None
         raise RegistryError(f"{name}@{digest} is referred to but the registry does not serve it")
     try:
         body: dict[str, Any] = json.loads(manifest.body)
@@ -103,12 +116,21 @@ def _history_digests(client: RegistryClient, name: str, tag: str) -> tuple[str, 
     return tuple(sorted({d for e in entries for d in (e.before, e.after) if d}))
 
 
-def _package_versions(client: RegistryClient, name: str) -> dict[str, str]:
-    """On GHCR, every package version (tagged or not): digest -> when it was created. Elsewhere none: the
-    distribution API cannot list untagged manifests, so gc sees (and deletes) only what tags reach."""
+def _package_versions(client: RegistryClient, name: str) -> list[github_packages.PackageVersion]:
+    """On GHCR, every package version (tagged or not). Elsewhere none: the distribution API cannot list untagged
+    manifests, so gc sees (and deletes) only what tags reach."""
     if not github_packages.is_ghcr(client.host):
-        return {}
+        return []
     if client.credentials is None:
         raise RegistryError("gc on GHCR needs a token: set STACK_REGISTRY_USER and STACK_REGISTRY_PASSWORD")
-    return {v.digest: v.created for v in github_packages.list_versions(
-        name, client.credentials.password, api=client.settings.github_api)}
+    return github_packages.list_versions(name, client.credentials.password, api=client.settings.github_api)
+
+
+def _merge_api_tags(name: str, digests: dict[str, str], listed: list[github_packages.PackageVersion]) -> None:
+    """The tags GitHub's API gives each package version, into the tag map; a tag the two disagree about stops gc
+    (a version the registry's tag list missed would otherwise look untagged, and go)."""
+    for version in listed:
+        for tag in version.tags:
+            if digests.setdefault(tag, version.digest) != version.digest:
+                raise RegistryError(f"{name}:{tag}: the registry serves {digests[tag][:19]}, GitHub's API says "
+                                    f"{version.digest[:19]}: nothing is planned while they disagree; run gc again")
