@@ -3,8 +3,8 @@
 #
 #   bash setup.sh          set up, then `stack-builder build` the bundled stack into the local registry
 #   bash setup.sh test     set up, run the whole test suite, then stop what this run started
-#   bash setup.sh env      set up only (engine, registry, base images, Python environment)
-#   bash setup.sh stop     stop the engine and registry that an earlier `setup.sh` started
+#   bash setup.sh env      set up only (engine, registry, PostgreSQL for the tests, base images, Python environment)
+#   bash setup.sh stop     stop the engine, registry and PostgreSQL that an earlier `setup.sh` started
 #
 # Only processes this script started (their pids are in .stack-run/) are ever stopped.
 set -euo pipefail
@@ -15,6 +15,8 @@ run_dir="$here/.stack-run"
 venv="$here/.venv"
 registry_addr="127.0.0.1:5000"
 registry_data="${STACK_REGISTRY_DATA:-/var/lib/stack-registry}"
+pg_port="${STACK_POSTGRES_PORT:-5433}"
+pg_dir="$run_dir/postgres"
 started=()
 
 say() { printf '[setup] %s\n' "$*" >&2; }
@@ -115,9 +117,58 @@ stop_one() {
   rm -f "$pidfile"
 }
 
+# PostgreSQL for the prediction store's tests: a cluster of our own (Debian's package), run as the user
+# postgres (it refuses root), on 127.0.0.1:$pg_port with a password; the tests get its admin URL in
+# STACK_TEST_POSTGRES. Its data lives in .stack-run/postgres, or in /var/lib/stack-postgres when the
+# postgres user cannot reach this checkout.
+pg_bin() { find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -1; }
+ensure_postgres() {
+  ensure_packages postgresql
+  local bin owner=(); bin="$(pg_bin)"
+  [ -n "$bin" ] || die "postgresql is installed but no /usr/lib/postgresql/*/bin was found"
+  if [ "$(id -u)" -eq 0 ]; then
+    owner=(runuser -u postgres --)
+    mkdir -p "$run_dir"
+    runuser -u postgres -- test -x "$run_dir" || pg_dir="/var/lib/stack-postgres/$(printf %s "$here" | sha256sum | cut -c1-12)"
+  fi
+  if [ ! -f "$pg_dir/data/PG_VERSION" ]; then
+    say "creating a PostgreSQL cluster in $pg_dir"
+    mkdir -p "$pg_dir"
+    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$pg_dir/password"
+    chmod 600 "$pg_dir/password"
+    [ ${#owner[@]} -eq 0 ] || chown -R postgres:postgres "$pg_dir"
+    "${owner[@]}" "$bin/initdb" -D "$pg_dir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+      --pwfile="$pg_dir/password" -E UTF8 >"$pg_dir/initdb.log" 2>&1 || die "initdb failed; see $pg_dir/initdb.log"
+  fi
+  export STACK_TEST_POSTGRES="postgresql://postgres:$(cat "$pg_dir/password")@127.0.0.1:$pg_port/postgres"
+  if [ -f "$run_dir/postgres.pid" ] && "$bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port"; then
+    say "using the PostgreSQL this set-up started at 127.0.0.1:$pg_port"; return 0
+  fi
+  "$bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && \
+    die "something else answers on 127.0.0.1:$pg_port; set STACK_POSTGRES_PORT to a free port"
+  say "starting PostgreSQL at 127.0.0.1:$pg_port (log: $pg_dir/log)"
+  "${owner[@]}" "$bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w -t 60 \
+    -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null \
+    || die "PostgreSQL did not start; see $pg_dir/log"
+  head -1 "$pg_dir/data/postmaster.pid" >"$run_dir/postgres.pid"
+  started+=(postgres)
+}
+
+# PostgreSQL's fast shutdown is SIGINT (SIGTERM waits for every client to leave).
+stop_postgres() {
+  local pidfile="$run_dir/postgres.pid"
+  [ -f "$pidfile" ] || return 0
+  local pid; pid="$(cat "$pidfile")"
+  if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q postgres; then
+    kill -INT "$pid" 2>/dev/null || true
+  fi
+  stop_one postgres postgres
+}
+
 stop_started() {
   for name in "${started[@]}"; do
     case "$name" in
+      postgres) stop_postgres ;;
       registry) stop_one registry docker-registry ;;
       dockerd) stop_one dockerd dockerd ;;
     esac
@@ -271,14 +322,17 @@ case "$cmd" in
     trap stop_started EXIT
     setup_all
     ensure_test_tools
+    ensure_postgres
     run_tests
     ;;
   env)
     setup_all
     ensure_test_tools
+    ensure_postgres
+    say "PostgreSQL for the tests: export STACK_TEST_POSTGRES=postgresql://postgres:\$(cat $pg_dir/password)@127.0.0.1:$pg_port/postgres"
     ;;
   stop)
-    started=(registry dockerd)
+    started=(postgres registry dockerd)
     stop_started
     ;;
   *)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real Docker engine, a real registry of the tests' own, and temporary stacks.
+"""Shared fixtures: the real Docker engine, a real registry of the tests' own, a real PostgreSQL server,
+and temporary stacks.
 
 Nothing here mocks Docker, the registry or git.
 """
@@ -11,6 +12,7 @@ from typing import Iterator
 import docker
 import pytest
 
+from pgserver import admin_url, fresh_database, running_postgres
 from stacks import DODO, REPO, MakeStack, Stack, ensure_test_base, registry_digest, running_registry, small_stack  # noqa: F401
 from xdist_groups import (  # noqa: F401  (pytest-xdist's hooks: tests that share a fixture run together)
     pytest_collection_modifyitems, pytest_configure_node, pytest_xdist_make_scheduler)
@@ -65,3 +67,28 @@ def make_stack(tmp_path: Path) -> MakeStack:
         return Stack(tmp_path / name, registry)
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """The admin URL (a superuser, with its password) of a real PostgreSQL server: the one `setup.sh`
+    started, or one of the tests' own; make a database per test with ``postgres_db``."""
+    if admin_url():
+        yield admin_url()
+        return
+    try:
+        server = running_postgres()
+        url = server.__enter__()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def postgres_db(postgres: str) -> Iterator[str]:
+    """The URL of a new, empty database of its own (the admin's credentials), dropped after the test."""
+    with fresh_database(postgres) as url:
+        yield url

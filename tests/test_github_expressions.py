@@ -160,7 +160,8 @@ def plan_outputs(depth: int) -> dict[str, str]:
 # fails the tests below: model what it can hand on before trusting conditions that read it.
 OUTPUTS: dict[tuple[str, str], list[dict[str, str]]] = {
     ("stack-build.yml", "plan"): [plan_outputs(depth) for depth in range(6)],
-    ("stack-precalc.yml", "shards"): [{"shards": json.dumps([{"shard": i} for i in range(n)])} for n in (1, 3)],
+    ("stack-precalc.yml", "shards"): [{"shards": json.dumps([{"shard": i} for i in range(n)]), "count": str(n)}
+                                      for n in (1, 3)],
 }
 
 

@@ -7,6 +7,7 @@ with nothing stored.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import duckdb
 import pytest
 
 from faultproxy import EngineLine
+from stack_builder.precalc.reader import open_reader
 from stacks import DODO, Stack
 
 pytestmark = pytest.mark.integration
@@ -266,3 +268,31 @@ def test_a_dead_engine_fails_the_shards_left_and_the_same_command_resumes(
             if f"{doubler.registry}/precalc/doubler" in listed.get("Image", ""):
                 with contextlib.suppress(docker.errors.NotFound):
                     engine.api.remove_container(listed["Id"], force=True)
+
+
+def test_a_postgresql_store_is_written_by_url_resumed_and_shown_without_its_password(
+        doubler: Stack, tmp_path: Path, postgres_db: str) -> None:
+    password = postgres_db.split(":")[2].split("@")[0]
+    lib = library(tmp_path / "lib.csv", 90)
+    planned = doubler.doit("precalc", "--image", "doubler", "--library", str(lib), "--shard-size", "40", "--matrix")
+    assert planned.returncode == 0 and json.loads(planned.stdout) == {"shards": 3, "shard": [0, 1, 2]}, planned.stderr
+    args = ["precalc", "--image", "doubler", "--library", str(lib), "--shard-size", "40", "--store", postgres_db]
+    first = doubler.doit(*args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "3 shard(s), store postgresql://postgres:***@127.0.0.1:" in first.stdout
+    assert "stored now: 90 rows" in first.stdout
+    with open_reader(postgres_db) as reader:
+        [model] = reader.models()
+        assert (model.image, model.columns, model.rows) == ("doubler", (("y", "float"),), 90)
+        assert reader.rows(model.digest, ["k0", "k89", "k90"]) == {"k0": {"y": 2000.0}, "k89": {"y": 2178.0}}
+    again = doubler.doit(*args)
+    assert again.returncode == 0 and "already stored (skipped): 3 shard(s)" in again.stdout, again.stdout
+    empty = doubler.doit(*args, "--only-shard", "5")  # a fan-out's job past the last shard: a success, no rows
+    assert empty.returncode == 0 and "this shard is empty" in empty.stdout, empty.stdout + empty.stderr
+    looked = doubler.doit("precalc", "--image", "doubler", "--store", postgres_db, "--lookup", "k1")
+    assert looked.returncode == 0 and f"{model.digest},k1,2002.0" in looked.stdout, looked.stdout + looked.stderr
+    models = (doubler.root / "wiki" / "Models.md").read_text()
+    assert "postgresql://postgres:***@127.0.0.1:" in models and "90/90 (100.0%) of ` lib.csv `" in models, models
+    for text in (first.stdout, first.stderr, again.stdout, empty.stdout, models,
+                 (doubler.root / "wiki" / "_data" / "models.json").read_text()):
+        assert password not in text

@@ -40,6 +40,9 @@ TRUST_HOST_CA_VAR = "STACK_TRUST_HOST_CA"
 # Set for an image's test process by the run (inherited by its children): labels of the containers it starts.
 RUN_VAR, IMAGE_NAME_VAR, PLATFORM_VAR = "STACK_RUN_ID", "STACK_IMAGE_NAME", "STACK_PLATFORM"
 IMAGE_VAR, GPU_VAR = "STACK_IMAGE", "STACK_GPU"  # the image under test; STACK_GPU=1: its containers get every GPU
+# precalc and serve: the prediction store's URL, when not on the command line (a CI secret: its password stays
+# off every command line)
+PRECALC_STORE_VAR = "STACK_PRECALC_STORE"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,6 +131,7 @@ class CiSettings:
     step_summary: str = ""  # GITHUB_STEP_SUMMARY: the file of the job's summary page
     actor: str = ""  # GITHUB_ACTOR: who started the workflow
     wiki_max_pages: int | None = None  # STACK_WIKI_MAX_PAGES: a lower cap on the wiki's pages
+    precalc_store: str = field(default="", repr=False)  # STACK_PRECALC_STORE: the prediction store's URL (a secret)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "CiSettings":
@@ -136,7 +140,8 @@ class CiSettings:
         return cls(debug=env.get("STACK_DEBUG") == "1", ci=env.get("CI") == "true",
                    github_actions=env.get("GITHUB_ACTIONS") == "true", github_output=env.get("GITHUB_OUTPUT", ""),
                    step_summary=env.get("GITHUB_STEP_SUMMARY", ""), actor=env.get("GITHUB_ACTOR", ""),
-                   wiki_max_pages=int(cap) if cap.isdigit() else None)
+                   wiki_max_pages=int(cap) if cap.isdigit() else None,
+                   precalc_store=env.get(PRECALC_STORE_VAR, ""))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -74,8 +74,13 @@ def task_manifest() -> dict[str, Any]:
 
 
 def task_precalc() -> dict[str, Any]:
-    """Precalculate a model image's predictions over a reference library into artifacts/precalc.duckdb. Example: precalc --image iris-model --library library.csv --shards 8 --workers 2"""
+    """Precalculate a model image's predictions over a reference library into the prediction store (--store: DuckDB, by default artifacts/precalc.duckdb, or PostgreSQL). Example: precalc --image iris-model --library library.csv --workers 2"""
     return _task("precalc", params.PRECALC, task_precalc.__doc__ or "")
+
+
+def task_serve() -> dict[str, Any]:
+    """Serve the stored predictions over HTTP, read-only: GET /models, POST /models/IMAGE/predict, /docs. Example: serve --store postgresql://reader:PW@db:5432/hub --port 8000"""
+    return _task("serve", params.SERVE, task_serve.__doc__ or "")
 
 
 def task_sbom() -> dict[str, Any]:

@@ -79,13 +79,36 @@ PRECALC = [
     _param("library", "library", "", "the reference library, a CSV with a header row"),
     _param("tag", "tag", "", "the image's tag to run, pinned to its digest (default: this branch's build tag)"),
     _param("key", "key", "", "the library's key column (default: its first)"),
-    _param("shards", "shards", 8, "cut the rows into this many shards, one container each", int),
+    _param("shards", "shards", 0, "cut the rows into this many shards, one container each (0: one per "
+           "--shard-size rows, at most 256)", int),
+    _param("shard_size", "shard-size", 10000, "rows per shard when --shards is 0", int),
+    _param("store", "store", "", "the prediction store: duckdb:///PATH.duckdb or postgresql://USER:PASSWORD@HOST:"
+           "PORT/DB (default: STACK_PRECALC_STORE, else the spec's precalc.store, else artifacts/precalc.duckdb)"),
+    _param("matrix", "matrix", False, "print the fan-out's plan as JSON ({\"shards\": N, \"shard\": [0..N-1]}) "
+           "and run nothing", bool),
     _param("workers", "workers", 2, "containers at a time", int),
     _param("sample", "sample", 0, "a reproducible random sample of this many rows (0: every row)", int),
     _param("only_shard", "only-shard", -1, "run only this shard (0-based), as one CI job of a fan-out does", int),
     _param("lookup", "lookup", [], "print the stored predictions for this key (repeat for several)", list),
     _param("export", "export", "", "also write the image's stored predictions to DIR as Parquet"),
     _param("load", "load", "", "load the Parquet files under DIR (a fan-out's shard jobs) into the store"),
+    REGISTRY,
+]
+SERVE = [
+    _param("store", "store", "", "the prediction store's URL: duckdb:///ABS/PATH.duckdb, or "
+           "postgresql://USER:PASSWORD@HOST:PORT/DATABASE as a role that may only read (serve refuses one that "
+           "can write); default: precalc's (STACK_PRECALC_STORE, else the spec's precalc.store, else this stack's "
+           "artifacts/precalc.duckdb); DuckDB is opened read-only"),
+    _param("host", "host", "127.0.0.1", "the address to listen on (0.0.0.0: every interface)"),
+    _param("port", "port", 8000, "the port to listen on (0: any free port, named in the log)", int),
+    _param("max_keys", "max-keys", 10_000, "keys one request may ask for", int),
+    _param("max_body", "max-body", 8 * 1024 * 1024, "bytes one request body may have (larger: 413)", int),
+    _param("default_tag", "default-tag", "stable", "the tag whose digest a request gets when it names neither "
+           "\"digest\" nor \"tag\""),
+    _param("tag_ttl", "tag-ttl", 60, "seconds a tag's digest, asked of the registry, is reused (a promotion is "
+           "followed within this time)", int),
+    _param("models_ttl", "models-ttl", 30, "seconds the list of models stored is reused (a digest not in it "
+           "reloads it at once)", int),
     REGISTRY,
 ]
 TAG = [

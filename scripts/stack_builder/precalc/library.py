@@ -16,6 +16,8 @@ from stack_builder.errors import StackError, shown
 LOGGER = logging.getLogger(__name__)
 
 MAX_LIBRARY_BYTES = 2 * 1024 ** 3
+MAX_SHARDS = 256  # GitHub's limit of jobs in one matrix: a fan-out has one job per shard
+SHARD_SIZE = 10_000  # rows per shard when the number of shards follows the library
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ def load(path: Path, key: str, input_columns: list[str]) -> Library:
         raise StackError(f"--library {path.name}: line(s) {', '.join(map(str, short[:5]))} have "
                          f"a different number of fields than the header ({len(header)})")
     at = header.index(key)
+    nul = next((n + 2 for n, r in enumerate(rows) if "\x00" in r[at]), 0)
+    if nul:
+        raise StackError(f"--library {path.name}: line {nul}: the key ({key}) has a NUL character, which no "
+                         "prediction store can hold; remove it")
     counts = Counter(r[at] for r in rows)
     empty = counts.pop("", 0)
     if empty:
@@ -98,3 +104,14 @@ def shards(indices: list[int], count: int) -> list[list[int]]:
         out.append(indices[start:end])
         start = end
     return out
+
+
+def shard_count(rows: int, shards: int, shard_size: int) -> int:
+    """How many shards: ``shards`` when given, else one per ``shard_size`` rows (at most ``MAX_SHARDS``)."""
+    if shards < 0:
+        raise StackError(f"--shards {shards}: give a number of shards, at least 1 (0: from --shard-size)")
+    if shard_size < 1:
+        raise StackError(f"--shard-size {shard_size}: give a number of rows per shard, at least 1")
+    if shards:
+        return shards
+    return max(1, min(MAX_SHARDS, -(-rows // shard_size)))

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from stack_builder.checks.modelcheck import Table
 from stack_builder.errors import StackError, shown
 from stack_builder.precalc import validate, values
-from stack_builder.precalc.store import Store
+from stack_builder.precalc.stores import PredictionStore
 from stack_builder.spec.references import DIGEST_RE
 from stack_builder.spec.stack_spec import ModelSpec
 
@@ -81,7 +81,7 @@ class Loading:
         return text
 
 
-def load(store: Store, files: Sequence[Path], image: str, model: ModelSpec, *, digest: str = "") -> int:
+def load(store: PredictionStore, files: Sequence[Path], image: str, model: ModelSpec, *, digest: str = "") -> int:
     """Check every file, then store all their rows in one transaction; return the rows added."""
     loading = Loading(image, model, digest)
     for path in files:

@@ -25,8 +25,9 @@ from stack_builder.engine import containers, images
 from stack_builder.errors import StackError, StepFailed
 from stack_builder.plan.revision import read_revision
 from stack_builder.precalc import library as libraries
-from stack_builder.precalc import loading, validate, values
-from stack_builder.precalc.store import Store, check_columns, export_target
+from stack_builder.precalc import loading, urls, validate, values
+from stack_builder.precalc.store import check_columns, export_target
+from stack_builder.precalc.stores import PredictionStore, open_store
 from stack_builder.records.wiki import Wiki
 from stack_builder.spec.references import check_tag
 from stack_builder.spec.stack_spec import ModelSpec
@@ -42,11 +43,13 @@ class PrecalcOptions:
     library: str = ""
     tag: str = ""
     key: str = ""
-    shards: int = 8
+    shards: int = 0  # 0: one per shard_size rows
+    shard_size: int = libraries.SHARD_SIZE
     workers: int = 2
     sample: int = 0
     only_shard: int = -1  # one shard of a CI fan-out (0-based); -1: all of them
     export: str = ""
+    store: str = ""  # the store's URL; "": the spec's precalc.store, else artifacts/precalc.duckdb
 
 
 @dataclass
@@ -64,13 +67,18 @@ class Summary:
     total_rows: int = 0  # stored for this digest, all runs
     interrupted: bool = False
     exported: str = ""
+    store: str = ""  # its URL, without credentials
+    empty: bool = False  # an --only-shard past the last shard: nothing to do, a success
 
     def lines(self) -> list[str]:
         rate = self.stored_rows / self.seconds if self.seconds > 0 else 0.0
-        out = [f"precalc {self.image} ({self.reference}), run {self.run}: {self.shards} shard(s)",
+        out = [f"precalc {self.image} ({self.reference}), run {self.run}: {self.shards} shard(s), store "
+               f"{self.store}",
                f"  stored now: {self.stored_rows} rows in {self.stored_shards} shard(s), {self.seconds:.1f}s, "
                f"{rate:.0f} rows/s",
                f"  already stored (skipped): {self.skipped} shard(s); rows stored for this digest: {self.total_rows}"]
+        if self.empty:
+            out.append("  this shard is empty (past the library's last shard): nothing to do, 0 rows")
         out += [f"  FAILED shard {n}: {why}" for n, why in sorted(self.failed.items())]
         if self.refused:
             out.append(f"  REFUSED run: {self.refused}; nothing of it is stored")
@@ -101,36 +109,51 @@ def run_id(library: libraries.Library, key: str, sample: int, shards: int) -> st
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def store_url(config: Config, given: str) -> str:
+    """The store's URL: ``--store``, else STACK_PRECALC_STORE, else the spec's ``precalc.store`` (a relative
+    DuckDB path is the stack's), else ``artifacts/precalc.duckdb``."""
+    if given or config.settings.ci.precalc_store:
+        return given or config.settings.ci.precalc_store
+    section = config.spec.raw.get("precalc") or {}
+    named = str(section.get("store") or "") if isinstance(section, dict) else ""
+    if not named:
+        return urls.default_url(config.artifacts)
+    where = urls.parse(named, what="spec.yml precalc.store")
+    if where.path is not None and not where.path.is_absolute():
+        return f"duckdb://{(config.stack_dir / where.path).resolve()}"
+    return named
+
+
+def plan(config: Config, options: PrecalcOptions) -> tuple[libraries.Library, list[int], list[list[int]]]:
+    """The library, the rows to run (all, or a sample) and their shards: what a fan-out's matrix is made from."""
+    model = model_of(config, options.image)
+    input_columns = modelcheck.Table.read(model.examples / "input.csv").header
+    library = libraries.load(Path(options.library), options.key, input_columns)
+    indices = libraries.sample(library, options.sample)
+    count = libraries.shard_count(len(indices), options.shards, options.shard_size)
+    return library, indices, libraries.shards(indices, count)
+
+
 def precalc(config: Config, options: PrecalcOptions) -> Summary:
     model = model_of(config, options.image)
     if options.workers < 1:
         raise StackError(f"--workers {options.workers}: at least 1")
-    input_columns = modelcheck.Table.read(model.examples / "input.csv").header
-    library = libraries.load(Path(options.library), options.key, input_columns)
-    indices = libraries.sample(library, options.sample)
-    shards = libraries.shards(indices, options.shards)
+    library, indices, shards = plan(config, options)
     if options.only_shard < -1:
         raise StackError(f"--only-shard {options.only_shard}: give a shard number from 0 (or leave it out)")
     target = export_target(Path(options.export), options.image) if options.export else None
+    url = store_url(config, options.store)
     spec = config.spec
-    tag = options.tag or read_revision(config.stack_dir).tags(spec.tag_prefix)[0]
-    check_tag(tag)
-    repo = spec.images[options.image].repository.on(config.registry)
-    registry = config.registry_client()
-    credentials = registry.credentials
-    digest = registry.manifest_digest(repo.path, tag)
-    if digest is None:
-        raise StackError(f"{repo}:{tag} is not in registry {config.registry}: build it first, or give --tag")
-    engine = engine_client.connect(pool_size=options.workers + 4)
-    images.pull(engine, str(repo), digest, auth=credentials.auth_config() if credentials else None)
+    digest, repo, engine = _pinned(config, options)
     reference = f"{repo}@{digest}"
     run = run_id(library, library.key, options.sample, len(shards))
     summary = Summary(options.image, reference, run, len(shards))
-    # (a fan-out with more shard jobs than rows: the jobs past the last shard have nothing to do)
-    wanted = ([options.only_shard] if options.only_shard < len(shards) else []) if options.only_shard >= 0 \
-        else list(range(len(shards)))
-    with Store(config.artifacts / STORE) as store:
-        store.ensure(model.columns)
+    # (a fan-out with more shard jobs than shards: a job past the last shard has an empty shard, a success)
+    summary.empty = options.only_shard >= len(shards)
+    wanted = ([] if summary.empty else [options.only_shard]) if options.only_shard >= 0 else list(range(len(shards)))
+    with open_store(url) as store:
+        summary.store = store.shown
+        store.ensure(model.columns, options.image)
         done = store.stored_shards(digest, run)
         todo = [n for n in wanted if n not in done]
         summary.skipped = len(wanted) - len(todo)
@@ -143,11 +166,37 @@ def precalc(config: Config, options: PrecalcOptions) -> Summary:
         summary.total_rows = store.count(digest)
         if target is not None and not summary.interrupted and not summary.refused:
             summary.exported = str(store.export(options.image, digest, target, model.columns))
-        _record_coverage(config, options.image, store)
+        _record_coverage(config, options.image, store, (digest, library.path.name, len(library.rows),
+                                                        store.run_rows(digest, run)))
     return summary
 
 
-def _judge(store: Store, summary: Summary, model: ModelSpec, digest: str, keys: list[str]) -> None:
+def _pinned(config: Config, options: PrecalcOptions) -> tuple[str, object, engine_client.Engine]:
+    """The digest the tag names, the repository, and an engine that has pulled the image by that digest."""
+    spec = config.spec
+    tag = options.tag or read_revision(config.stack_dir).tags(spec.tag_prefix)[0]
+    check_tag(tag)
+    repo = spec.images[options.image].repository.on(config.registry)
+    registry = config.registry_client()
+    credentials = registry.credentials
+    digest = registry.manifest_digest(repo.path, tag)
+    if digest is None:
+        raise StackError(f"{repo}:{tag} is not in registry {config.registry}: build it first, or give --tag")
+    engine = engine_client.connect(pool_size=options.workers + 4)
+    images.pull(engine, str(repo), digest, auth=credentials.auth_config() if credentials else None)
+    return digest, repo, engine
+
+
+def matrix(config: Config, options: PrecalcOptions) -> dict[str, object]:
+    """A fan-out's plan, for its matrix: the shard count every job must be given, and the shard numbers."""
+    _, _, shards = plan(config, options)
+    if len(shards) > libraries.MAX_SHARDS:
+        raise StackError(f"--shards {len(shards)}: a fan-out runs at most {libraries.MAX_SHARDS} jobs (GitHub's "
+                         "matrix limit); give fewer, or a larger --shard-size")
+    return {"shards": len(shards), "shard": list(range(len(shards)))}
+
+
+def _judge(store: PredictionStore, summary: Summary, model: ModelSpec, digest: str, keys: list[str]) -> None:
     """The all-null rule, on the whole run once every shard is stored (so it does not depend on --shards): a
     column without a value in any row refuses the run, and its rows and records go."""
     why = validate.all_null(validate.total(store.run_filled(digest, summary.run, model.columns)), model,
@@ -158,18 +207,27 @@ def _judge(store: Store, summary: Summary, model: ModelSpec, digest: str, keys: 
         LOGGER.error("run %s refused: %s", summary.run, why)
 
 
-def _record_coverage(config: Config, image: str, store: Store) -> None:
-    """The model catalog's precalculation coverage: rows stored per digest."""
+def _record_coverage(config: Config, image: str, store: PredictionStore,
+                     library: tuple[str, str, int, int] | None = None) -> None:
+    """The model catalog's precalculation facts: rows stored per digest, the store they live in (its URL
+    without credentials) and, after a run, how much of its reference library (digest, name, rows) is stored."""
+    coverage = store.coverage(image)
+    facts: dict[str, object] = {"coverage": coverage, "stores": {d: store.shown for d in coverage}}
+    if library is not None:
+        digest, name, rows, covered = library
+        facts["libraries"] = {digest: {"library": name, "rows": rows, "covered": covered}}
     pages = Wiki(config.wiki_dir)
-    pages.update_model(image, {"coverage": store.coverage(image)})
+    pages.update_model(image, facts)
     pages.render(config.spec)
 
 
 def _run_shards(engine: engine_client.Engine, reference: str, model: ModelSpec, library: libraries.Library,
-                shards: list[list[int]], todo: list[int], store: Store, summary: Summary,
+                shards: list[list[int]], todo: list[int], store: PredictionStore, summary: Summary,
                 options: PrecalcOptions, digest: str, *, timeout_s: float) -> None:
     """W shards at a time, each in a container of its own; each output validated, then stored (here, in this
     thread: one writer). A signal stops new shards and removes the running containers."""
+    if not todo:  # every shard stored already, or an empty one: no container to start
+        return
     input_columns = modelcheck.Table.read(model.examples / "input.csv").header
     run_label = uuid.uuid4().hex[:12]
 
@@ -205,7 +263,7 @@ def _run_shards(engine: engine_client.Engine, reference: str, model: ModelSpec, 
 
 
 def _settle(future: Future[modelcheck.Table], number: int, shards: list[list[int]], library: libraries.Library,
-            model: ModelSpec, store: Store, summary: Summary, image: str, digest: str) -> None:
+            model: ModelSpec, store: PredictionStore, summary: Summary, image: str, digest: str) -> None:
     try:
         output = future.result()
     except StepFailed as exc:
@@ -229,13 +287,15 @@ def _settle(future: Future[modelcheck.Table], number: int, shards: list[list[int
     LOGGER.info("shard %d: %d rows stored", number, added)
 
 
-def lookup(config: Config, image: str, keys: list[str]) -> list[str]:
+def lookup(config: Config, image: str, keys: list[str], store_given: str = "") -> list[str]:
     model = model_of(config, image)
-    path = config.artifacts / STORE
-    if not path.is_file():
-        raise StackError(f"no prediction store at {path}: run `stack-builder precalc --image {image} --library ...`")
-    with Store(path) as store:
-        store.ensure(model.columns)
+    url = store_url(config, store_given)
+    where = urls.parse(url)
+    if where.path is not None and not where.path.is_file():
+        raise StackError(f"no prediction store at {where.path}: run `stack-builder precalc --image {image} "
+                         "--library ...`")
+    with open_store(url) as store:
+        store.ensure(model.columns, image)
         found = store.lookup(image, keys, model.columns)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -248,15 +308,15 @@ def lookup(config: Config, image: str, keys: list[str]) -> list[str]:
     return lines
 
 
-def load(config: Config, image: str, folder: str) -> int:
+def load(config: Config, image: str, folder: str, store_given: str = "") -> int:
     """Load the Parquet files a CI fan-out's shard jobs exported (any depth under ``folder``), each checked
     as a shard's output is, all in one transaction."""
     model = model_of(config, image)
     files = sorted(Path(folder).rglob("*.parquet"))
     if not files:
         raise StackError(f"--load {folder}: no .parquet files there")
-    with Store(config.artifacts / STORE) as store:
-        store.ensure(model.columns)
+    with open_store(store_url(config, store_given)) as store:
+        store.ensure(model.columns, image)
         added = loading.load(store, files, image, model)
         _record_coverage(config, image, store)
         return added

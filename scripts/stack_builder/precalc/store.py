@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Sequence
 
 from stack_builder.errors import StackError, StepFailed, shown
+from stack_builder.precalc import schema
 from stack_builder.precalc.validate import Rows
 from stack_builder.records.files import utc_now
 
@@ -65,14 +66,15 @@ class Store:
         except duckdb.Error as exc:
             raise StackError(f"the prediction store {path} cannot be opened: {exc}") from None
         self.path = path
-        self.db.execute("CREATE TABLE IF NOT EXISTS predictions (image VARCHAR NOT NULL, digest VARCHAR NOT NULL, "
-                        "key VARCHAR NOT NULL, PRIMARY KEY (digest, key))")
-        self.db.execute("CREATE TABLE IF NOT EXISTS precalc_shards (digest VARCHAR NOT NULL, run VARCHAR NOT NULL, "
-                        "shard INTEGER NOT NULL, rows INTEGER NOT NULL, stored VARCHAR NOT NULL, "
-                        "PRIMARY KEY (digest, run, shard))")
-        # values per column, for the all-null rule judged on the whole run (NULL: a shard stored before there
-        # was this column, when each shard was judged alone, so every column had a value)
-        self.db.execute("ALTER TABLE precalc_shards ADD COLUMN IF NOT EXISTS filled VARCHAR")
+        version = schema.duckdb_version(self.db)
+        if version > schema.SCHEMA_VERSION:  # before anything is changed
+            self.db.close()
+            raise schema.newer(version, self.shown)
+        _create(self.db, version)
+
+    @property
+    def shown(self) -> str:
+        return f"duckdb://{self.path.resolve()}"
 
     def __enter__(self) -> "Store":
         return self
@@ -80,10 +82,15 @@ class Store:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.db.close()
 
-    def ensure(self, columns: Sequence[tuple[str, str]]) -> None:
+    def ensure(self, columns: Sequence[tuple[str, str]], image: str = "") -> None:
         """Add the model's output columns the table lacks. A column another model declared with another type (or
-        the same name in another case: SQL does not tell them apart) is refused before anything runs."""
+        the same name in another case: SQL does not tell them apart) is refused before anything runs. The
+        digests of ``image`` stored before the models table was (schema 1) get their row there."""
         check_columns(columns)
+        if image:
+            self.db.execute("INSERT INTO models SELECT DISTINCT image, digest, ? FROM predictions WHERE image = ? "
+                            "AND digest NOT IN (SELECT digest FROM models WHERE image = ?)",
+                            [json.dumps([list(c) for c in columns]), image, image])
         have = {str(n).lower(): (str(n), str(t)) for n, t in self.db.execute(
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'predictions'"
         ).fetchall()}
@@ -118,16 +125,14 @@ class Store:
                                          encoding="utf-8", newline="") as handle:
             _write_csv(handle, image, digest, parts, columns)
         names = ", ".join(f'"{n}"' for n, _ in columns)
-        types = ", ".join(f"'{n}': '{t}'" for n, t in [("image", "VARCHAR"), ("digest", "VARCHAR"),
-                                                        ("key", "VARCHAR"), *((n, SQL_TYPES[k]) for n, k in columns)])
-        escaped = handle.name.replace("'", "''")
         self.db.execute("BEGIN TRANSACTION")
         try:
             # A key stored before for this digest (another library file, another sample) gets this run's
             # prediction: one row per (digest, key), the newest.
             self.db.execute(f"INSERT OR REPLACE INTO predictions (image, digest, key, {names}) SELECT * FROM "
-                            f"read_csv('{escaped}', header = true, columns = {{{types}}}, nullstr = '', "
-                            "auto_detect = false, max_line_size = 1073741824)")
+                            f"{_read_csv_sql(handle.name, columns)}")
+            self.db.execute("INSERT OR REPLACE INTO models VALUES (?, ?, ?)",
+                            [image, digest, json.dumps([list(c) for c in columns])])
             if record is not None:
                 self.db.execute("INSERT OR REPLACE INTO precalc_shards (digest, run, shard, rows, stored, filled) "
                                 "VALUES (?, ?, ?, ?, ?, ?)", record)
@@ -143,6 +148,12 @@ class Store:
         found = self.db.execute("SELECT rows, filled FROM precalc_shards WHERE digest = ? AND run = ?", [digest, run])
         return [json.loads(filled) if filled is not None else {n: int(rows) for n, _ in columns}
                 for rows, filled in found.fetchall()]
+
+    def run_rows(self, digest: str, run: str) -> int:
+        """Rows of ``run``'s stored shards: the keys of its library (or sample) stored."""
+        found = self.db.execute("SELECT sum(rows) FROM precalc_shards WHERE digest = ? AND run = ?", [digest, run])
+        total = found.fetchone()
+        return int(total[0]) if total and total[0] is not None else 0
 
     def drop_run(self, digest: str, run: str, keys: Sequence[str]) -> None:
         """Remove a refused run: its rows and its shards' records, in one transaction."""
@@ -182,16 +193,63 @@ class Store:
         return target
 
     def read_parquet(self, path: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """The columns and rows of a Parquet file; a file DuckDB cannot read is refused, naming it."""
-        import duckdb
+        return read_parquet(path)
 
-        escaped = str(path).replace("'", "''")
+
+def _create(db: Any, version: int) -> None:
+    """The store's tables, created or brought from ``version`` to the tool's (see ``schema``)."""
+    db.execute("CREATE TABLE IF NOT EXISTS predictions (image VARCHAR NOT NULL, digest VARCHAR NOT NULL, "
+               "key VARCHAR NOT NULL, PRIMARY KEY (digest, key))")
+    db.execute("CREATE TABLE IF NOT EXISTS precalc_shards (digest VARCHAR NOT NULL, run VARCHAR NOT NULL, "
+               "shard INTEGER NOT NULL, rows INTEGER NOT NULL, stored VARCHAR NOT NULL, "
+               "PRIMARY KEY (digest, run, shard))")
+    # values per column, for the all-null rule judged on the whole run (NULL: a shard stored before there
+    # was this column, when each shard was judged alone, so every column had a value)
+    db.execute("ALTER TABLE precalc_shards ADD COLUMN IF NOT EXISTS filled VARCHAR")
+    # schema version 2: the models table (each digest's columns, for readers) and the version table
+    db.execute("CREATE TABLE IF NOT EXISTS models (image VARCHAR NOT NULL, digest VARCHAR NOT NULL, "
+               "columns VARCHAR NOT NULL, PRIMARY KEY (image, digest))")
+    db.execute("CREATE TABLE IF NOT EXISTS store_schema (version INTEGER NOT NULL)")
+    if version < schema.SCHEMA_VERSION:
+        db.execute("DELETE FROM store_schema")
+        db.execute("INSERT INTO store_schema VALUES (?)", [schema.SCHEMA_VERSION])
+
+def read_parquet(path: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The columns and rows of a Parquet file; a file DuckDB cannot read is refused, naming it."""
+    import duckdb
+
+    escaped = str(path).replace("'", "''")
+    with duckdb.connect() as db:
         try:
-            found = self.db.execute(f"SELECT * FROM read_parquet('{escaped}')")
+            found = db.execute(f"SELECT * FROM read_parquet('{escaped}')")
             return [str(d[0]) for d in found.description or []], found.fetchall()
         except duckdb.Error as exc:
             raise StackError(f"--load {shown(str(path), 200)}: not a Parquet file precalc can read "
                              f"({shown(str(exc), 200)})") from None
+
+
+def _read_csv_sql(path: str, columns: Sequence[tuple[str, str]]) -> str:
+    """DuckDB's read of a CSV that ``_write_csv`` wrote, every column typed as declared."""
+    types = ", ".join(f"'{n}': '{t}'" for n, t in [("image", "VARCHAR"), ("digest", "VARCHAR"), ("key", "VARCHAR"),
+                                                    *((n, SQL_TYPES[k]) for n, k in columns)])
+    escaped = path.replace("'", "''")
+    return (f"read_csv('{escaped}', header = true, columns = {{{types}}}, nullstr = '', auto_detect = false, "
+            "max_line_size = 1073741824)")
+
+
+def export_rows(scratch: Path, image: str, digest: str, parts: Sequence[Rows], columns: Sequence[tuple[str, str]],
+                target: Path) -> Path:
+    """Rows held in memory (another store's) written to ``target`` as the DuckDB store exports them."""
+    import duckdb
+
+    csv_path = scratch / "export.csv"
+    with csv_path.open("w", encoding="utf-8", newline="") as handle:
+        _write_csv(handle, image, digest, parts, columns)
+    escaped = str(target).replace("'", "''")
+    with duckdb.connect() as db:
+        db.execute(f"COPY (SELECT * FROM {_read_csv_sql(str(csv_path), columns)} ORDER BY key) TO '{escaped}' "
+                   "(FORMAT PARQUET)")
+    return target
 
 
 def _cell(value: Any) -> Any:

@@ -27,6 +27,8 @@ BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 
 
 def _string(field: str) -> Value:
+    if "\x00" in field:  # PostgreSQL's text cannot hold it, and both stores keep the same values
+        raise ValueError("a NUL character, which no prediction store can hold")
     return field
 
 

@@ -6,16 +6,19 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from stack_builder.records import markdown
+from stack_builder.secrets import redact_all
 from stack_builder.spec.stack_spec import Spec
+
+PER_KEY = ("digests", "coverage", "stores", "libraries")  # facts merged per tag or digest, not replaced
 
 
 def merged(models: Mapping[str, Any], name: str, facts: Mapping[str, Any]) -> dict[str, Any]:
-    """``models`` with ``facts`` merged into the entry of ``name``: ``digests`` and ``coverage`` add up per tag
-    and per digest; everything else replaces what was there."""
+    """``models`` with ``facts`` merged into the entry of ``name``: ``digests`` add up per tag, ``coverage``,
+    ``stores`` and ``libraries`` per digest; everything else replaces what was there."""
     out = {k: dict(v) for k, v in models.items() if isinstance(v, dict)}
     entry = out.setdefault(name, {})
     for key, value in facts.items():
-        if key in ("digests", "coverage") and isinstance(value, Mapping):
+        if key in PER_KEY and isinstance(value, Mapping):
             entry[key] = {**(entry.get(key) or {}), **value}
         else:
             entry[key] = value
@@ -49,9 +52,11 @@ def render(spec: Spec, models: Mapping[str, Any]) -> str:
         digests = entry.get("digests") or {}
         coverage = entry.get("coverage") or {}
         if digests:
-            lines += ["| tag | digest | rows precalculated |", "| --- | --- | --- |"]
+            lines += ["| tag | digest | rows precalculated | store | reference library covered |",
+                      "| --- | --- | --- | --- | --- |"]
             for tag, digest in sorted(digests.items()):
-                lines.append(f"| {markdown.text(tag)} | {markdown.code(digest)} | {coverage.get(digest, 0)} |")
+                lines.append(f"| {markdown.text(tag)} | {markdown.code(digest)} | {coverage.get(digest, 0)} | "
+                             f"{_store(entry, digest)} | {_covered(entry, digest)} |")
             lines.append("")
         else:
             lines += ["Not built yet.", ""]
@@ -67,7 +72,24 @@ def render(spec: Spec, models: Mapping[str, Any]) -> str:
                          f"{markdown.text(checks.get('drift', 'not run'))}.")
         other = {d: n for d, n in coverage.items() if d not in set(digests.values())}
         if other:
-            lines.append("Precalculated for other digests: " +
-                         ", ".join(f"{markdown.code(d, in_table=False)} ({n} rows)" for d, n in sorted(other.items())))
+            lines.append("Precalculated for other digests: " + ", ".join(
+                f"{markdown.code(d, in_table=False)} ({n} rows, {_store(entry, d)}, library {_covered(entry, d)})"
+                for d, n in sorted(other.items())))
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _store(entry: Mapping[str, Any], digest: str) -> str:
+    """Where ``digest``'s predictions live: the store's URL as precalc recorded it (never with credentials)."""
+    where = (entry.get("stores") or {}).get(digest)
+    return markdown.code(redact_all(str(where))) if where else "–"
+
+
+def _covered(entry: Mapping[str, Any], digest: str) -> str:
+    """How much of the reference library the last run for ``digest`` stored: rows of rows, and its name."""
+    library = (entry.get("libraries") or {}).get(digest)
+    if not isinstance(library, Mapping) or not library.get("rows"):
+        return "–"
+    rows, covered = int(library.get("rows") or 0), int(library.get("covered") or 0)
+    return (f"{covered}/{rows} ({100 * covered / rows:.1f}%) of "
+            f"{markdown.code(str(library.get('library', '')))}")
