@@ -74,14 +74,21 @@ def enforce(ctx: BuildContext, image: ImageSpec, built: Sequence[PlatformOutcome
              "allowed_over": verdict.over and ctx.allow_over_budget}
     log.write(f"== budget ({'; '.join(describe(budget))}): " + json.dumps(verdict.usage, sort_keys=True) + "\n")
     record = {**record, "budget": usage} if record is not None else None
+    return _outcome(ctx, image, verdict, record, log, "")
+
+
+def _outcome(ctx: BuildContext, image: ImageSpec, verdict: verdicts.Verdict, record: dict[str, Any] | None,
+             log: IO[str], which: str) -> Checked:
+    """Within budget, or let through by --allow-over-budget (a warning), or ``BudgetExceeded``. ``which`` says
+    how the image was judged, for the messages ("" for an image built in this run)."""
     if not verdict.over:
         return Checked(record)
     log.write("== " + verdict.message().replace("; ", "\n   ") + "\n")
     if ctx.allow_over_budget:
-        LOGGER.warning("%s: %s; pushed anyway (--allow-over-budget)", image.name, verdict.message())
+        LOGGER.warning("%s%s: %s; pushed anyway (--allow-over-budget)", image.name, which, verdict.message())
         return Checked(record, allowed_over=True)
-    raise BudgetExceeded(f"{verdict.message()}; nothing was pushed (build --allow-over-budget pushes it anyway, "
-                         "for an emergency)")
+    raise BudgetExceeded(f"{verdict.message()}{which}; nothing was pushed (build --allow-over-budget pushes it "
+                         "anyway, for an emergency)")
 
 
 def _enforce_reused(ctx: BuildContext, image: ImageSpec, reused: Sequence[PlatformOutcome],
@@ -108,13 +115,7 @@ def _enforce_reused(ctx: BuildContext, image: ImageSpec, reused: Sequence[Platfo
     verdict = verdicts.evaluate(budget, images, stables, packages, None)
     log.write(f"== budget of the reused image ({'; '.join(describe(budget))}): "
               + json.dumps(verdict.usage, sort_keys=True) + "\n")
-    if not verdict.over:
-        return Checked(record)
-    if ctx.allow_over_budget:
-        LOGGER.warning("%s (reused): %s; published anyway (--allow-over-budget)", image.name, verdict.message())
-        return Checked(record, allowed_over=True)
-    raise BudgetExceeded(f"{verdict.message()} (the reused image, by the registry's numbers); nothing was pushed "
-                         "(build --allow-over-budget publishes it anyway, for an emergency)")
+    return _outcome(ctx, image, verdict, record, log, " (the reused image, by the registry's numbers)")
 
 
 def _packages(ctx: BuildContext, image: ImageSpec, fresh: Sequence[PlatformOutcome],
