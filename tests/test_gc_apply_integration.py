@@ -91,3 +91,18 @@ def test_an_index_broken_before_gc_is_deleted_when_unkept_and_named_when_kept(ho
     assert client.get_manifest(model.repository, unkept.digest) is None
     problems = gc.verify(client, [model.repository], plan).problems
     assert problems == [f"{model.repository}@{broken[0][:19]} is needed by a kept manifest but is gone"]
+
+
+def test_a_plan_edited_to_delete_what_its_rules_keep_is_refused(host: str) -> None:
+    client = RegistryClient(host)
+    model = history(client)
+    plan = gc.make_plan(client, [model.repository], RULES, NOW.isoformat())
+    stable = model.tags["2024.1-stable"]
+    forged = gc.GcPlan.from_dict({**plan.as_dict(), "repositories": [
+        {**repository, "deletions": [*repository["deletions"], {
+            "repository": model.repository, "digest": stable, "tags": ["2024.1-stable"], "why": "forged",
+            "role": "index or image"}]} for repository in plan.as_dict()["repositories"]]}, "forged")
+    with pytest.raises(StackError, match=r"deletes 1 manifest\(s\) its own rules keep"):
+        gc.apply(client, forged)
+    assert client.manifest_digest(model.repository, "2024.1-stable") == stable
+    assert gc.apply(client, plan) == len(plan.deletions)  # the plan as made still applies

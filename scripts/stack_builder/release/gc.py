@@ -131,6 +131,7 @@ def apply(client: RegistryClient, plan: GcPlan) -> int:
     if client.host != plan.registry:
         raise StackError(f"the gc plan is for registry {plan.registry}, not {client.host}: make a plan for this one")
     check_unmoved(client, plan)
+    _check_rules_agree(client, plan)
     deleted = 0
     for repository in plan.repositories:
         versions = _versions(client, repository.name) if github_packages.is_ghcr(client.host) else {}
@@ -145,6 +146,17 @@ def apply(client: RegistryClient, plan: GcPlan) -> int:
             if done:
                 LOGGER.info("deleted %s@%s (%s)", repository.name, deletion.digest[:19], deletion.why)
     return deleted
+
+
+def _check_rules_agree(client: RegistryClient, plan: GcPlan) -> None:
+    """The plan's deletions are what its own rules decide on the registry as it is now: a plan file edited (or
+    written) by hand cannot delete what the rules keep, such as a stable tag's digest."""
+    fresh = make_plan(client, [r.name for r in plan.repositories], plan.rules, plan.made)
+    allowed = {(d.repository, d.digest) for d in fresh.deletions}
+    extra = sorted(f"{d.repository}@{d.digest[:19]}" for d in plan.deletions if (d.repository, d.digest) not in allowed)
+    if extra:
+        raise StackError(f"the gc plan deletes {len(extra)} manifest(s) its own rules keep ({shown(', '.join(extra))}); "
+                         "nothing was deleted: make the plan again with gc --dry-run")
 
 
 def _delete(client: RegistryClient, name: str, deletion: Deletion,
