@@ -7,6 +7,8 @@ exactly; credentials never show. The writer here is the store's own code, as `pr
 """
 from __future__ import annotations
 
+import json
+
 import os
 import signal
 import subprocess
@@ -138,19 +140,27 @@ def test_an_older_schema_is_migrated_and_a_newer_one_refused_naming_both(postgre
         schema.pg_migrate(conn, "old", target=1)  # what a first release created: no models table, no `filled`
         conn.execute("INSERT INTO precalc_shards (digest, run, shard, rows, stored) VALUES (%s, 'r', 0, 3, 'then')",
                      [DIGEST])
-    with pytest.raises(StackError, match=r"schema version 1, older than this stack-builder's \(2\)"):
+        conn.execute("INSERT INTO predictions (digest, key, image, vals) VALUES (%s, 'old', 'm', "
+                     "'[1.5, 9007199254740993, \"x\", false]'::jsonb)", [DIGEST])
+    with pytest.raises(StackError, match=r"schema version 1, older than this stack-builder's \(3\)"):
         with open_reader(postgres_db):
             pass
     with open_store(postgres_db) as store:  # a writer migrates it, keeping what it had
         assert store.stored_shards(DIGEST, "r") == {0}
         assert store.run_filled(DIGEST, "r", COLUMNS) == [{"y": 3, "n": 3, "s": 3, "b": 3}]
     with psycopg.connect(postgres_db, autocommit=True) as conn:
-        assert conn.execute("SELECT version FROM store_schema").fetchall() == [(2,)]
-        conn.execute("UPDATE store_schema SET version = 3")
+        conn.execute("INSERT INTO models (image, digest, columns) VALUES ('m', %s, %s::jsonb)",
+                     [DIGEST, json.dumps([list(c) for c in COLUMNS])])
+    with open_reader(postgres_db) as reader:  # values stored as jsonb read the same as json
+        assert reader.rows(DIGEST, ["old"]) == {"old": {"y": 1.5, "n": 9007199254740993, "s": "x", "b": False}}
+        assert reader.raw_rows(DIGEST, ["old"]) == {"old": '[1.5, 9007199254740993, "x", false]'}
+    with psycopg.connect(postgres_db, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM store_schema").fetchall() == [(3,)]
+        conn.execute("UPDATE store_schema SET version = 4")
     for opening in (lambda: open_store(postgres_db), lambda: open_reader(postgres_db).__enter__()):
         with pytest.raises(StackError) as caught:
             opening()
-        assert "schema version 3, newer than this stack-builder's (2)" in str(caught.value)
+        assert "schema version 4, newer than this stack-builder's (3)" in str(caught.value)
         assert "postgresql://postgres:***@" in str(caught.value)
 
 

@@ -83,7 +83,7 @@ def test_an_older_duckdb_store_is_migrated_and_a_newer_one_refused_naming_both(t
         db.execute("CREATE TABLE precalc_shards (digest VARCHAR NOT NULL, run VARCHAR NOT NULL, shard INTEGER NOT NULL, "
                    "rows INTEGER NOT NULL, stored VARCHAR NOT NULL, PRIMARY KEY (digest, run, shard))")
         db.execute("INSERT INTO predictions VALUES ('m', ?, 'old', 1.5, 2, 'x', false)", [DIGEST])
-    with pytest.raises(StackError, match=r"schema version 1, older than this stack-builder's \(2\)"):
+    with pytest.raises(StackError, match=r"schema version 1, older than this stack-builder's \(3\)"):
         with open_reader(f"duckdb://{path}"):
             pass
     with open_store(f"duckdb://{path}") as store:
@@ -92,13 +92,13 @@ def test_an_older_duckdb_store_is_migrated_and_a_newer_one_refused_naming_both(t
         assert reader.models() == [StoredModel("m", DIGEST, COLUMNS, 1)]
         assert reader.rows(DIGEST, ["old"]) == {"old": {"y": 1.5, "n": 2, "s": "x", "b": False}}
     with duckdb.connect(str(path)) as db:
-        db.execute("UPDATE store_schema SET version = 3")
+        db.execute("UPDATE store_schema SET version = 4")
     for opening in (lambda: open_store(f"duckdb://{path}"), lambda: open_reader(f"duckdb://{path}").__enter__()):
         with pytest.raises(StackError) as caught:
             opening()
-        assert f"the prediction store duckdb://{path} has schema version 3, newer than this stack-builder's (2)" \
+        assert f"the prediction store duckdb://{path} has schema version 4, newer than this stack-builder's (3)" \
             in str(caught.value)
-    assert schema.SCHEMA_VERSION == 2
+    assert schema.SCHEMA_VERSION == 3
 
 
 def test_shards_follow_the_library_and_a_target_size_up_to_the_matrix_limit() -> None:

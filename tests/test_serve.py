@@ -55,6 +55,10 @@ class FakeReader:
         table = next((rows for model, rows in self.stored.items() if model.digest == digest), {})
         return {key: table[key] for key in keys if key in table}
 
+    def raw_rows(self, digest: str, keys: Sequence[str]) -> dict[str, str]:
+        columns = next((model.columns for model in self.stored if model.digest == digest), ())
+        return {key: json.dumps([row[name] for name, _ in columns]) for key, row in self.rows(digest, keys).items()}
+
     def _check(self, call: str) -> None:
         self.calls.append(call)
         if self.broken:
@@ -84,7 +88,10 @@ def service(reader: FakeReader | None = None, clock: Clock | None = None, **opti
 
 
 def ask(served: Service, image: str, body: Any) -> dict[str, Any]:
-    return served.predict(image, json.dumps(body).encode())
+    answer = served.predict(image, json.dumps(body).encode())
+    parsed: dict[str, Any] = json.loads(answer.body)
+    assert (answer.keys, answer.digest) == (len(parsed["results"]), parsed["digest"])
+    return parsed
 
 
 # -- the answers ------------------------------------------------------------------------------------------------
@@ -290,6 +297,8 @@ def fill_store(url: str, image: str, digest: str, keys: list[str]) -> None:
     columns = list(COLUMNS)
     typed: list[list[Any]] = [[f"s{n}", n / 7, 2 ** 62 + n, n % 2 == 0] for n in range(len(keys))]
     typed[0] = [None, 0.1, -1, None]
+    if len(typed) > 2:
+        typed[2] = ["q\"\\\u00e9", 1.0, 0, True]  # a whole float stays a float; text is escaped
     with open_store(url) as store:
         store.ensure(columns, image)
         store.put(image, digest, [Rows(keys, typed, {"species": len(keys) - 1})], columns)
@@ -305,6 +314,14 @@ def check_store_over_http(url: str, digest: str) -> None:
             answer = client.post("/models/iris-model/predict", json={"keys": [*keys, "a\x00b"], "digest": digest})
             assert answer.status_code == 200, answer.text
             results = answer.json()["results"]
+            as_lists = client.post("/models/iris-model/predict", json={"keys": [*keys, "a\x00b"], "digest": digest,
+                                                                       "values": "list"})
+    assert as_lists.status_code == 200 and as_lists.headers["content-type"] == "application/json", as_lists.text
+    # the store's own text passed on: the same values, in the columns' order, with the same JSON types
+    expected = [{**r, "values": [r["values"][n] for n, _ in COLUMNS]} if "values" in r else r for r in results]
+    assert as_lists.json()["results"] == expected
+    assert all(type(r["values"][1]) is float for r in as_lists.json()["results"] if "values" in r)
+    assert results[2]["values"] == {"species": "q\"\\\u00e9", "probability": 1.0, "petals": 0, "toxic": True}
     assert results[0] == {"key": HOSTILE[0], "status": "found",
                           "values": {"species": None, "probability": 0.1, "petals": -1, "toxic": None}}
     assert results[1]["values"] == {"species": "s1", "probability": 1 / 7, "petals": 2 ** 62 + 1, "toxic": False}
@@ -312,10 +329,37 @@ def check_store_over_http(url: str, digest: str) -> None:
     assert results[-1]["digest"] == digest
 
 
+NUMERIC = (("probability", "float"), ("petals", "integer"), ("toxic", "boolean"))
+NUMERIC_ROWS: list[list[Any]] = [[1.0, 9007199254740993, True], [1e-300, -2 ** 63, None], [None, None, False],
+                                 [-0.5, 0, True]]
+
+
+def check_numbers_passed_on(writer: str, url: str) -> None:
+    """A model without string columns: both shapes are written from the store's own text, and say exactly
+    what the reader reads (a whole float stays a float, a 64-bit integer exact, null as null)."""
+    keys = [f"n{n}" for n in range(len(NUMERIC_ROWS))]
+    with open_store(writer) as store:
+        store.ensure(list(NUMERIC), "numeric-model")
+        store.put("numeric-model", OTHER, [Rows(keys, NUMERIC_ROWS, {})], list(NUMERIC))
+    with open_reader(url) as reader, in_thread(Service(reader, ServiceOptions())) as base:
+        typed = reader.rows(OTHER, keys)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            answers = {shape: client.post("/models/numeric-model/predict",
+                                          json={"keys": [*keys, "absent"], "digest": OTHER, "values": shape}).json()
+                       for shape in ("object", "list")}
+    assert [typed[k] for k in keys] == [dict(zip([n for n, _ in NUMERIC], row)) for row in NUMERIC_ROWS]
+    objects, lists = answers["object"]["results"], answers["list"]["results"]
+    assert [r.get("values") for r in objects] == [typed[k] for k in keys] + [None]
+    assert [r.get("values") for r in lists] == [list(typed[k].values()) for k in keys] + [None]
+    assert type(objects[0]["values"]["probability"]) is float and type(lists[0]["values"][0]) is float
+    assert objects[-1] == {"key": "absent", "status": NOT_PRECALCULATED, "digest": OTHER}
+
+
 def test_the_api_over_a_real_duckdb_store(tmp_path: Path) -> None:
     url = f"duckdb://{tmp_path / 'precalc.duckdb'}"
     fill_store(url, "iris-model", IRIS, HOSTILE)
     check_store_over_http(url, IRIS)
+    check_numbers_passed_on(url, url)
 
 
 # -- the command ------------------------------------------------------------------------------------------------

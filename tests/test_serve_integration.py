@@ -21,7 +21,7 @@ from stack_builder.serving import roles
 from stack_builder.serving.service import NOT_PRECALCULATED
 
 from stacks import STACK_BUILDER, push_two_platform_index
-from test_serve import HOSTILE, IRIS, check_store_over_http, fill_store, serve, stack, started  # noqa: F401
+from test_serve import HOSTILE, IRIS, check_numbers_passed_on, check_store_over_http, fill_store, serve, stack, started  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +53,7 @@ def test_the_api_over_a_real_postgresql_store_through_a_role_that_cannot_write(p
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
     check_store_over_http(url, IRIS)
+    check_numbers_passed_on(postgres_db, url)
 
 
 @pytest.fixture

@@ -91,7 +91,7 @@ class PgStore:
     def _put(self, image: str, digest: str, parts: Sequence[Rows], columns: Sequence[tuple[str, str]],
              record: list[Any] | None) -> None:
         with self.conn.transaction(), self.conn.cursor() as cursor:
-            cursor.execute("CREATE TEMP TABLE IF NOT EXISTS precalc_staging (key text NOT NULL, vals jsonb NOT NULL) "
+            cursor.execute("CREATE TEMP TABLE IF NOT EXISTS precalc_staging (key text NOT NULL, vals json NOT NULL) "
                            "ON COMMIT DELETE ROWS")
             with cursor.copy("COPY precalc_staging (key, vals) FROM STDIN") as copy:
                 for part in parts:

@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any, ContextManager, Iterator, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Protocol, Sequence
 
 from stack_builder.errors import StackError, shown
 from stack_builder.precalc import schema, urls
@@ -35,6 +35,11 @@ class PredictionReader(Protocol):
     def models(self) -> list[StoredModel]: ...
 
     def rows(self, digest: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+
+    def raw_rows(self, digest: str, keys: Sequence[str]) -> dict[str, str]:
+        """Per key found, its values as the store holds them: one JSON array's text, in the declared
+        columns' order (floats with a fraction or exponent, integers exact), to be passed on unparsed."""
+        ...
 
 
 def open_reader(url: str) -> ContextManager[PredictionReader]:
@@ -112,19 +117,30 @@ class DuckReader:
         return [StoredModel(str(i), str(d), _columns(c), int(n)) for i, d, c, n in found]
 
     def rows(self, digest: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        columns, found = self._select(digest, keys, lambda names: ", ".join(names))
+        return {str(row[0]): {n: _typed(k, v) for (n, k), v in zip(columns, row[1:], strict=True)} for row in found}
+
+    def raw_rows(self, digest: str, keys: Sequence[str]) -> dict[str, str]:
+        _, found = self._select(digest, keys, lambda names: f"json_array({', '.join(names)})::VARCHAR")
+        return {str(key): str(values) for key, values in found}
+
+    def _select(self, digest: str, keys: Sequence[str],
+                values: Callable[[list[str]], str]) -> tuple[tuple[tuple[str, str], ...], list[Any]]:
+        """The digest's declared columns, and its rows among ``keys``: the key, then what ``values`` makes of
+        the quoted column names."""
         wanted = [k for k in dict.fromkeys(keys) if storable(k)]
         cursor = self._cursor()
         try:
             model = cursor.execute("SELECT columns FROM models WHERE digest = ? LIMIT 1", [digest]).fetchone()
             if model is None or not wanted:
-                return {}
+                return (), []
             columns = _columns(model[0])
-            names = ", ".join(f'"{n}"' for n, _ in columns)
-            found = cursor.execute(f"SELECT key, {names} FROM predictions WHERE digest = ? AND key IN "
+            picked = values([f'"{n}"' for n, _ in columns])
+            found = cursor.execute(f"SELECT key, {picked} FROM predictions WHERE digest = ? AND key IN "
                                    "(SELECT unnest(?::VARCHAR[]))", [digest, wanted]).fetchall()
         finally:
             cursor.close()
-        return {str(row[0]): {n: _typed(k, v) for (n, k), v in zip(columns, row[1:], strict=True)} for row in found}
+        return columns, found
 
 
 @contextlib.contextmanager
@@ -181,15 +197,23 @@ class PgReader:
         return [StoredModel(str(i), str(d), _columns(c), int(n)) for i, d, c, n in found]
 
     def rows(self, digest: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        wanted = [k for k in dict.fromkeys(keys) if storable(k)]
-        with self.connection() as conn:
-            model = conn.execute("SELECT columns::text FROM models WHERE digest = %s LIMIT 1", [digest]).fetchone()
-            if model is None or not wanted:
-                return {}
-            found = conn.execute("SELECT key, vals::text FROM predictions WHERE digest = %s AND key = ANY(%s)",
-                                 [digest, wanted]).fetchall()
-        columns = _columns(model[0])
+        columns, found = self._select(digest, keys)
         out: dict[str, dict[str, Any]] = {}
         for key, vals in found:
             out[str(key)] = {n: _typed(k, v) for (n, k), v in zip(columns, json.loads(vals), strict=True)}
         return out
+
+    def raw_rows(self, digest: str, keys: Sequence[str]) -> dict[str, str]:
+        # the loader wrote each row as a JSON array of typed values (floats as Python writes them, so with a
+        # fraction or an exponent), kept as json: its text is passed on as it is
+        return {str(key): str(vals) for key, vals in self._select(digest, keys)[1]}
+
+    def _select(self, digest: str, keys: Sequence[str]) -> tuple[tuple[tuple[str, str], ...], list[Any]]:
+        wanted = [k for k in dict.fromkeys(keys) if storable(k)]
+        with self.connection() as conn:
+            model = conn.execute("SELECT columns::text FROM models WHERE digest = %s LIMIT 1", [digest]).fetchone()
+            if model is None or not wanted:
+                return (), []
+            found = conn.execute("SELECT key, vals::text FROM predictions WHERE digest = %s AND key = ANY(%s)",
+                                 [digest, wanted]).fetchall()
+        return _columns(model[0]), found

@@ -15,7 +15,7 @@ from stack_builder.precalc.urls import StoreUrl
 
 LOGGER = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LOCK_ID = 7_240_281  # the advisory lock that serialises migrations of one PostgreSQL store
 
 # PostgreSQL: one migration per version, applied in order, each in the transaction that records it.
@@ -28,6 +28,9 @@ PG_MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE precalc_shards ADD COLUMN IF NOT EXISTS filled text",
         "CREATE TABLE IF NOT EXISTS models (image text NOT NULL, digest text NOT NULL, columns jsonb NOT NULL, "
         "PRIMARY KEY (image, digest))"],
+    # 3: a row's values kept as the loader wrote them (json, checked on the way in), not parsed into jsonb:
+    # `serve` passes that text on, and reading it back is half the work of writing jsonb out again
+    3: ["ALTER TABLE predictions ALTER COLUMN vals TYPE json USING vals::json"],
 }
 
 

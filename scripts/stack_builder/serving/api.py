@@ -34,8 +34,8 @@ def make_app(service: Service) -> AccessLog:
     async def predict(request: Request) -> Response:
         body = await _body(request, service.options.limits.max_body)
         answer = await run_in_threadpool(service.predict, request.path_params["image"], body)
-        request.state.keys, request.state.digest = len(answer["results"]), answer["digest"]
-        return JSONResponse(answer)
+        request.state.keys, request.state.digest = answer.keys, answer.digest
+        return Response(answer.body, media_type="application/json")
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -5,6 +5,7 @@ No web framework here: the API turns an ``ApiError`` into its status and a JSON 
 """
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import re
@@ -19,7 +20,15 @@ LOGGER = logging.getLogger(__name__)
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")  # Docker's tag grammar
 FIELDS = ("keys", "digest", "tag", "values")
-SHAPES = ("object", "list")  # a found row's values: {column: value}, or [value, ...] in the columns' order
+class Shape(enum.Enum):
+    """How a found row's values are written: ``{column: value}``, or ``[value, ...]`` in the columns' order
+    (the store's own text passed on, the faster)."""
+
+    OBJECT = "object"
+    LIST = "list"
+
+
+SHAPES = tuple(shape.value for shape in Shape)
 SHOWN = 80  # characters of a client's value quoted back in an error
 
 
@@ -52,7 +61,7 @@ class Question:
     keys: tuple[str, ...]  # as asked, in order (a key asked twice is answered twice)
     digest: str  # the digest asked for, or "" when a tag names it
     tag: str  # the tag whose digest is asked for, or "" when the digest is given
-    shape: str = "object"  # SHAPES: how a found row's values are written
+    shape: Shape = Shape.OBJECT  # how a found row's values are written
 
 
 def parse_question(body: bytes, limits: Limits, *, default_tag: str) -> Question:
@@ -73,7 +82,7 @@ def parse_question(body: bytes, limits: Limits, *, default_tag: str) -> Question
     if digest and not DIGEST_RE.fullmatch(digest):
         raise ApiError(400, "bad digest", f"\"digest\" {shown(digest, SHOWN)!r} is not a digest; give "
                        "sha256:<64 lowercase hex digits>")
-    shape = data.get("values", "object")
+    shape = data.get("values", Shape.OBJECT.value)
     if shape not in SHAPES:
         raise ApiError(400, "bad request", f"\"values\" is \"object\" (the default) or \"list\", not "
                        f"{shown(json.dumps(shape), SHOWN)}")
@@ -81,7 +90,7 @@ def parse_question(body: bytes, limits: Limits, *, default_tag: str) -> Question
     if not digest and not TAG_RE.fullmatch(tag):
         raise ApiError(400, "bad tag", f"\"tag\" {shown(tag, SHOWN)!r} is not a tag (letters, digits, . _ -, at "
                        "most 128 characters, not starting with . or -)")
-    return Question(keys, digest, tag, shape)
+    return Question(keys, digest, tag, Shape(shape))
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
