@@ -29,11 +29,11 @@ class Config:
 
     @property
     def artifacts(self) -> Path:
-        return self.stack_dir / "artifacts"
+        return Path(self.settings.ci.artifacts_dir) if self.settings.ci.artifacts_dir else self.stack_dir / "artifacts"
 
     @property
     def wiki_dir(self) -> Path:
-        return self.stack_dir / "wiki"
+        return Path(self.settings.ci.wiki_dir) if self.settings.ci.wiki_dir else self.stack_dir / "wiki"
 
 
     def with_registry(self, registry: str) -> "Config":

@@ -39,6 +39,8 @@ CONTAINER_TIMEOUT_VAR = "STACK_CONTAINER_TIMEOUT_S"
 TRUST_HOST_CA_VAR = "STACK_TRUST_HOST_CA"
 # Set for an image's test process by the run (inherited by its children): labels of the containers it starts.
 RUN_VAR, IMAGE_NAME_VAR, PLATFORM_VAR = "STACK_RUN_ID", "STACK_IMAGE_NAME", "STACK_PLATFORM"
+# Set by `build --engines` for each of its jobs: the engine's name (for the report) and the job's own folders.
+ENGINE_NAME_VAR, ARTIFACTS_VAR, WIKI_VAR = "STACK_ENGINE_NAME", "STACK_ARTIFACTS_DIR", "STACK_WIKI_DIR"
 IMAGE_VAR, GPU_VAR = "STACK_IMAGE", "STACK_GPU"  # the image under test; STACK_GPU=1: its containers get every GPU
 # precalc and serve: the prediction store's URL, when not on the command line (a CI secret: its password stays
 # off every command line)
@@ -109,6 +111,7 @@ class EngineSettings:
     platform: str = ""  # STACK_PLATFORM, the same
     image: str = ""  # STACK_IMAGE: the image under test, in an image's test process
     gpu: bool = False  # STACK_GPU=1: the image's test containers request every GPU
+    name: str = ""  # STACK_ENGINE_NAME: the engine's name in an --engines file, for the report
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "EngineSettings":
@@ -117,7 +120,7 @@ class EngineSettings:
         return cls(docker_host=env.get(DOCKER_HOST_VAR, ""), container_timeout_s=_ceiling(env.get(CONTAINER_TIMEOUT_VAR)),
                    trust_host_ca=(trust == "1") if trust in ("0", "1") else None, run_id=env.get(RUN_VAR, ""),
                    image_name=env.get(IMAGE_NAME_VAR, ""), platform=env.get(PLATFORM_VAR, ""),
-                   image=env.get(IMAGE_VAR, ""), gpu=env.get(GPU_VAR) == "1")
+                   image=env.get(IMAGE_VAR, ""), gpu=env.get(GPU_VAR) == "1", name=env.get(ENGINE_NAME_VAR, ""))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +135,8 @@ class CiSettings:
     actor: str = ""  # GITHUB_ACTOR: who started the workflow
     wiki_max_pages: int | None = None  # STACK_WIKI_MAX_PAGES: a lower cap on the wiki's pages
     precalc_store: str = field(default="", repr=False)  # STACK_PRECALC_STORE: the prediction store's URL (a secret)
+    artifacts_dir: str = ""  # STACK_ARTIFACTS_DIR: where a job of `build --engines` keeps its records
+    wiki_dir: str = ""  # STACK_WIKI_DIR: the same for the wiki pages it writes
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "CiSettings":
@@ -141,7 +146,8 @@ class CiSettings:
                    github_actions=env.get("GITHUB_ACTIONS") == "true", github_output=env.get("GITHUB_OUTPUT", ""),
                    step_summary=env.get("GITHUB_STEP_SUMMARY", ""), actor=env.get("GITHUB_ACTOR", ""),
                    wiki_max_pages=int(cap) if cap.isdigit() else None,
-                   precalc_store=env.get(PRECALC_STORE_VAR, ""))
+                   precalc_store=env.get(PRECALC_STORE_VAR, ""), artifacts_dir=env.get(ARTIFACTS_VAR, ""),
+                   wiki_dir=env.get(WIKI_VAR, ""))
 
 
 @dataclass(frozen=True, kw_only=True)

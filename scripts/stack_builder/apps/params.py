@@ -46,6 +46,9 @@ BUILD = [
     _param("allow_over_budget", "allow-over-budget", False, "for an emergency: push an image that is over its "
            "`budget:` (size, growth or denied packages) anyway; each such image is logged as a warning and "
            "recorded in the build report (allowed_over_budget)", bool),
+    _param("engines", "engines", "", "a YAML file mapping platforms to Docker engines (unix://, tcp:// with TLS, "
+           "ssh:// or a docker context): each platform is built, tested and pushed on its engines, --workers "
+           "at a time on each, and the indexes assembled from what they pushed"),
 ]
 TREE = [*SELECTION, REGISTRY]
 MERGE = [

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from stack_builder import platforms
 from stack_builder.engine import images, local_bases
 from stack_builder.engine.client import Engine
 from stack_builder.engine.images import LocalImage
@@ -58,7 +59,7 @@ class BaseFinder:
         self.registry_host = registry_host
         self.lookups = lookups  # the target registry's; None when it is not asked
         self.engine = engine  # local images, and any other registry (asked through the engine)
-        self.native = native or multiarch.native_platform()
+        self.native = native or platforms.host_platform()
         self.auth = auth  # credentials for the target registry, for a pull
 
     def as_built(self, image: ImageSpec, platform: str) -> Base | None:

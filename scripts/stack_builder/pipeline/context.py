@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
+from stack_builder import platforms
 from stack_builder.engine.client import Engine
 from stack_builder.engine.layersizes import SizeCache
 from stack_builder.kinds import Reason
@@ -22,7 +23,6 @@ from stack_builder.plan.revision import Revision
 from stack_builder.records.report import ImageResult
 from stack_builder.records.results import ModelResult, TestCounts
 from stack_builder.records.wiki import Wiki
-from stack_builder.registry import multiarch
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.signing import Signing
 from stack_builder.registry.statements import BuildStatement
@@ -139,7 +139,7 @@ class BuildContext:
     timeouts: Mapping[str, int] = field(default_factory=dict)  # --test-timeout and the like, over the spec's
     signing: Signing | None = None  # cosign, when STACK_SIGNING_KEY (or keyless signing) is set
     push_policy: RetryPolicy = field(default_factory=lambda: RetryPolicy(retries=4, backoff_s=1.0))
-    native: str = field(default_factory=multiarch.native_platform)
+    native: str = field(default_factory=platforms.host_platform)  # the engine's own: stack_build asks it
     wiki_lock: threading.Lock = field(default_factory=threading.Lock)  # the wiki's files are written one at a time
     allow_over_budget: bool = False  # --allow-over-budget: an image over its budget is pushed, with a warning
     layer_sizes: SizeCache = field(default_factory=SizeCache)  # compressed layer sizes measured in this run

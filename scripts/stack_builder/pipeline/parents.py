@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 
 from stack_builder.engine import images
+from stack_builder import platforms
+from stack_builder.engine import client as engine_client
 from stack_builder.engine.client import Engine
 from stack_builder.errors import RegistryError
 from stack_builder.plan.plan import ParentRef, lookup_tags
@@ -47,7 +49,7 @@ class ParentLookup:
         self.registry_host = registry_host
         self.lookups = lookups  # None when no registry answers: then the local engine alone decides
         self.engine = engine  # None when no engine answers: then the registry alone decides
-        self.native = multiarch.native_platform()
+        self.native = engine_client.native_platform(engine) if engine is not None else platforms.host_platform()
         self.candidates = lookup_tags(spec.tag_prefix, tag)
 
     def __call__(self, parent: str, platform: str) -> ParentRef | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 from stack_builder import signals
@@ -114,8 +114,10 @@ def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Eng
                            credentials=credentials, wiki=pages, lookups=lookups,
                            reuse=options.reuse and options.push and lookups is not None, run_id=run_id,
                            timeouts=options.timeouts, signing=signing, allow_over_budget=options.allow_over_budget,
-                           progress=Progress(len(plan.images), options.observer), settings=config.settings)
+                           progress=Progress(len(plan.images), options.observer), settings=config.settings,
+                           native=engine_client.native_platform(engine))
         result = build_run.execute(ctx, report, workers=options.workers)
+        _name_engine(result, config.settings.engine.name)
         result.registry_stats = {**registry.stats, "push_retries": ctx.push_policy.retried}
         result.save(config.artifacts)
         if pages is not None:
@@ -125,6 +127,13 @@ def _build(config: Config, options: BuildOptions, run_id: str, engines: list[Eng
                     time.monotonic() - started, statuses.count(Status.BUILT), statuses.count(Status.REUSED),
                     len(result.failed()), config.artifacts / "build-report.json")
         return result
+
+
+def _name_engine(report: BuildReport, name: str) -> None:
+    """In a job of `build --engines` (``name`` set): which engine built (or failed) each platform."""
+    if name:
+        report.images = {image: replace(r, engines={p: name for p in [*r.platforms_built, *r.platforms_failed]})
+                         for image, r in report.images.items()}
 
 
 def _signing(config: Config) -> Signing | None:

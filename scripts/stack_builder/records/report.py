@@ -56,6 +56,7 @@ class ImageResult:
     signed: list[str] = field(default_factory=list)  # every digest of the image signed (or found signed) by cosign
     platforms_disagreeing: list[str] = field(default_factory=list)  # model platforms left out: outputs disagree
     allowed_over_budget: bool = False  # over its budget, pushed anyway with --allow-over-budget
+    engines: dict[str, str] = field(default_factory=dict)  # platform -> the engine (its name) that built it
 
     @property
     def ok(self) -> bool:
@@ -188,6 +189,7 @@ def _merged_image(results: list[dict[str, Any]]) -> dict[str, Any]:
     out["recipes_failed"] = {str(k): v for r in acted for k, v in (r.get("recipes_failed") or {}).items()}
     out["platforms_disagreeing"] = sorted({str(p) for r in acted for p in r.get("platforms_disagreeing") or []})
     out["content_tags"] = list(dict.fromkeys(str(t) for r in acted for t in r.get("content_tags") or []))
+    out["engines"] = {str(k): str(v) for r in acted for k, v in (r.get("engines") or {}).items()}
     out["allowed_over_budget"] = any(bool(r.get("allowed_over_budget")) for r in acted)
     counts = [dict(r.get("tests") or {}) for r in acted]
     out["tests"] = {**counts[0], **{key: sum(int(c.get(key, 0)) for c in counts)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform as host_platform
 from dataclasses import dataclass
 
 from stack_builder.errors import RegistryError
@@ -16,13 +15,6 @@ from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, INDEX_TYPES, OCI_INDEX
 
 LOGGER = logging.getLogger(__name__)
-
-MACHINE_TO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-
-
-def native_platform() -> str:
-    return f"linux/{MACHINE_TO_ARCH.get(host_platform.machine(), host_platform.machine())}"
-
 
 def platform_tag(tag: str, platform: str) -> str:
     return f"{tag}-{platform.replace('/', '-')}"
