@@ -283,7 +283,7 @@ ensure_cosign() {
 
 setup_all() {
   command -v apt-get >/dev/null || die "this set-up is for Debian (apt-get not found)"
-  ensure_packages git curl ca-certificates python3-venv mmdebstrap busybox-static
+  ensure_packages git curl ca-certificates python3-venv mmdebstrap arch-test busybox-static
   ensure_python_env
   ensure_qemu
   ensure_engine

@@ -3,6 +3,11 @@ bridge and socket, reached over TCP with TLS on loopback, with certificates the 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +18,7 @@ import pytest
 
 from second_engine import SecondEngine, running_engine
 from stack_builder.registry.client import RegistryClient
-from stacks import MakeStack, Stack, publish_test_base_index, two_platform_stack
+from stacks import DODO, MakeStack, Stack, publish_test_base_index, two_platform_stack
 
 pytestmark = pytest.mark.integration
 
@@ -75,6 +80,11 @@ def test_each_platform_on_its_engine_and_the_index_assembled(make_stack: MakeSta
     assert report["engines"]["b"] == {"endpoint": engine_b.tcp_url, "platforms": ["linux/arm64"],
                                       "native": "linux/amd64", "lost": None}
     assert "engines" in result.stdout and "linux/arm64 on b" in result.stdout
+    # The manifest pages, made after the merge, say which engine built each platform.
+    assert report["pages"] is True
+    pages = [page.read_text() for page in (stack.root / "wiki").rglob("*.md")]
+    row = re.compile(r"^\| Engines \| linux/amd64 on ` ?a ?`, linux/arm64 on ` ?b ?` \|$", re.M)
+    assert sum(bool(row.search(page)) for page in pages) == 2, [p[:300] for p in pages]  # root's and child's
     tls_key = (engine_b.tls.client / "key.pem").read_text()
     assert tls_key.strip().splitlines()[1] not in (stack.root / "artifacts" / "build-report.json").read_text()
 
@@ -190,3 +200,55 @@ def publish_amd64_base(registry: str, test_base: str) -> str:
     for chunk in client.api.push(target, tag="1", stream=True, decode=True):
         assert "error" not in chunk, chunk
     return f"{target}:1"
+
+
+def test_a_signal_stops_every_engine_and_removes_the_runs_containers_there(
+        make_stack: MakeStack, registry: str, engine: docker.DockerClient, engine_b: SecondEngine,
+        arm64_base: str) -> None:
+    stack = make_stack("signal", registry=registry)
+    two_platform_stack(stack, arm64_base, "farm-signal")
+    # The plan builds a platform after the native one (level 0: root amd64; level 1: root arm64 and child
+    # amd64; ...): tests of level 1 that wait keep a container running on each engine at once.
+    for image, platform in (("root", "linux/arm64"), ("child", "linux/amd64")):
+        stack.write(f"images/{image}/test/test_slow.py", f"""\
+            import os
+
+
+            def test_slow(container):
+                seconds = "300" if os.environ["STACK_PLATFORM"] == "{platform}" else "0"
+                code, _ = container.run(["sleep", seconds], timeout=400)
+                assert code == 0
+            """)
+    stack.commit("slow tests")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    env["STACK_REGISTRY"] = registry
+    proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(DODO), "-d", str(stack.root), "build", "--all",
+                             "--engines", str(engines_file(stack, split_engines(engine_b)))],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    remote, ours = engine_b.client(), f"{registry}/farm-signal/"
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline and not (run_containers(engine, ours) and run_containers(remote, ours)):
+        time.sleep(0.5)
+    if not (run_containers(engine, ours) and run_containers(remote, ours)):
+        proc.send_signal(signal.SIGTERM)
+        raise AssertionError("the tests never started on both engines:\n" + proc.communicate(timeout=180)[0][-3000:])
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 143 and "Traceback" not in output, output[-3000:]
+    assert run_containers(engine, ours) == [] and run_containers(remote, ours) == []  # removed on both engines
+    report = stack.report()
+    assert report["interrupted"] == "SIGTERM"
+    # The jobs' records are the run's report: level 1's (root arm64 on b, child amd64 on a) were stopped in
+    # their tests.
+    root, child = report["images"]["root"], report["images"]["child"]
+    assert root["status"] == "interrupted" and child["status"] == "interrupted", report["images"]
+    assert root["engines"]["linux/amd64"] == "a" and root["platforms_built"] == ["linux/amd64"]
+    assert RegistryClient(registry).get_manifest("farm-signal/root", "2024.1-main") is None
+
+
+def run_containers(client: docker.DockerClient, namespace: str) -> list[str]:
+    """The containers of stack-builder runs on the engine (the runs' label) of images of ``namespace``
+    (registry/path: this test's only)."""
+    ids = {image.id for image in client.images.list() if any(namespace in tag for tag in image.tags)}
+    return [c.name for c in client.containers.list(all=True, filters={"label": "io.stack-builder.run"})
+            if namespace in str(c.attrs["Config"]["Image"]) or c.attrs["Image"] in ids]

@@ -27,6 +27,7 @@ from stack_builder.farm import engines_file, jobs
 from stack_builder.farm.dispatch import Load
 from stack_builder.pipeline import planning
 from stack_builder.records.files import read_json, write_json
+from stack_builder.records.report import merge_reports, read_report
 
 LOGGER = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def build_on_engines(config: Config, options: FarmOptions) -> dict[str, Any]:
             if signals.stopping():
                 break
             _level(config, options, run, [jobs.Job(j["image"], j["platform"]) for j in level], folder, plan)
+        _gather(config, folder)  # the jobs' records as one report, whatever `merge` then makes of them
         merged = _merge(config, folder) if not signals.stopping() else 1
     report = read_json(config.artifacts / "build-report.json", what="the run's report", default={}) or {}
     report["engines"] = {e.name: {"endpoint": e.endpoint.url, "platforms": list(e.platforms),
@@ -76,6 +78,9 @@ def build_on_engines(config: Config, options: FarmOptions) -> dict[str, Any]:
     if signals.stopping():
         report["interrupted"] = signals.signal_name()
     write_json(config.artifacts / "build-report.json", report)
+    if merged == 0 and not signals.stopping():
+        report["pages"] = _pages(config, run, report, plan.get("commit_tag") or plan["tag"])
+        write_json(config.artifacts / "build-report.json", report)
     return report
 
 
@@ -174,13 +179,43 @@ def _parent_failed(job: jobs.Job, run: FarmRun, plan: dict[str, Any]) -> bool:
     return bool(parent) and jobs.Job(parent, job.platform) in run.failed
 
 
+def _pages(config: Config, run: FarmRun, report: dict[str, Any], tag: str) -> bool:
+    """Each published image's manifest page (inventoried on an engine whose own platform the image has, so
+    that nothing is emulated), then the wiki, as the CI's wiki job makes them; whether all were written."""
+    written = True
+    for name, result in (report.get("images") or {}).items():
+        if result.get("status") not in ("built", "reused"):
+            continue
+        platforms = list(result.get("platforms_built") or []) or list(config.spec.images[name].platforms)
+        engine = next((e for e in run.engines.engines if run.natives.get(e.name) in platforms
+                       and e.name not in run.load.lost), None)
+        if engine is None:
+            LOGGER.warning("no engine runs %s natively: its manifest page is left out", ", ".join(platforms))
+            written = False
+            continue
+        done = _command(config, ["manifest", f"--image={name}", f"--tag={tag}"], engine.endpoint.env())
+        written = written and done == 0
+    return _command(config, ["wiki"], {}) == 0 and written
+
+
+def _command(config: Config, args: Sequence[str], engine_env: dict[str, str]) -> int:
+    env = {k: v for k, v in config.settings.environment.items() if k not in endpoints.ENGINE_ENV}
+    env.update({**engine_env, REGISTRY_VAR: config.registry})
+    return subprocess.run([*jobs.command(), *args], cwd=config.stack_dir, env=env, stdin=subprocess.DEVNULL,
+                          check=False).returncode
+
+
+def _gather(config: Config, folder: Path) -> None:
+    """The jobs' reports as one ``artifacts/build-report.json`` (none yet: an empty one), replacing any of an
+    earlier run."""
+    found = [read_report(path, what="a job's build report", missing_ok=False)
+             for path in sorted(folder.rglob("build-report.json"))]
+    write_json(config.artifacts / "build-report.json", merge_reports(found) if found else {"images": {}})
+
+
 def _merge(config: Config, folder: Path) -> int:
     """`stack-builder merge` over the jobs' reports: the indexes, and one report for the run."""
-    env = {k: v for k, v in config.settings.environment.items() if k not in endpoints.ENGINE_ENV}
-    env[REGISTRY_VAR] = config.registry
-    done = subprocess.run([*jobs.command(), "merge", f"--reports={folder}"], cwd=config.stack_dir, env=env,
-                          stdin=subprocess.DEVNULL, check=False)
-    return done.returncode
+    return _command(config, ["merge", f"--reports={folder}"], {})
 
 
 def summary(report: dict[str, Any]) -> str:

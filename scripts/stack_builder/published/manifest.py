@@ -12,6 +12,7 @@ from stack_builder.plan.revision import read_revision
 from stack_builder.published.image import PublishedImage, find_published
 from stack_builder.records import manifests
 from stack_builder.records.files import utc_now
+from stack_builder.records.report import read_report
 from stack_builder.records.runs import RunKind
 from stack_builder.records.wiki import Wiki
 from stack_builder.version import BUILDER_LABEL
@@ -52,4 +53,14 @@ def _facts(config: Config, published: PublishedImage, found: images.LocalImage |
         digest=published.digest, commit=commit, branch=revision.branch if commit == revision.commit else "",
         commit_url=f"{source}/commit/{commit}" if source and commit != "unknown" else None,
         parent=labels.get("org.opencontainers.image.base.name"),
-        platforms=config.spec.images[published.name].platforms, builder=labels.get(BUILDER_LABEL, ""))
+        platforms=config.spec.images[published.name].platforms, builder=labels.get(BUILDER_LABEL, ""),
+        engines=_engines(config, published))
+
+
+def _engines(config: Config, published: PublishedImage) -> dict[str, str]:
+    """Which engine built each platform, as the run's report says, when that run published this digest."""
+    report = read_report(config.artifacts / "build-report.json", what="the run's report", default={}) or {}
+    result = (report.get("images") or {}).get(published.name) or {}
+    if result.get("digest") != published.digest:
+        return {}
+    return {str(p): str(e) for p, e in (result.get("engines") or {}).items()}

@@ -43,6 +43,7 @@ class BuildFacts:
     recipe: str | None = None  # which of several recipes built it
     recipes_failed: Mapping[str, str] | None = None  # the recipes tried before, and why they failed
     builder: str = ""  # the version of stack-builder that built it ("" when unknown)
+    engines: Mapping[str, str] | None = None  # platform -> the engine (its name) that built it, `build --engines`
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def build_record(facts: BuildFacts, image: ImageFacts, inventory: Inventory, com
         "tags": list(facts.tags), "tests": dict(facts.tests) if facts.tests else None,
         "model": dict(facts.model) if facts.model else None, "dockerfile": facts.dockerfile,
         "recipe": facts.recipe, "recipes_failed": dict(facts.recipes_failed or {}), "builder": facts.builder,
-        "architecture": image.platform.partition("/")[2],
+        "engines": dict(facts.engines or {}), "architecture": image.platform.partition("/")[2],
         "layers": [{"id": layer.get("Id"), "created": layer.get("Created"), "created_by": layer.get("CreatedBy", ""),
                     "size": layer.get("Size", 0), "tags": layer.get("Tags") or []} for layer in image.history],
         "packages": {manager: dict(found) for manager, found in inventory.packages.items()},
@@ -199,6 +200,9 @@ def _build_section(record: Mapping[str, Any], parent_page: str | None) -> list[s
              f"| Platforms | {_cell(', '.join(record.get('platforms') or []))} |"]
     if record.get("builder"):
         lines.append(f"| Built by | stack-builder {_cell(record['builder'])} |")
+    if record.get("engines"):
+        lines.append("| Engines | " + ", ".join(f"{_cell(platform)} on {_code(engine)}" for platform, engine in
+                                                 sorted(record["engines"].items())) + " |")
     if record.get("tags"):
         lines.append(f"| Tags | {', '.join(_code(t) for t in record['tags'])} |")
     if record.get("recipe"):
