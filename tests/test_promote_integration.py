@@ -6,7 +6,10 @@ through the same gate-record code a GPU host's `stack-builder test_gpu` uses, in
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -16,7 +19,7 @@ from stack_builder.release import promote
 from stack_builder.errors import StackError
 from stack_builder.registry.client import RegistryClient
 from stack_builder.spec.stack_spec import load_spec
-from stacks import MakeStack, Stack, push_two_platform_index, registry_digest
+from stacks import STACK_BUILDER, MakeStack, Stack, push_two_platform_index, registry_digest
 
 pytestmark = pytest.mark.integration
 
@@ -108,6 +111,27 @@ def test_gate_refusal_moves_nothing(built: Stack, registry: str) -> None:
     assert "gpu: no GPU test record for sha256:" in output and "stack-builder test_gpu --tag 2024.1-main" in output
     assert digests(registry, built, "2024.1-stable") == {"base": None, "gpu": None, "scorer": None}
     assert json.loads((built.root / "artifacts" / "promotion.json").read_text())["outcome"] == "refused"
+
+
+def test_the_command_promotes_as_doit_does_without_loading_doit(built: Stack, registry: str) -> None:
+    env = {**{k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"}, "STACK_REGISTRY": registry}
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-X", "importtime", str(STACK_BUILDER), "tag", "--tag", "2024.1-main",
+                               *args], cwd=built.root, env=env, capture_output=True, text=True, check=False)
+
+    refused = command()
+    assert refused.returncode == 1
+    assert "TaskFailed - taskid:tag\nerror: promotion refused; no tag was moved" in refused.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in refused.stderr.splitlines() if line.startswith("import time:")}
+    assert "stack_builder.release.promote" in imported and "doit" not in imported
+    record_gpu_pass(registry, built)
+    moved = command()
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "quarter stable: 3 tags moved, 0 already in place" in moved.stdout
+    assert digests(registry, built, "2024.1-stable") == digests(registry, built, "2024.1-main")
+    assert [m["state"] for m in json.loads((built.root / "artifacts" / "promotion.json").read_text())["moves"]] == \
+        ["moved"] * 3
 
 
 def test_failed_gpu_tests_block_promotion(built: Stack, registry: str) -> None:

@@ -4,10 +4,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from doit.exceptions import TaskFailed
-
 from stack_builder.apps import live
-from stack_builder.apps.runtime import run_task
+from stack_builder.apps.runtime import Failed, run_task
 from stack_builder.config import Config, make_config
 from stack_builder.errors import StackError
 from stack_builder.pipeline.planning import SelectionOptions
@@ -21,7 +19,7 @@ from stack_builder.spec.stack_spec import check_timeouts
 def main(base_ref: str, all_images: bool, image: list[str], workers: int, registry: str, no_push: bool,
          no_reuse: bool, test_timeout: int, model_timeout: int, info_timeout: int,
          platform: str, refresh_base: bool = False, allow_over_budget: bool = False,
-         engines: str = "") -> bool | TaskFailed:
+         engines: str = "") -> bool | Failed:
     def work() -> bool:
         config = make_config(registry=registry)
         if engines:

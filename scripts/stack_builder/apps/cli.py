@@ -1,58 +1,18 @@
 """The ``stack-builder`` command: doit with our tasks, on the stack in the current folder or ``-d DIR``.
 
 It never imports a ``dodo.py``: the tasks come from this package, so it also runs in a stack
-that has a ``dodo.py`` (and a ``scripts`` package) of its own.
+that has a ``dodo.py`` (and a ``scripts`` package) of its own. A command that doit would only parse and call
+(``direct``) runs without loading doit at all.
 """
 from __future__ import annotations
 
-import inspect
 import os
 import sys
-from typing import Any
 
-import doit
-from doit.cmd_base import NamespaceTaskLoader
-from doit.doit_cmd import DoitMain
-from doit.exceptions import InvalidCommand
-
-from stack_builder.apps import doit_tasks
+from stack_builder.apps.params import STACK_DIR_OPTION
 from stack_builder.defaults import FD_VAR, SECRET_VARS
 
-STACK_DIR_OPTION = {
-    "section": "task loader",
-    "name": "cwdPath",
-    "short": "d",
-    "long": "dir",
-    "type": str,
-    "default": None,
-    "help": "the stack folder (default: the current folder)",
-}
-
-
-class StackTaskLoader(NamespaceTaskLoader):  # type: ignore[misc]  # doit has no type hints
-    """doit's loader over our task creators, after moving into the stack folder."""
-
-    cmd_options = (STACK_DIR_OPTION,)
-
-    def setup(self, opt_values: dict[str, Any]) -> None:
-        folder = opt_values.get("cwdPath")
-        if folder:
-            if not os.path.isdir(folder):
-                raise InvalidCommand(f"-d {folder}: no such folder (give the stack folder, the one with spec.yml)")
-            os.chdir(folder)
-        self.namespace = dict(inspect.getmembers(doit_tasks))
-
-
-class StackBuilderMain(DoitMain):  # type: ignore[misc]  # doit has no type hints
-    BIN_NAME = "stack-builder"
-
-    @staticmethod
-    def print_version() -> None:
-        """``stack-builder --version``: this tool's version, then that of the doit it runs on."""
-        from stack_builder.version import doit_version, version
-
-        print(f"stack-builder {version()}")
-        print(f"doit {doit_version()} (lib @ {os.path.dirname(os.path.abspath(doit.__file__))})")
+__all__ = ["STACK_DIR_OPTION", "keep_secrets_home", "main"]
 
 
 def keep_secrets_home() -> None:
@@ -91,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         if credentials.must_hand_over(os.environ) and argv is None:
             credentials.hand_over(args, os.environ)  # never returns: the same command, without them in its environment
         credentials.receive(os.environ)
+    from stack_builder.apps import direct
+
+    code = direct.run(args)
+    if code is not None:
+        return code
+    from stack_builder.apps.doit_main import StackBuilderMain, StackTaskLoader
+
     return int(StackBuilderMain(StackTaskLoader()).run(args))
 
 

@@ -31,9 +31,15 @@ DOIT_CONFIG = {
 
 
 def _action(app: str) -> Callable[..., Any]:
-    """A doit action that runs ``stack_builder.apps.<app>.main`` with the task's parameters."""
+    """A doit action that runs ``stack_builder.apps.<app>.main`` with the task's parameters (its ``Failed`` as doit's
+    own failure)."""
     def action(**options: Any) -> Any:
-        return importlib.import_module(f"stack_builder.apps.{app}").main(**options)
+        from doit.exceptions import TaskFailed
+
+        from stack_builder.apps.runtime import Failed
+
+        result = importlib.import_module(f"stack_builder.apps.{app}").main(**options)
+        return TaskFailed(result.message) if isinstance(result, Failed) else result
 
     action.__name__ = app
     return action

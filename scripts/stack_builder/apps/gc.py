@@ -7,9 +7,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from doit.exceptions import TaskFailed
-
-from stack_builder.apps.runtime import run_task
+from stack_builder.apps.runtime import Failed, run_task
 from stack_builder.config import Config, make_config
 from stack_builder.errors import StackError, shown
 from stack_builder.records.files import read_json, utc_now, write_json
@@ -24,7 +22,7 @@ COMMIT_RE = re.compile(r"[0-9a-f]{12,40}")
 
 
 def main(dry_run: bool, keep: list[str], keep_commit: list[str], plan: str, builds: int, days: int,
-         registry_gc: str, registry: str) -> bool | TaskFailed:
+         registry_gc: str, registry: str) -> bool | Failed:
     def work() -> bool:
         config = make_config(registry=registry)
         client = config.registry_client()

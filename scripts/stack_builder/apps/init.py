@@ -8,9 +8,7 @@ import re
 from datetime import date
 from pathlib import Path
 
-from doit.exceptions import TaskFailed
-
-from stack_builder.apps.runtime import run_task
+from stack_builder.apps.runtime import Failed, run_task
 from stack_builder.errors import StackError
 from stack_builder.starter.scaffold import StarterFile, StarterOptions, problems, starter_files
 from stack_builder.version import version
@@ -20,7 +18,7 @@ DEFAULT_OWNER = "my-org"
 _GITHUB_REMOTE = re.compile(r"github\.com[:/]([A-Za-z0-9][A-Za-z0-9-]*)/")
 
 
-def main(name: str, owner: str, model: bool, force: bool) -> bool | TaskFailed:
+def main(name: str, owner: str, model: bool, force: bool) -> bool | Failed:
     def work() -> bool:
         folder = Path.cwd()
         options = StarterOptions(name=name, owner=owner or _owner_from_remote(folder), model=model,

@@ -5,10 +5,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from doit.exceptions import TaskFailed
 from tabulate import tabulate
 
-from stack_builder.apps.runtime import run_task
+from stack_builder.apps.runtime import Failed, run_task
 from stack_builder.config import make_config
 from stack_builder.pipeline.merge import Merged, merge, planned_images
 from stack_builder.plan.revision import read_revision
@@ -19,7 +18,7 @@ from stack_builder.registry.signing import Signing
 LOGGER = logging.getLogger(__name__)
 
 
-def main(image: list[str], registry: str, reports: str) -> bool | TaskFailed:
+def main(image: list[str], registry: str, reports: str) -> bool | Failed:
     def work() -> bool:
         config = make_config(registry=registry)
         if reports:

@@ -11,6 +11,16 @@ def _param(name: str, long: str, default: Any, help: str, type: Any = str) -> di
     return {"name": name, "long": long, "default": default, "type": type, "help": help}
 
 
+STACK_DIR_OPTION: dict[str, Any] = {  # before the command: -d DIR
+    "section": "task loader",
+    "name": "cwdPath",
+    "short": "d",
+    "long": "dir",
+    "type": str,
+    "default": None,
+    "help": "the stack folder (default: the current folder)",
+}
+
 SELECTION = [
     _param("base_ref", "base-ref", "", "compare with this git ref instead of the default base (CI: the push's "
            "previous commit or the PR base; locally: the merge-base with main), plus uncommitted changes"),

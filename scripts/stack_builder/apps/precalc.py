@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import json
 
-from doit.exceptions import TaskFailed
-
-from stack_builder.apps.runtime import run_task
+from stack_builder.apps.runtime import Failed, run_task
 from stack_builder.config import make_config
 from stack_builder.errors import StackError
 from stack_builder.precalc import run as precalculation
@@ -13,7 +11,7 @@ from stack_builder.precalc import run as precalculation
 
 def main(image: str, library: str, tag: str, key: str, shards: int, shard_size: int, workers: int, sample: int,
          only_shard: int, lookup: list[str], export: str, load: str, store: str, matrix: bool,
-         registry: str) -> bool | TaskFailed:
+         registry: str) -> bool | Failed:
     def work() -> bool:
         if lookup:
             print("\n".join(precalculation.lookup(make_config(uses_registry=False), image, list(lookup), store)))

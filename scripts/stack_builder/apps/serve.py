@@ -1,15 +1,13 @@
 """`serve`: the HTTP lookup API over the prediction store, read-only (serving/)."""
 from __future__ import annotations
 
-from doit.exceptions import TaskFailed
-
-from stack_builder.apps.runtime import run_task
+from stack_builder.apps.runtime import Failed, run_task
 from stack_builder.config import make_config
 from stack_builder.errors import StackError
 
 
 def main(store: str, host: str, port: int, max_keys: int, max_body: int, default_tag: str, tag_ttl: int,
-         models_ttl: int, registry: str) -> bool | TaskFailed:
+         models_ttl: int, registry: str) -> bool | Failed:
     def work() -> bool:
         # Imported here: starlette and uvicorn load only when the server starts.
         from stack_builder.serving.questions import Limits

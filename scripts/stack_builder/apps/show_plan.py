@@ -4,9 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from doit.exceptions import TaskFailed
-
-from stack_builder.apps.runtime import run_task
+from stack_builder.apps.runtime import Failed, run_task
 from stack_builder.config import make_config
 from stack_builder.errors import StackError
 from stack_builder.pipeline import planning
@@ -16,7 +14,7 @@ MAX_LEVELS = 5  # level jobs in .github/workflows/main.yml
 
 
 def main(base_ref: str, all_images: bool, image: list[str], registry: str, platform: str,
-         refresh_base: bool = False) -> bool | TaskFailed:
+         refresh_base: bool = False) -> bool | Failed:
     def work() -> bool:
         config = make_config(registry=registry)
         result = planning.plan_only(config, planning.SelectionOptions(

@@ -1,15 +1,13 @@
 """`tree`: the stack as a tree, marking what would be built and why (changes, and what the registry lacks)."""
 from __future__ import annotations
 
-from doit.exceptions import TaskFailed
-
-from stack_builder.apps.runtime import run_task
+from stack_builder.apps.runtime import Failed, run_task
 from stack_builder.config import make_config
 from stack_builder.pipeline import planning
 
 
 def main(base_ref: str, all_images: bool, image: list[str], registry: str,
-         refresh_base: bool = False) -> bool | TaskFailed:
+         refresh_base: bool = False) -> bool | Failed:
     def work() -> bool:
         config = make_config(registry=registry)
         selected = planning.select(config, planning.SelectionOptions(base_ref=base_ref, all_images=all_images,

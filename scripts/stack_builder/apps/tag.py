@@ -2,16 +2,14 @@
 or none."""
 from __future__ import annotations
 
-from doit.exceptions import TaskFailed
-
-from stack_builder.apps.runtime import run_task
+from stack_builder.apps.runtime import Failed, run_task
 from stack_builder.config import make_config
 from stack_builder.release import promote
 from stack_builder.release.promotion_run import PromoteOptions, check_options, promote_stack
 
 
 def main(tag: str, global_stable: bool, dry_run: bool, skip_gpu_test: bool, allow_platform_drop: bool,
-         rollback: bool, registry: str) -> bool | TaskFailed:
+         rollback: bool, registry: str) -> bool | Failed:
     def work() -> bool:
         config = make_config(uses_registry=False)
         options = PromoteOptions(tag=tag, global_stable=global_stable, dry_run=dry_run, skip_gpu_test=skip_gpu_test,

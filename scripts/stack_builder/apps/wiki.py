@@ -2,15 +2,13 @@
 when there is one), fold old pages over the cap, and check every link."""
 from __future__ import annotations
 
-from doit.exceptions import TaskFailed
-
-from stack_builder.apps.runtime import run_task
+from stack_builder.apps.runtime import Failed, run_task
 from stack_builder.config import make_config
 from stack_builder.records.report import read_report
 from stack_builder.records.wiki import Wiki, rerender
 
 
-def main() -> bool | TaskFailed:
+def main() -> bool | Failed:
     def work() -> bool:
         config = make_config(uses_registry=False)
         report = read_report(config.artifacts / "build-report.json", what="the run's build report", default=None)

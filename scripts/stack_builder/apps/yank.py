@@ -1,14 +1,12 @@
 """`yank`: revoke a published digest: record why, remove the tags on it, mark the wiki."""
 from __future__ import annotations
 
-from doit.exceptions import TaskFailed
-
-from stack_builder.apps.runtime import run_task
+from stack_builder.apps.runtime import Failed, run_task
 from stack_builder.config import make_config
 from stack_builder.release.yank import yank
 
 
-def main(image: str, digest: str, reason: str, dry_run: bool, registry: str) -> bool | TaskFailed:
+def main(image: str, digest: str, reason: str, dry_run: bool, registry: str) -> bool | Failed:
     def work() -> bool:
         plan = yank(make_config(registry=registry), image, digest, reason, dry_run=dry_run)
         print("\n".join(plan.lines()))
