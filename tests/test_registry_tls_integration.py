@@ -1,4 +1,5 @@
-"""Registry TLS as dockerd does it, on real registries: HTTPS first, plain HTTP for a loopback one without TLS.
+"""Registry TLS as dockerd does it, on real registries: HTTPS first, plain HTTP for a loopback one without TLS (found
+with a bare handshake before the first request).
 
 Each way of getting it wrong has its own message: nothing listening, a certificate nobody trusts,
 wrong or missing credentials, and plain HTTP forced on a registry that speaks TLS.
@@ -13,6 +14,7 @@ import pytest
 
 from authregistry import basic_tls_registry
 from stack_builder.errors import RegistryError
+from stack_builder.registry import tls_probe
 from stack_builder.registry import transport as registry_transport
 from stack_builder.registry.client import RegistryClient
 from stack_builder.registry.credentials import Credentials
@@ -67,6 +69,20 @@ def test_a_plain_http_loopback_registry_is_spoken_to_in_http(registry: str) -> N
     client = RegistryClient(registry, retries=0)
     client.ping()
     assert client.base == f"http://{registry}"
+    # A bare TLS handshake found that out: not one request went over HTTPS first.
+    assert client.stats["requests"] == 1
+
+
+def test_the_tls_probe_says_plain_http_only_when_a_server_answers_so(registry: str,
+                                                                     tls_registry: tuple[str, Path]) -> None:
+    assert tls_probe.speaks_plain_http(registry, 5)
+    assert not tls_probe.speaks_plain_http(tls_registry[0], 5)
+    port = free_port()
+    try:
+        assert not tls_probe.speaks_plain_http(f"127.0.0.1:{port}", 5)  # nothing listening: the request will say so
+    finally:
+        release_port(port)
+    assert not tls_probe.speaks_plain_http("127.0.0.1:notaport", 5)
 
 
 def test_an_untrusted_certificate_says_so(tls_registry: tuple[str, Path]) -> None:

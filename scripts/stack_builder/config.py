@@ -69,7 +69,8 @@ def make_config(*, registry: str = "", uses_registry: bool = True) -> Config:
 
     folder = Path.cwd().resolve()
     settings = Settings.from_env()
-    config = Config(stack_dir=folder, spec=load_spec(folder), registry="", settings=settings)
+    memo = settings.ci.cache_dir / "passed-specs" if settings.ci.cache_dir else None
+    config = Config(stack_dir=folder, spec=load_spec(folder, memo=memo), registry="", settings=settings)
     secrets.declare((var for image in config.spec.images.values() for var in image.secrets.values()),
                     settings.environment)
     # Names are checked values, never redacted (secrets.keep): an image called like a short password stays.

@@ -45,6 +45,7 @@ IMAGE_VAR, GPU_VAR = "STACK_IMAGE", "STACK_GPU"  # the image under test; STACK_G
 # precalc and serve: the prediction store's URL, when not on the command line (a CI secret: its password stays
 # off every command line)
 PRECALC_STORE_VAR = "STACK_PRECALC_STORE"
+CACHE_VAR = "STACK_CACHE_DIR"  # what one run remembers for the next; "off" for nothing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,6 +138,9 @@ class CiSettings:
     precalc_store: str = field(default="", repr=False)  # STACK_PRECALC_STORE: the prediction store's URL (a secret)
     artifacts_dir: str = ""  # STACK_ARTIFACTS_DIR: where a job of `build --engines` keeps its records
     wiki_dir: str = ""  # STACK_WIKI_DIR: the same for the wiki pages it writes
+    # STACK_CACHE_DIR (off: none), else $XDG_CACHE_HOME/stack-builder, else ~/.cache/stack-builder: what a run may
+    # remember for the next (specs that passed their shape check)
+    cache_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "CiSettings":
@@ -147,7 +151,7 @@ class CiSettings:
                    step_summary=env.get("GITHUB_STEP_SUMMARY", ""), actor=env.get("GITHUB_ACTOR", ""),
                    wiki_max_pages=int(cap) if cap.isdigit() else None,
                    precalc_store=env.get(PRECALC_STORE_VAR, ""), artifacts_dir=env.get(ARTIFACTS_VAR, ""),
-                   wiki_dir=env.get(WIKI_VAR, ""))
+                   wiki_dir=env.get(WIKI_VAR, ""), cache_dir=_cache_dir(env))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +170,15 @@ class Settings:
         env = _environment(env)
         return cls(registry=RegistrySettings.from_env(env), signing=SigningSettings.from_env(env),
                    engine=EngineSettings.from_env(env), ci=CiSettings.from_env(env), environment=env)
+
+
+def _cache_dir(env: Mapping[str, str]) -> Path | None:
+    named = env.get(CACHE_VAR, "")
+    if named:
+        return None if named == "off" else Path(named)
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]) / "stack-builder"
+    return Path(env["HOME"]) / ".cache" / "stack-builder" if env.get("HOME") else None
 
 
 def environment() -> Mapping[str, str]:

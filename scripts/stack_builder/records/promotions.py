@@ -1,9 +1,14 @@
 """Promotion history, kept in the registry: every move of a stable tag, so a rollback can undo the last one.
 
 Each repository holds one small OCI artifact per stable tag, tagged ``promotions.<target>`` (e.g.
-``promotions.stable``), whose payload lists the moves of that tag: which promotion (an id shared by
+``promotions.stable``), which lists the moves of that tag: which promotion (an id shared by
 every image moved together), the digest before and after, when and by whom. It lives beside the
 images, outside any runner, so a rollback works from any machine.
+
+The list is the manifest's own annotation (``HISTORY_ANNOTATION``), its config and layer the empty
+descriptor: adding a move is one manifest written, with no blob to upload. A history written by
+stack-builder 0.2 or earlier keeps the list in a layer blob: it is read as well, and written in the new
+form on its next move.
 """
 from __future__ import annotations
 
@@ -19,7 +24,9 @@ from stack_builder.registry.mediatypes import HISTORY_ARTIFACT, OCI_EMPTY, OCI_M
 LOGGER = logging.getLogger(__name__)
 
 PROMOTION, ROLLBACK = RunKind.PROMOTION, RunKind.ROLLBACK
-MAX_ENTRIES = 200
+MAX_ENTRIES = 200  # moves kept per tag: about 70 kB of manifest, far below what registries take (4 MiB)
+HISTORY_ANNOTATION = "io.stack-builder.promotions"
+EMPTY = b"{}"  # the OCI empty descriptor's content
 
 
 @dataclass(frozen=True)
@@ -45,26 +52,27 @@ def read(registry: RegistryClient, repository: str, target: str) -> list[Entry]:
     if manifest is None:
         return []
     try:
-        layer = json.loads(manifest.body)["layers"][0]["digest"]
-        items = json.loads(registry.get_blob(repository, str(layer)))["entries"]
+        parsed = json.loads(manifest.body)
+        inline = (parsed.get("annotations") or {}).get(HISTORY_ANNOTATION)
+        document = json.loads(inline) if inline is not None else \
+            json.loads(registry.get_blob(repository, str(parsed["layers"][0]["digest"])))  # 0.2's form
+        items = document["entries"]
         return [Entry(**{**{k: item[k] for k in Entry.__dataclass_fields__ if k in item},
                          "kind": RunKind(item["kind"])}) for item in items]
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise RegistryError(f"the promotion history {repository}:{history_tag(target)} is unreadable "
                             f"({type(exc).__name__}): fix or delete that tag") from None
 
 
 def append(registry: RegistryClient, repository: str, target: str, entry: Entry) -> None:
     entries = [*read(registry, repository, target), entry][-MAX_ENTRIES:]
-    payload = json.dumps({"target": target, "entries": [{**asdict(e), "kind": e.kind.value} for e in entries]},
-                         sort_keys=True).encode()
-    config = b"{}"
+    listed = json.dumps({"target": target, "entries": [{**asdict(e), "kind": e.kind.value} for e in entries]},
+                        sort_keys=True)
+    empty = {"mediaType": OCI_EMPTY, "digest": registry.upload_blob(repository, EMPTY), "size": len(EMPTY)}
     manifest = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": HISTORY_ARTIFACT,
-        "config": {"mediaType": OCI_EMPTY, "digest": registry.upload_blob(repository, config), "size": len(config)},
-        "layers": [{"mediaType": HISTORY_ARTIFACT, "digest": registry.upload_blob(repository, payload),
-                    "size": len(payload)}],
-        "annotations": {"org.opencontainers.image.created": entry.time},
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": HISTORY_ARTIFACT, "config": empty,
+        "layers": [empty],
+        "annotations": {"org.opencontainers.image.created": entry.time, HISTORY_ANNOTATION: listed},
     }
     registry.put_manifest(repository, history_tag(target), json.dumps(manifest).encode(), OCI_MANIFEST)
     LOGGER.info("%s:%s history: %s %s %s -> %s", repository, target, entry.kind, entry.id,

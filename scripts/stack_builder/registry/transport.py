@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -31,7 +32,7 @@ import requests
 
 from stack_builder.registry.credentials import Credentials
 from stack_builder.errors import RegistryError, Transient, shown
-from stack_builder.registry import deadline
+from stack_builder.registry import deadline, tls_probe
 from stack_builder.registry.auth import RegistryAuth, is_loopback
 from stack_builder.registry.mediatypes import ACCEPT
 from stack_builder.retry import RetryPolicy
@@ -43,8 +44,7 @@ TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 CERTS_D = Path("/etc/docker/certs.d")  # where dockerd looks for a registry's CA (ca.crt)
 POOL_SIZE = 32  # connections kept per host: lookups run concurrently
 UNTRUSTED = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "doesn't match", "does not match")
-PLAIN_HTTP = ("WRONG_VERSION_NUMBER", "wrong version number", "RECORD_LAYER_FAILURE", "record layer failure",
-              "UNKNOWN_PROTOCOL", "unknown protocol", "HTTP_REQUEST")  # what TLS to a plain-HTTP server says
+PROBE_TIMEOUT_S = 5.0  # the most the TLS probe of a loopback or insecure registry waits
 
 
 def _existing(ca: str) -> str:
@@ -92,6 +92,7 @@ class RegistryTransport:
         self.timeout = timeout or self.settings.timeout_s
         self.auth = RegistryAuth(host, credentials, insecure=self.insecure, fetch_token=self._token_request)
         self.stats = {"requests": 0, "retries": 0}
+        self._probed, self._probing = not self.may_fall_back, threading.Lock()  # (``_probe_scheme``)
 
     # -- transport -------------------------------------------------------------------------------
 
@@ -112,6 +113,8 @@ class RegistryTransport:
                  accept: tuple[int, ...] = ()) -> requests.Response:
         """One request under the retry policy: transient failures are retried, anything else raised at once
         (but the statuses in ``accept``, and 404 with ``accept_missing``, which are returned)."""
+        if not self._probed:
+            self._probe_scheme()
         scope = f"repository:{repository}:pull,push" if repository else ""
         sent_headers = {"Accept": ACCEPT, **(headers or {})}
         attempts = [0]
@@ -141,7 +144,7 @@ class RegistryTransport:
                 if self._fell_back(url, exc):
                     url = "http://" + url[len("https://"):]
                     continue
-                raise RegistryError(self._tls_failure(exc)) from None
+                raise RegistryError(_tls_failure(self.host, self.verify, self.settings.ca, exc)) from None
             except requests.exceptions.RequestException as exc:
                 raise Transient(f"{type(exc).__name__} on {method} {url}", RegistryError(
                     f"registry {self.host} is not running or not reachable: {type(exc).__name__} after {number} "
@@ -182,25 +185,22 @@ class RegistryTransport:
             f"registry {self.host} did not finish {method} {url} within {self.timeout:g} s (STACK_REGISTRY_TIMEOUT), "
             "on every attempt: it is too slow or stalled; raise the timeout or check it"))
 
+    def _probe_scheme(self) -> None:
+        """Before the first request to a loopback or insecure registry, unproxied: ``tls_probe`` (else HTTPS first)."""
+        with self._probing:
+            if not self._probed and self.base.startswith("https://") and not self.proxies_for(self.base) and \
+                    tls_probe.speaks_plain_http(self.host, min(self.timeout, PROBE_TIMEOUT_S)):
+                self.base = f"http://{self.host}"  # (the probe logs it)
+            self._probed = True
+
     def _fell_back(self, url: str, exc: requests.exceptions.SSLError) -> bool:
         """True when an insecure registry turned out not to speak TLS: from now on, plain HTTP (as dockerd)."""
-        if not self.may_fall_back or not url.startswith("https://") or not any(m in str(exc) for m in PLAIN_HTTP):
+        if not self.may_fall_back or not url.startswith("https://") or not tls_probe.answers_as_plain_http(exc):
             return False  # (an untrusted certificate, or a reset mid-handshake, is not "no TLS here")
         if self.base.startswith("https://"):
-            LOGGER.debug("registry %s does not speak TLS (%s): using plain HTTP, as dockerd does for a "
-                        "loopback or insecure registry", self.host, _reason(exc))
+            LOGGER.debug("registry %s does not speak TLS (%s): plain HTTP, as dockerd", self.host, _reason(exc))
             self.base = f"http://{self.host}"
         return True
-
-    def _tls_failure(self, exc: requests.exceptions.SSLError) -> str:
-        if _untrusted(exc):
-            where = f"STACK_REGISTRY_CA ({self.verify})" if self.settings.ca else (
-                f"{self.verify}" if isinstance(self.verify, str) else "the system's certificate store")
-            return (f"registry {self.host} speaks TLS, but its certificate is not trusted by {where} "
-                    f"({_reason(exc)}): set STACK_REGISTRY_CA to the certificate of the authority that signed it, "
-                    f"or put that certificate in {CERTS_D / self.host / 'ca.crt'} as dockerd expects")
-        return (f"TLS with registry {self.host} failed ({_reason(exc)}): if it speaks plain HTTP, set "
-                "STACK_REGISTRY_INSECURE=1 (loopback registries fall back to HTTP by themselves)")
 
     def _token_request(self, realm: str, query: dict[str, str], auth: tuple[str, str] | None) -> requests.Response:
         with deadline.within(self.timeout) as limit:
@@ -213,6 +213,17 @@ class RegistryTransport:
                     raise
         raise RegistryError(f"token service of {self.host} did not answer within {self.timeout:g} s "
                             "(STACK_REGISTRY_TIMEOUT)")
+
+
+def _tls_failure(host: str, verify: str | bool, named_ca: str, exc: requests.exceptions.SSLError) -> str:
+    if _untrusted(exc):
+        where = f"STACK_REGISTRY_CA ({verify})" if named_ca else (
+            f"{verify}" if isinstance(verify, str) else "the system's certificate store")
+        return (f"registry {host} speaks TLS, but its certificate is not trusted by {where} "
+                f"({_reason(exc)}): set STACK_REGISTRY_CA to the certificate of the authority that signed it, "
+                f"or put that certificate in {CERTS_D / host / 'ca.crt'} as dockerd expects")
+    return (f"TLS with registry {host} failed ({_reason(exc)}): if it speaks plain HTTP, set "
+            "STACK_REGISTRY_INSECURE=1 (loopback registries fall back to HTTP by themselves)")
 
 
 def _untrusted(exc: Exception) -> bool:

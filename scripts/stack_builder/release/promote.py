@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
-from tabulate import tabulate
-
 from stack_builder import signals
 from stack_builder.spec.references import PLATFORM_SUFFIX_RE
 from stack_builder.registry import multiarch
@@ -295,7 +293,16 @@ def _model_gate(registry: RegistryClient, move: Move, digest: str) -> str:
 def table(moves: list[Move]) -> str:
     rows = [[m.image, short(m.source_digest), m.target_tag, short(m.target_before),
              ", ".join(f"{k}: {v}" for k, v in m.gates.items()) or "none", m.state] for m in moves]
-    return tabulate(rows, headers=["image", "source digest", "target tag", "current target", "gates", "state"])
+    return columns([[str(cell) for cell in row] for row in rows],
+                   ["image", "source digest", "target tag", "current target", "gates", "state"])
+
+
+def columns(rows: list[list[str]], headers: list[str]) -> str:
+    """Text in columns under headers and a line of dashes, as tabulate's "simple" layout sets text: here without
+    loading tabulate, whose import reads every installed distribution's metadata (a tenth of a whole `tag`)."""
+    widths = [max([len(header) + 2, *(len(row[index]) for row in rows)]) for index, header in enumerate(headers)]
+    lines = [headers, ["-" * width for width in widths], *rows]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
 
 
 def short(digest: str | None) -> str:

@@ -29,8 +29,9 @@ def find_spec(stack_dir: Path) -> Path:
     )
 
 
-def load_spec(stack_dir: Path, *, check_files: bool = True) -> Spec:
-    """Find, parse and validate the stack's spec. Raises ``SpecError`` listing every problem."""
+def load_spec(stack_dir: Path, *, check_files: bool = True, memo: Path | None = None) -> Spec:
+    """Find, parse and validate the stack's spec. Raises ``SpecError`` listing every problem. ``memo``: where
+    passed shape checks are remembered (``shape.check_schema``)."""
     path = find_spec(stack_dir)
     size = path.stat().st_size
     if size > MAX_SPEC_BYTES:
@@ -39,10 +40,10 @@ def load_spec(stack_dir: Path, *, check_files: bool = True) -> Spec:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError([f"{path.name}: not UTF-8 text ({shown(str(exc))})"]) from None
-    return parse_spec(text, path=path, stack_dir=stack_dir, check_files=check_files)
+    return parse_spec(text, path=path, stack_dir=stack_dir, check_files=check_files, memo=memo)
 
 
-def parse_spec(text: str, *, path: Path, stack_dir: Path, check_files: bool = True) -> Spec:
+def parse_spec(text: str, *, path: Path, stack_dir: Path, check_files: bool = True, memo: Path | None = None) -> Spec:
     """Validate spec text. ``check_files`` also requires each image's Dockerfile to exist."""
     display = display_path(path, stack_dir)
     try:
@@ -61,7 +62,7 @@ def parse_spec(text: str, *, path: Path, stack_dir: Path, check_files: bool = Tr
         raise SpecError(problems.messages)
     if not check_version(data, problems):  # a newer format: its other keys would only be reported as unknown
         raise SpecError(problems.messages)
-    check_schema(data, problems)
+    check_schema(data, problems, memo=memo)
     if problems.messages:
         # Semantic checks assume the shapes the schema guarantees.
         raise SpecError(problems.messages)

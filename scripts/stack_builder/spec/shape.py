@@ -1,16 +1,29 @@
-"""The first check of a spec: its shape against ``spec.schema.json``, each violation said for a person."""
+"""The first check of a spec: its shape against ``spec.schema.json``, each violation said for a person.
+
+A spec that passed is remembered (``memo``: a folder of the user's cache), by the digest of the schema, of this
+module and of the spec's data as JSON: the same document passes again without loading jsonschema, a third of a
+registry-side command's start-up. Only a pass is remembered; data that JSON cannot say exactly (a date, a key that
+is not text, NaN) is always checked.
+"""
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
+import logging
 from functools import lru_cache
 from importlib import resources
-from typing import Any
-
-import jsonschema
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from stack_builder.errors import shown
 from stack_builder.spec.problems import Problems
+
+if TYPE_CHECKING:
+    import jsonschema
+
+LOGGER = logging.getLogger(__name__)
+MEMO_ENTRIES = 512  # specs remembered; past this, the older half is forgotten
 
 _TYPE_NAMES = {"string": "a string", "integer": "a whole number", "number": "a number", "boolean": "true or false",
                "object": "a mapping", "array": "a list", "null": "empty"}
@@ -23,7 +36,7 @@ def schema() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=1)
-def _validator() -> jsonschema.Draft202012Validator:
+def _validator() -> "jsonschema.Draft202012Validator":
     """The schema with each ``{"$ref": "#/$defs/..."}`` replaced by what it names: the same checks and errors,
     without a reference lookup per image (a third of the time on a stack of thousands). The definitions
     do not refer to themselves, so this ends."""
@@ -38,6 +51,8 @@ def _validator() -> jsonschema.Draft202012Validator:
         if isinstance(node, list):
             return [inlined(value) for value in node]
         return node
+
+    import jsonschema  # (only when a spec is checked: a remembered one never loads it)
 
     return jsonschema.Draft202012Validator(inlined(schema()))
 
@@ -82,13 +97,44 @@ def json_type(value: Any) -> str:
     return "empty" if value is None else type(value).__name__
 
 
-def check_schema(data: dict[str, Any], problems: Problems) -> None:
-    """Add a problem for every way ``data`` breaks the schema, in key-path order."""
-    for error in sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+def check_schema(data: dict[str, Any], problems: Problems, *, memo: Path | None = None) -> None:
+    """Add a problem for every way ``data`` breaks the schema, in key-path order (nothing, at once, for data
+    that ``memo`` remembers passing)."""
+    key = _memo_key(data) if memo is not None else None
+    if memo is not None and key is not None and (memo / key).is_file():
+        return
+    errors = sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    for error in errors:
         _explain(error, problems)
+    if memo is not None and key is not None and not errors:
+        _remember(memo, key)
 
 
-def _explain(error: jsonschema.ValidationError, problems: Problems) -> None:
+def _memo_key(data: dict[str, Any]) -> str | None:
+    """The digest that names ``data``'s pass, or None when JSON cannot say the data exactly."""
+    try:
+        text = json.dumps(data, sort_keys=True, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return None
+    digest = hashlib.sha256(resources.files(__package__).joinpath("spec.schema.json").read_bytes())
+    digest.update(Path(__file__).read_bytes())
+    digest.update(text.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _remember(memo: Path, key: str) -> None:
+    """Note the pass; a cache that cannot be written (read-only, full) only costs the next check its time."""
+    try:
+        memo.mkdir(parents=True, exist_ok=True)
+        (memo / key).touch()
+        entries = sorted(memo.iterdir(), key=lambda p: p.stat().st_mtime)
+        for old in entries[:len(entries) - MEMO_ENTRIES // 2] if len(entries) > MEMO_ENTRIES else []:
+            old.unlink(missing_ok=True)
+    except OSError as exc:
+        LOGGER.debug("spec checks are not remembered in %s: %s", memo, exc)
+
+
+def _explain(error: "jsonschema.ValidationError", problems: Problems) -> None:
     where = tuple(error.absolute_path)
     kind = error.validator
     if kind == "additionalProperties" and isinstance(error.instance, dict):
