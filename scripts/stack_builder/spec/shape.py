@@ -116,6 +116,8 @@ def _memo_key(data: dict[str, Any]) -> str | None:
         text = json.dumps(data, sort_keys=True, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError):
         return None
+    if json.loads(text) != data:  # a key that is not text (1: and "1": read alike), a tuple
+        return None
     digest = hashlib.sha256(resources.files(__package__).joinpath("spec.schema.json").read_bytes())
     digest.update(Path(__file__).read_bytes())
     digest.update(text.encode("utf-8", "surrogatepass"))
