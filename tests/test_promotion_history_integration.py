@@ -49,6 +49,12 @@ def test_a_move_is_one_manifest_and_a_history_of_0_2_is_carried_on(registry: str
                                                              entry("b22", "sha256:" + "2" * 64, "sha256:" + "1" * 64)]
     assert [e.id for e in promotions.read(client, repository, "2024.1-stable")] == []
 
+    # On a history in the new form: the history read, the empty blob asked for, one manifest written; no upload.
+    before = dict(client.stats)
+    promotions.append(client, repository, "stable", entry("c333", "sha256:" + "3" * 64, "sha256:" + "2" * 64))
+    assert client.stats["requests"] - before["requests"] == 3
+    assert [e.id for e in promotions.read(client, repository, "stable")] == ["a1", "b22", "c333"]
+
 
 def test_an_unreadable_history_is_a_clear_error(registry: str) -> None:
     client = RegistryClient(registry)

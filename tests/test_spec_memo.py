@@ -72,3 +72,13 @@ def test_the_oldest_half_is_forgotten_past_the_limit(tmp_path: Path, monkeypatch
     parse(GOOD, tmp_path, memo)
     left = sorted(path.name for path in memo.iterdir())
     assert len(left) == 2 and "old3" in left and "old0" not in left
+
+
+def test_a_memo_others_could_write_is_not_believed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    memo = tmp_path / "memo"
+    assert parse(GOOD, tmp_path, memo) == ["base"]
+    assert memo.stat().st_mode & 0o777 == 0o700
+    memo.chmod(0o777)  # a shared folder: anyone could have planted the pass
+    no_validator(monkeypatch)
+    with pytest.raises(AssertionError, match="checked again"):
+        parse(GOOD, tmp_path, memo)

@@ -5,7 +5,8 @@ time. It says what doit says: ``.  tag`` first; on failure ``TaskFailed - taskid
 fault's traceback under ``TaskError - taskid:tag``, exit 2.
 
 Anything this parser does not take as a whole (``--help``, an unknown option, a value of the wrong type, a
-second task, ``name=value`` variables) goes to doit unchanged, for doit's own handling and messages.
+second task, a bare ``NAME=VALUE``, which doit reads as a variable even where an option's value stands, or a
+doit configuration that could set defaults) goes to doit unchanged, for doit's own handling and messages.
 ``doit tag`` through a ``dodo.py`` runs the same app through doit.
 """
 from __future__ import annotations
@@ -48,15 +49,16 @@ def run(args: list[str]) -> int | None:
     if result is True:
         return 0
     message = result.message if isinstance(result, Failed) else "see the messages above"
-    print(f"TaskFailed - taskid:{command}\n{message}", file=sys.stderr)
+    print(f"TaskFailed - taskid:{command}\n{message}\n", file=sys.stderr)
     return FAILED
 
 
 def parse(args: list[str]) -> tuple[str | None, str, dict[str, Any]]:
     """(the stack folder of ``-d``, or None; the command; its options, every default filled in)."""
     folder, rest = _folder(args)
-    if not rest or rest[0] not in COMMANDS:
-        raise NotDirect
+    if not rest or rest[0] not in COMMANDS or _doit_configured() or any(
+            "=" in arg and not arg.startswith("-") for arg in rest):
+        raise NotDirect  # (doit reads a bare NAME=VALUE as a variable, even where an option's value stands)
     command, given = rest[0], rest[1:]
     declared = {f"--{p['long']}": p for p in COMMANDS[command][1]}
     options = {str(p["name"]): list(p["default"]) if p["type"] is list else p["default"]
@@ -93,6 +95,16 @@ def _folder(args: list[str]) -> tuple[str | None, list[str]]:
     if not os.path.isdir(folder):
         raise NotDirect  # doit's loader says so
     return folder, rest
+
+
+def _doit_configured() -> bool:
+    """Whether doit's configuration here (``doit.cfg``, or ``[tool.doit]`` in ``pyproject.toml``, in the folder the
+    command starts in) could set a task's defaults: then doit reads it."""
+    try:
+        return os.path.exists("doit.cfg") or (
+            os.path.isfile("pyproject.toml") and "tool.doit" in open("pyproject.toml", encoding="utf-8").read())
+    except (OSError, UnicodeDecodeError):
+        return True
 
 
 def _store(options: dict[str, Any], declaration: dict[str, Any], value: str) -> None:

@@ -3,7 +3,7 @@
 A spec that passed is remembered (``memo``: a folder of the user's cache), by the digest of the schema, of this
 module and of the spec's data as JSON: the same document passes again without loading jsonschema, a third of a
 registry-side command's start-up. Only a pass is remembered; data that JSON cannot say exactly (a date, a key that
-is not text, NaN) is always checked.
+is not text, NaN) is always checked, and a memo folder that anyone but this user could write to is not believed.
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import difflib
 import hashlib
 import json
 import logging
+import os
+import stat
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -101,7 +103,7 @@ def check_schema(data: dict[str, Any], problems: Problems, *, memo: Path | None 
     """Add a problem for every way ``data`` breaks the schema, in key-path order (nothing, at once, for data
     that ``memo`` remembers passing)."""
     key = _memo_key(data) if memo is not None else None
-    if memo is not None and key is not None and (memo / key).is_file():
+    if memo is not None and key is not None and (memo / key).is_file() and _own(memo):
         return
     errors = sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     for error in errors:
@@ -118,16 +120,29 @@ def _memo_key(data: dict[str, Any]) -> str | None:
         return None
     if json.loads(text) != data:  # a key that is not text (1: and "1": read alike), a tuple
         return None
-    digest = hashlib.sha256(resources.files(__package__).joinpath("spec.schema.json").read_bytes())
-    digest.update(Path(__file__).read_bytes())
+    try:
+        digest = hashlib.sha256(resources.files(__package__).joinpath("spec.schema.json").read_bytes())
+        digest.update(Path(__file__).read_bytes())
+    except OSError:
+        return None
     digest.update(text.encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
+
+
+def _own(memo: Path) -> bool:
+    """Whether only this user can have written the memo: its folder is this user's, and nobody else may write to
+    it (a shared folder is never believed)."""
+    try:
+        folder = memo.stat()
+    except OSError:
+        return False
+    return folder.st_uid == os.getuid() and not folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _remember(memo: Path, key: str) -> None:
     """Note the pass; a cache that cannot be written (read-only, full) only costs the next check its time."""
     try:
-        memo.mkdir(parents=True, exist_ok=True)
+        memo.mkdir(mode=0o700, parents=True, exist_ok=True)
         (memo / key).touch()
         entries = sorted(memo.iterdir(), key=lambda p: p.stat().st_mtime)
         for old in entries[:len(entries) - MEMO_ENTRIES // 2] if len(entries) > MEMO_ENTRIES else []:
